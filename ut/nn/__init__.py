@@ -1,0 +1,1 @@
+"""Building blocks: attention, positions, layers, ACT, long-input attention, mixture of experts."""

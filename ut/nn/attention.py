@@ -1,0 +1,221 @@
+"""Multi-head attention: the project's ONE attention entry point (self- and cross-attention).
+
+Vaswani et al. 2017, "Attention Is All You Need", §3.2: A = softmax(Q K^T / sqrt(d_k)) V, with h heads, each with
+its own projections, concatenated and projected by W_o. All positions are computed at once as matrix products.
+
+Two paths give the same outputs (tested):
+- fast: ``torch.nn.functional.scaled_dot_product_attention`` (flash-style kernels on CPU and CUDA, O(L) memory);
+- manual: the readable softmax(QK^T/sqrt(d))V, which also returns the attention weights (for attention maps).
+
+Mask convention (the whole project, written down once): boolean, ``True`` = "may attend", broadcastable to
+``[B, H, Lq, Lk]`` -- the same convention as SDPA's boolean ``attn_mask``. Helpers below build key-padding and causal
+masks. A query row with no key it may attend to (e.g. an all-padding sequence) returns zeros instead of NaN.
+
+Incremental decoding: a :class:`KVCache` per attention *call site and executed step* (see :class:`DecodingCache`),
+so that weight-shared layers (Universal Transformer) cache each application separately.
+
+Shape legend: B batch, H heads, Lq / Lk query / key length, D model width, Dh = D / H head width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+# ----------------------------------------------------------------------------------------------------------------
+# masks (True = may attend)
+
+
+def key_padding_mask(token_mask: Tensor) -> Tensor:
+    """``Bool[B, Lk]`` (True on real tokens) -> attention mask ``Bool[B, 1, 1, Lk]``."""
+    return token_mask[:, None, None, :].bool()
+
+
+def causal_mask(q_len: int, k_len: int | None = None, device=None) -> Tensor:
+    """``Bool[Lq, Lk]``: query i (the i-th of the LAST Lq positions of Lk) may attend to keys j <= its position.
+
+    With a KV cache, the Lq new queries sit at absolute positions Lk-Lq .. Lk-1.
+    """
+    k_len = q_len if k_len is None else k_len
+    return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(diagonal=k_len - q_len)
+
+
+def combine_masks(*masks: Tensor | None) -> Tensor | None:
+    """Logical AND of the given (broadcastable) masks; None entries are ignored; None when all are None."""
+    out = None
+    for m in masks:
+        if m is None:
+            continue
+        out = m if out is None else out & m
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# caches
+
+
+class KVCache:
+    """Keys and values of one attention call site at one executed step, grown one chunk at a time.
+
+    ``static=True`` marks a cross-attention cache: keys/values are computed once from the encoder memory.
+    """
+
+    def __init__(self, static: bool = False):
+        self.static = static
+        self.k: Tensor | None = None  # (B, H, T, Dh)
+        self.v: Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=2)
+            self.v = torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+    def reorder_(self, index: Tensor) -> None:
+        """Select / reorder batch rows (beam search)."""
+        if self.k is not None:
+            self.k = self.k.index_select(0, index)
+            self.v = self.v.index_select(0, index)
+
+
+class DecodingCache:
+    """All per-site caches of one decoding run, keyed by (site, executed step).
+
+    Keys are anything hashable, e.g. ``("dec", layer_index, "self")`` for a Transformer or
+    ``("dec", step, "self")`` for a Universal Transformer (one shared layer, one cache per executed step: a cache
+    keyed by module would mix the steps). Values are any object with ``reorder_(index)`` (KVCache, the convolution
+    caches of the separable-conv transition, the long-attention caches).
+    """
+
+    def __init__(self):
+        self.sites: dict[Hashable, object] = {}
+
+    def get(self, key: Hashable, factory=KVCache):
+        if key not in self.sites:
+            self.sites[key] = factory()
+        return self.sites[key]
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self.sites
+
+    def reorder_(self, index: Tensor) -> None:
+        for site in self.sites.values():
+            site.reorder_(index)
+
+
+@dataclass
+class AttentionOutput:
+    out: Tensor  # (B, Lq, D)
+    weights: Tensor | None  # (B, H, Lq, Lk) when asked for, else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the module
+
+
+def manual_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float = 0.0, training: bool = False
+) -> tuple[Tensor, Tensor]:
+    """softmax(q k^T / sqrt(Dh)) v with a boolean mask; returns (out, weights). q,k,v: (B, H, L, Dh)."""
+    scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Lq, Lk)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    if mask is not None:  # rows with no allowed key: zeros instead of NaN
+        weights = weights.masked_fill(~mask.any(-1, keepdim=True), 0.0)
+    attn = F.dropout(weights, p=dropout_p, training=training) if dropout_p > 0 else weights
+    return torch.matmul(attn, v), weights
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head (self- or cross-) attention with an SDPA fast path and a manual path that returns weights.
+
+    Args:
+        d_model: model width D.
+        n_heads: number of heads H (D must divide by H).
+        dropout: dropout on the attention weights (Vaswani: 0.1 inside "residual dropout" only; t2t's
+            ``attention_dropout``). Default 0: on CPU, SDPA with dropout > 0 falls back to its quadratic-memory math
+            path (REFERENCE.md §4), so long-input models must keep it at 0.
+        bias: bias in the Q/K/V/O projections.
+        kv_dim: width of the key/value input when it differs from D (cross-attention over another width).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True, kv_dim: int | None = None):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
+        self.dropout = dropout
+        kv_dim = kv_dim or d_model
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(kv_dim, d_model, bias=bias)
+        self.v_proj = nn.Linear(kv_dim, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        return rearrange(x, "b l (h d) -> b h l d", h=self.n_heads)
+
+    def project_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of ``x`` (B, L, kv_dim) -> two (B, H, L, Dh)."""
+        return self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> AttentionOutput:
+        """Attend from ``x`` (B, Lq, D) to ``memory`` (cross-attention) or to ``x`` itself (self-attention).
+
+        Args:
+            mask: boolean, True = may attend, broadcastable to (B, H, Lq, Lk) where Lk counts cached keys too.
+            causal: add the causal constraint (query i sees keys up to its own position; with a cache the queries
+                are the last Lq positions).
+            cache: a KVCache to read and extend (self-attention) or to fill once and then read (static,
+                cross-attention).
+            need_weights: use the manual path and return the weights (B, H, Lq, Lk).
+        """
+        q = self.split_heads(self.q_proj(x))  # (B, H, Lq, Dh)
+        if cache is not None and cache.static and cache.k is not None:
+            k, v = cache.k, cache.v
+        else:
+            k, v = self.project_kv(x if memory is None else memory)  # (B, H, Lk, Dh)
+            if cache is not None:
+                k, v = cache.append(k, v)
+        lq, lk = q.shape[2], k.shape[2]
+        dropout_p = self.dropout if self.training else 0.0
+
+        if causal and mask is None and lq == lk and not need_weights:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+            weights = None
+        else:
+            if causal and lq > 1:
+                mask = combine_masks(mask, causal_mask(lq, lk, device=q.device))
+            if need_weights:
+                out, weights = manual_attention(q, k, v, mask, dropout_p, self.training)
+            else:
+                weights = None
+                row_ok = None
+                if mask is not None:
+                    row_ok = mask.any(-1, keepdim=True)  # queries with at least one allowed key
+                    mask = mask | ~row_ok  # SDPA would give NaN on empty rows; zero them below instead
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+                if row_ok is not None:
+                    out = out * row_ok.to(out.dtype)
+        out = self.out_proj(rearrange(out, "b h l d -> b l (h d)"))
+        return AttentionOutput(out, weights)

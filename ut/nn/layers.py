@@ -1,0 +1,273 @@
+"""Encoder and decoder layers, position-wise feed-forward and separable-convolution transitions.
+
+Vaswani et al. 2017, §3.1: each sub-layer (self-attention, encoder-decoder attention, feed-forward) is wrapped in a
+residual connection and layer normalisation. Two placements are offered (:class:`Residual`):
+
+- ``post`` (the paper's, and the Universal Transformer paper's equations): ``LN(x + Dropout(f(x)))``;
+- ``pre`` (tensor2tensor's default, more stable for deep or recurrent stacks): ``x + Dropout(f(LN(x)))``, with a
+  final LayerNorm after the stack, applied by the model.
+
+Transitions (the position-wise part of a layer):
+
+- :class:`FeedForward`: ``W2 relu(W1 x)`` (Vaswani §3.3; the UT's "fc" transition).
+- :class:`SeparableConvTransition`: the UT's separable-convolution transition (Dehghani et al. 2019, §2.1;
+  t2t ``sepconv_relu_sepconv``): depthwise-separable conv (kernel 3) -> ReLU -> depthwise-separable conv
+  (kernel 5). ``causal=True`` pads on the left only (t2t ``padding="LEFT"``), for the decoder; padding positions
+  are zeroed before each convolution so that they cannot leak into real tokens.
+
+Every transition has the signature ``forward(x, token_mask=None, cache=None) -> Tensor | (Tensor, aux_loss)``;
+the mixture-of-experts transition returns an auxiliary load-balancing loss, which the layer passes up.
+
+Shape legend: B batch, L length, D width, F inner (ffn) width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ut.nn.attention import DecodingCache, KVCache, MultiHeadAttention, key_padding_mask
+
+NormPlacement = Literal["pre", "post"]
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward: Linear(D, F) -> activation -> dropout -> Linear(F, D)."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
+        super().__init__()
+        self.w1, self.w2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+        self.activation = {"relu": F.relu, "gelu": F.gelu}[activation]
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, token_mask: Tensor | None = None, cache=None) -> Tensor:
+        h = self.activation(self.w1(x))
+        if self.dropout > 0:
+            h = F.dropout(h, self.dropout, self.training)
+        return self.w2(h)
+
+
+class ConvCache:
+    """The last ``kernel - 1`` inputs of each causal convolution of a layer, for incremental decoding."""
+
+    def __init__(self):
+        self.history: dict[str, Tensor] = {}
+
+    def reorder_(self, index: Tensor) -> None:
+        self.history = {k: v.index_select(0, index) for k, v in self.history.items()}
+
+
+class SeparableConv1d(nn.Module):
+    """Depthwise (per-channel, kernel k) then pointwise (1x1) convolution over the length axis of (B, L, C)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, causal: bool):
+        super().__init__()
+        self.kernel, self.causal = kernel, causal
+        self.depthwise = nn.Conv1d(in_ch, in_ch, kernel, groups=in_ch, bias=False)
+        self.pointwise = nn.Linear(in_ch, out_ch)
+
+    def forward(self, x: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """x (B, L, C) -> (B, L, out); with ``history`` (B, k-1, C), the causal left context is that history."""
+        k = self.kernel
+        xt = x.transpose(1, 2)  # (B, C, L)
+        if self.causal:
+            left = xt.new_zeros(x.shape[0], x.shape[2], k - 1) if history is None else history.transpose(1, 2)
+            xt = torch.cat([left, xt], dim=2)
+            new_history = xt[:, :, -(k - 1) :].transpose(1, 2) if k > 1 else None
+        else:
+            xt = F.pad(xt, ((k - 1) // 2, k // 2))
+            new_history = None
+        return self.pointwise(self.depthwise(xt).transpose(1, 2)), new_history
+
+
+class SeparableConvTransition(nn.Module):
+    """UT separable-convolution transition: sepconv(k1) -> ReLU -> dropout -> sepconv(k2)."""
+
+    def __init__(
+        self, d_model: int, d_ff: int, dropout: float = 0.0, kernels: tuple[int, int] = (3, 5), causal: bool = False
+    ):
+        super().__init__()
+        self.conv1 = SeparableConv1d(d_model, d_ff, kernels[0], causal)
+        self.conv2 = SeparableConv1d(d_ff, d_model, kernels[1], causal)
+        self.dropout, self.causal = dropout, causal
+
+    def forward(self, x: Tensor, token_mask: Tensor | None = None, cache: ConvCache | None = None) -> Tensor:
+        if cache is not None and not self.causal:
+            raise ValueError("incremental decoding needs a causal separable-conv transition")
+        hist = cache.history if cache is not None else {}
+        if token_mask is not None:
+            x = x * token_mask[..., None].to(x.dtype)
+        h, h1 = self.conv1(x, hist.get("conv1"))
+        h = F.relu(h)
+        if self.dropout > 0:
+            h = F.dropout(h, self.dropout, self.training)
+        if token_mask is not None:
+            h = h * token_mask[..., None].to(h.dtype)
+        out, h2 = self.conv2(h, hist.get("conv2"))
+        if cache is not None:
+            cache.history = {"conv1": h1, "conv2": h2}
+        return out
+
+
+def make_transition(kind: str, d_model: int, d_ff: int, dropout: float, causal: bool, activation: str = "relu"):
+    """``kind``: ``ffn`` (position-wise feed-forward) or ``sepconv`` (UT separable convolutions)."""
+    if kind == "ffn":
+        return FeedForward(d_model, d_ff, dropout, activation)
+    if kind == "sepconv":
+        return SeparableConvTransition(d_model, d_ff, dropout, causal=causal)
+    raise ValueError(f"unknown transition {kind!r}; expected 'ffn' or 'sepconv'")
+
+
+class Residual(nn.Module):
+    """Add & Norm around one sub-layer, pre- or post-norm (see module docstring)."""
+
+    def __init__(self, d_model: int, norm: NormPlacement, dropout: float):
+        super().__init__()
+        if norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {norm!r}")
+        self.norm_placement, self.dropout = norm, dropout
+        self.norm = nn.LayerNorm(d_model)
+
+    def inner_input(self, x: Tensor) -> Tensor:
+        return self.norm(x) if self.norm_placement == "pre" else x
+
+    def combine(self, x: Tensor, fx: Tensor) -> Tensor:
+        if self.dropout > 0:
+            fx = F.dropout(fx, self.dropout, self.training)
+        return x + fx if self.norm_placement == "pre" else self.norm(x + fx)
+
+
+@dataclass
+class LayerOutput:
+    x: Tensor  # (B, L, D)
+    self_weights: Tensor | None = None  # (B, H, L, Lk) when asked for
+    cross_weights: Tensor | None = None  # (B, H, L, S) when asked for
+    aux_loss: Tensor | None = None  # e.g. the MoE load-balancing loss
+
+
+def _split_aux(result) -> tuple[Tensor, Tensor | None]:
+    return result if isinstance(result, tuple) else (result, None)
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention -> Add & Norm -> transition -> Add & Norm (Vaswani §3.1, encoder)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        norm: NormPlacement = "pre",
+        transition: str | nn.Module = "ffn",
+        activation: str = "relu",
+    ):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
+        self.attn_res = Residual(d_model, norm, dropout)
+        self.transition = (
+            transition
+            if isinstance(transition, nn.Module)
+            else make_transition(transition, d_model, d_ff, dropout, causal=False, activation=activation)
+        )
+        self.ffn_res = Residual(d_model, norm, dropout)
+
+    def forward(
+        self, x: Tensor, token_mask: Tensor | None = None, *, attn_mask: Tensor | None = None, need_weights=False
+    ) -> LayerOutput:
+        """x (B, L, D); ``token_mask`` Bool[B, L] True on real tokens (padding may not be attended to)."""
+        mask = attn_mask if attn_mask is not None else (None if token_mask is None else key_padding_mask(token_mask))
+        a = self.self_attn(self.attn_res.inner_input(x), mask=mask, need_weights=need_weights)
+        x = self.attn_res.combine(x, a.out)
+        f, aux = _split_aux(self.transition(self.ffn_res.inner_input(x), token_mask))
+        return LayerOutput(self.ffn_res.combine(x, f), self_weights=a.weights, aux_loss=aux)
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention -> [encoder-decoder attention] -> transition, each with Add & Norm (Vaswani §3.1).
+
+    ``cross_attention=False`` gives the decoder-only (language-model) layer of T-D (Liu et al. 2018).
+    ``self_attn`` may be any module with MultiHeadAttention's call signature (the long-input attentions).
+    Decoding caches live in a :class:`DecodingCache` under ``(cache_key, "self" | "cross" | "conv")``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        norm: NormPlacement = "pre",
+        transition: str | nn.Module = "ffn",
+        cross_attention: bool = True,
+        self_attn: nn.Module | None = None,
+        activation: str = "relu",
+        memory_dim: int | None = None,
+    ):
+        super().__init__()
+        self.self_attn = self_attn if self_attn is not None else MultiHeadAttention(d_model, n_heads, attention_dropout)
+        self.self_res = Residual(d_model, norm, dropout)
+        self.cross_attn = (
+            MultiHeadAttention(d_model, n_heads, attention_dropout, kv_dim=memory_dim) if cross_attention else None
+        )
+        self.cross_res = Residual(d_model, norm, dropout) if cross_attention else None
+        self.transition = (
+            transition
+            if isinstance(transition, nn.Module)
+            else make_transition(transition, d_model, d_ff, dropout, causal=True, activation=activation)
+        )
+        self.ffn_res = Residual(d_model, norm, dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        *,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        token_mask: Tensor | None = None,
+        cache: DecodingCache | None = None,
+        cache_key=None,
+        need_weights: bool = False,
+    ) -> LayerOutput:
+        """x (B, L, D) -> LayerOutput.
+
+        Args:
+            memory: encoder output (B, S, D) for cross-attention.
+            self_mask: extra self-attention mask (e.g. key padding over cached + new keys), True = may attend;
+                the causal constraint is always added.
+            memory_mask: cross-attention mask, e.g. ``key_padding_mask(src_mask)``.
+            token_mask: Bool[B, L] real tokens of x (for the convolutional transition).
+            cache / cache_key: incremental decoding; x holds only the new positions.
+        """
+        site = (lambda name, factory=KVCache: cache.get((cache_key, name), factory)) if cache is not None else None
+        a = self.self_attn(
+            self.self_res.inner_input(x),
+            mask=self_mask,
+            causal=True,
+            cache=site("self") if site else None,
+            need_weights=need_weights,
+        )
+        x = self.self_res.combine(x, a.out)
+        cross_w = None
+        if self.cross_attn is not None:
+            if memory is None:
+                raise ValueError("this decoder layer has cross-attention but got no encoder memory")
+            c = self.cross_attn(
+                self.cross_res.inner_input(x),
+                memory,
+                mask=memory_mask,
+                cache=site("cross", lambda: KVCache(static=True)) if site else None,
+                need_weights=need_weights,
+            )
+            x = self.cross_res.combine(x, c.out)
+            cross_w = c.weights
+        conv_cache = site("conv", ConvCache) if site and isinstance(self.transition, SeparableConvTransition) else None
+        f, aux = _split_aux(self.transition(self.ffn_res.inner_input(x), token_mask, conv_cache))
+        return LayerOutput(self.ffn_res.combine(x, f), a.weights, cross_w, aux)
