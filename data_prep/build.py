@@ -1,0 +1,433 @@
+"""Orchestration of the single-machine WikiSum-style build (Liu et al. 2018, "Generating Wikipedia by
+Summarizing Long Sequences"): read, process each article (pure stages), split, train the tokenizer,
+encode, write the HF dataset, the data card and the extractive ROUGE table. Issue 8's Beam pipeline
+reuses the per-record functions named in :data:`data_prep.__doc__`; only this file is single-machine.
+
+Safe to interrupt: everything is written under ``<out>.partial/`` beside the output and moved into place
+with one ``os.replace`` at the end, so ``<out>/`` either does not exist or is complete. A rerun removes a
+stale ``.partial`` and redoes the job; a rerun over a complete build with the same configuration returns at
+once, and a rebuild from scratch gives byte-identical files (no timestamps, no random fingerprints,
+ordered parallel map).
+
+The examples of one build are held in memory (the dump itself is streamed): fine up to ~10^5 articles;
+the full English dump is issue 8's job.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from data_prep.articles_table import iter_table_rows, row_to_article
+from data_prep.data_card import length_histogram, write_card
+from data_prep.dump import iter_dump_pages
+from data_prep.embedded_dump import embedded_dump_path
+from data_prep.example import DEFAULT_RANKERS, ExampleConfig, make_example
+from data_prep.extractive_eval import DEFAULT_EVAL_LENGTHS, example_rouge_l, rouge_table, write_results
+from data_prep.page_filter import DEFAULT_MAX_WIKITEXT_CHARS, page_skip_reason
+from data_prep.reference_store import ReferenceStore
+from data_prep.sources import (
+    SOURCES,
+    load_search_results,
+    reference_documents,
+    search_documents,
+    wiki_body_documents,
+)
+from data_prep.splits import DEFAULT_FRACTIONS, SPLIT_NAMES, split_of_title
+from data_prep.tokenizer import default_vocab_size, encode, special_token_ids, train_tokenizer
+from data_prep.wikitext import parse_article
+
+log = logging.getLogger(__name__)
+
+DATASET_DIR = "dataset"
+TOKENIZER_FILE = "tokenizer.json"
+SPECIAL_TOKENS_FILE = "special_tokens.json"
+CONFIG_FILE = "build_config.json"
+DEFAULT_INPUT_LENGTHS = (100, 500, 2000, 11000)
+
+
+@dataclass
+class BuildConfig:
+    """Everything that determines a build's bytes (saved as ``build_config.json``)."""
+
+    out: str  # output folder (created atomically)
+    dumps: list[str] = field(default_factory=list)  # MediaWiki XML dumps; none and no articles = embedded
+    articles: list[str] = field(default_factory=list)  # JSONL/Parquet {title, text} files instead of dumps
+    source: str = "wiki-body"  # wiki-body (offline stand-in) | references | search
+    reference_store: list[str] = field(default_factory=list)  # WARC/WET/JSONL files or folders
+    search_results: str | None = None  # JSONL {title, results} for source=search
+    rankers: tuple[str, ...] = DEFAULT_RANKERS
+    input_lengths: tuple[int, ...] = DEFAULT_INPUT_LENGTHS  # L values; token ids are stored up to max(L)
+    eval_lengths: tuple[int, ...] = DEFAULT_EVAL_LENGTHS  # L (words) of the extractive ROUGE table; () = skip
+    target_mode: str = "lead"
+    vocab_size: int | None = None  # None: 2^15, smaller for a small corpus
+    split_fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    max_articles: int | None = None  # stop after this many examples (a quick sample)
+    max_wikitext_chars: int = DEFAULT_MAX_WIKITEXT_CHARS
+    remove_clones: bool = True
+    num_proc: int = 1  # worker processes for the per-article stage and the ROUGE evaluation
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, not {self.source!r}")
+        if (
+            self.source in ("references", "search")
+            and not self.reference_store
+            and self.source == "references"
+        ):
+            raise ValueError("--source references needs --reference-store (WARC/WET/JSONL files or folder)")
+        if self.source == "search" and not self.search_results:
+            raise ValueError("--source search needs --search-results (JSONL of results per title)")
+        if self.dumps and self.articles:
+            raise ValueError("give --dump or --articles, not both")
+        if not self.input_lengths or min(self.input_lengths) < 1:
+            raise ValueError("input_lengths must be positive token counts")
+        self.rankers = tuple(self.rankers)
+        self.input_lengths = tuple(sorted(set(self.input_lengths)))
+        self.eval_lengths = tuple(sorted(set(self.eval_lengths)))
+        self.split_fractions = tuple(self.split_fractions)
+        ExampleConfig(rankers=self.rankers, target_mode=self.target_mode)  # validates rankers / target_mode
+
+    def identity(self) -> dict:
+        """The fields that decide the output (``num_proc`` and ``out`` do not)."""
+        fields = asdict(self)
+        fields.pop("num_proc")
+        fields.pop("out")
+        return json.loads(json.dumps(fields))
+
+
+# ---- the per-article stage, run in worker processes --------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _init_worker(
+    example_config: ExampleConfig, source: str, store, search_results, max_wikitext_chars
+) -> None:
+    _WORKER.update(
+        example_config=example_config,
+        source=source,
+        store=store,
+        search_results=search_results,
+        max_wikitext_chars=max_wikitext_chars,
+    )
+
+
+def article_documents(article: dict, source: str, store, search_results) -> tuple[list[dict], dict]:
+    """Source documents of one article for the chosen source."""
+    if source == "wiki-body":
+        return wiki_body_documents(article)
+    lookup = store.get if store is not None else (lambda url: None)
+    if source == "references":
+        return reference_documents(article, lookup)
+    return search_documents(article, search_results or {}, lookup)
+
+
+def process_record(record: dict) -> dict:
+    """A dump page or a parsed article in, ``{"title", "example" | "skip", "counts"}`` out."""
+    title = record.get("title", "")
+    if "wikitext" in record:  # a dump page
+        reason = page_skip_reason(record, _WORKER["max_wikitext_chars"])
+        if reason:
+            return {"title": title, "skip": reason, "counts": {}}
+        article = parse_article(title, record["wikitext"])
+    else:
+        article = record
+    documents, source_counts = article_documents(
+        article, _WORKER["source"], _WORKER["store"], _WORKER["search_results"]
+    )
+    example, reason, counts = make_example(article, documents, source_counts, _WORKER["example_config"])
+    if example is None:
+        return {"title": title, "skip": reason, "counts": counts}
+    return {"title": title, "example": example, "counts": counts}
+
+
+def _rouge_worker(args) -> dict:
+    example, rankers, lengths = args
+    return example_rouge_l(example, rankers, lengths)
+
+
+# ---- reading ------------------------------------------------------------------------------------------
+
+
+def iter_input_records(config: BuildConfig):
+    """Dump pages or article rows, in file order."""
+    if config.articles:
+        for path in config.articles:
+            for row in iter_table_rows(path):
+                yield row_to_article(row, Path(path).name)
+    else:
+        for path in config.dumps or [str(embedded_dump_path())]:
+            yield from iter_dump_pages(path)
+
+
+def _parallel_map(function, items, num_proc: int, initializer=None, initargs=(), desc="", total=None):
+    """Ordered map with a progress bar; ``num_proc`` worker processes (1 = in this process)."""
+    bar = dict(desc=desc, total=total, unit="rec", dynamic_ncols=True, disable=None)
+    if num_proc <= 1:
+        if initializer:
+            initializer(*initargs)
+        yield from tqdm(map(function, items), **bar)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+    with context.Pool(num_proc, initializer=initializer, initargs=initargs) as pool:
+        yield from tqdm(pool.imap(function, items, chunksize=4), **bar)
+
+
+# ---- output ------------------------------------------------------------------------------------------
+
+
+def _dataset_features(rankers):
+    import datasets
+
+    features = {"title": datasets.Value("string"), "target": datasets.Value("string")}
+    for name in rankers:
+        features[f"input_{name}"] = datasets.Value("string")
+    features["target_ids"] = datasets.Sequence(datasets.Value("int32"))
+    for name in rankers:
+        features[f"input_ids_{name}"] = datasets.Sequence(datasets.Value("int32"))
+    for name in (
+        "n_target_words",
+        "n_target_tokens",
+        "n_source_words",
+        "n_paragraphs",
+        "n_documents",
+        "n_cited_urls",
+        "n_found_documents",
+        "n_clones_removed",
+    ):
+        features[name] = datasets.Value("int32")
+    return datasets.Features(features)
+
+
+def _save_dataset(rows_by_split: dict[str, list[dict]], rankers, path: Path) -> None:
+    """Save a DatasetDict with a content-derived fingerprint (HF would use a random one: not reproducible)."""
+    import datasets
+
+    features = _dataset_features(rankers)
+    splits = {}
+    for split in SPLIT_NAMES:
+        rows = rows_by_split[split]
+        table = (
+            pa.Table.from_pylist(rows, schema=features.arrow_schema)
+            if rows
+            else features.arrow_schema.empty_table()
+        )
+        digest = hashlib.sha256(json.dumps([r["title"] for r in rows]).encode()).hexdigest()[:16]
+        splits[split] = datasets.Dataset(
+            table,
+            info=datasets.DatasetInfo(features=features),
+            split=datasets.NamedSplit(split),
+            fingerprint=f"{split}-{digest}",
+        )
+    datasets.DatasetDict(splits).save_to_disk(str(path))
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
+    """Build (or find already built) a WikiSum-style dataset; returns the output folder.
+
+    ``build_dataset(out="data/wikisum_sample")`` builds the embedded sample with the defaults; every
+    :class:`BuildConfig` field can be passed as a keyword. The layout is described in data_prep/README.md.
+    """
+    config = config or BuildConfig(**kwargs)
+    out = Path(config.out)
+    if (out / CONFIG_FILE).is_file():
+        if json.loads((out / CONFIG_FILE).read_text()) == config.identity():
+            log.info("%s is already built with this configuration: nothing to do", out)
+            return out
+        raise FileExistsError(f"{out} holds a build with another configuration; remove it or choose --out")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not a finished build; remove it or choose another --out")
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        log.warning("removing %s left by an interrupted build", partial)
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+
+    store = ReferenceStore.from_paths(config.reference_store) if config.reference_store else None
+    search_results = load_search_results(config.search_results) if config.search_results else None
+    example_config = ExampleConfig(
+        rankers=config.rankers,
+        max_input_words=max(config.input_lengths),
+        target_mode=config.target_mode,
+        remove_clones=config.remove_clones,
+        source_is_article=config.source == "wiki-body",
+    )
+
+    # 1. the per-article stage
+    skip_reasons: collections.Counter = collections.Counter()
+    totals: collections.Counter = collections.Counter()
+    examples: list[dict] = []
+    seen_titles: set[str] = set()
+    results = _parallel_map(
+        process_record,
+        iter_input_records(config),
+        config.num_proc,
+        _init_worker,
+        (example_config, config.source, store, search_results, config.max_wikitext_chars),
+        desc="articles",
+    )
+    for result in results:
+        totals["records_read"] += 1
+        for key in (
+            "n_cited_urls",
+            "n_found_documents",
+            "n_clones_removed",
+            "n_paragraphs_kept",
+            "n_paragraphs_dropped",
+        ):
+            totals[key] += result["counts"].get(key, 0)
+        if "skip" in result:
+            skip_reasons[result["skip"]] += 1
+            log.info("skipped %r: %s", result["title"], result["skip"])
+            continue
+        if result["title"] in seen_titles:
+            skip_reasons["duplicate_title"] += 1
+            continue
+        seen_titles.add(result["title"])
+        examples.append(result["example"])
+        if config.max_articles and len(examples) >= config.max_articles:
+            break
+    if not examples:
+        raise RuntimeError(
+            f"no example was produced from {config.dumps or config.articles or 'the embedded dump'} "
+            f"(records read: {totals['records_read']}, skipped: {dict(skip_reasons)})"
+        )
+
+    # 2. splits, tokenizer on the training split, token ids
+    for example in examples:
+        example["split"] = split_of_title(example["title"], config.split_fractions)
+    train = [e for e in examples if e["split"] == "train"] or examples
+    tokenizer_texts = [t for e in train for t in (e["target"], e[f"input_{config.rankers[0]}"])]
+    distinct_words = len({w for t in tokenizer_texts for w in t.split()})
+    vocab_size = config.vocab_size or default_vocab_size(distinct_words)
+    tokenizer = train_tokenizer(tokenizer_texts, vocab_size)
+    tokenizer.save(str(partial / TOKENIZER_FILE))
+    special_ids = special_token_ids(tokenizer)
+    _write_json(partial / SPECIAL_TOKENS_FILE, special_ids)
+    max_tokens = max(config.input_lengths)
+    rows_by_split: dict[str, list[dict]] = {split: [] for split in SPLIT_NAMES}
+    for example in tqdm(examples, desc="tokenize", unit="ex", dynamic_ncols=True, disable=None):
+        row = {k: v for k, v in example.items() if k != "split"}
+        row["target_ids"] = encode(tokenizer, example["target"])
+        row["n_target_tokens"] = len(row["target_ids"])
+        for name in config.rankers:
+            row[f"input_ids_{name}"] = encode(tokenizer, example[f"input_{name}"], max_tokens)
+        rows_by_split[example["split"]].append(row)
+    _save_dataset(rows_by_split, config.rankers, partial / DATASET_DIR)
+
+    # 3. extractive-only ROUGE-L (paper Figure 2)
+    if config.eval_lengths:
+        jobs = [(e, config.rankers, config.eval_lengths) for e in examples]
+        per_example = list(_parallel_map(_rouge_worker, jobs, config.num_proc, desc="rouge", total=len(jobs)))
+        write_results(rouge_table(per_example, config.rankers, config.eval_lengths), partial)
+
+    # 4. data card
+    cited, found = totals["n_cited_urls"], totals["n_found_documents"]
+    card = {
+        "name": out.name,
+        "description": (
+            "WikiSum-style dataset (Liu et al. 2018): target = "
+            + ("the lead section" if config.target_mode == "lead" else "the whole article")
+            + f"; source = {config.source}"
+            + (
+                " (STAND-IN: the article's own non-lead sections, not its cited references)"
+                if config.source == "wiki-body"
+                else ""
+            )
+            + "."
+        ),
+        "command": "python -m data_prep build " + " ".join(shlex.quote(a) for a in cli_args_of(config)),
+        "inputs": [Path(p).name for p in (config.dumps or config.articles)] or ["embedded enwiki excerpt"],
+        "split_counts": {split: len(rows) for split, rows in rows_by_split.items()},
+        "counts": {
+            "records_read": totals["records_read"],
+            "examples": len(examples),
+            "skipped": sum(skip_reasons.values()),
+            "paragraphs_kept": totals["n_paragraphs_kept"],
+            "paragraphs_dropped_by_filter": totals["n_paragraphs_dropped"],
+            "documents_removed_as_clones": totals["n_clones_removed"],
+        },
+        "skip_reasons": dict(sorted(skip_reasons.items())),
+        "coverage": {
+            "source": config.source,
+            "cited_or_searched_urls": cited,
+            "documents_found": found,
+            "url_coverage": round(found / cited, 4) if cited else None,
+            "articles_with_any_document": sum(1 for e in examples if e["n_found_documents"] > 0),
+            "reference_store_documents": len(store) if store is not None else 0,
+        },
+        "reference_store_skipped": dict(sorted(store.skipped.items())) if store is not None else {},
+        "histograms": {
+            "target words": length_histogram([e["n_target_words"] for e in examples]),
+            "target tokens": length_histogram(
+                [r["n_target_tokens"] for rs in rows_by_split.values() for r in rs]
+            ),
+            "source words (all kept paragraphs)": length_histogram([e["n_source_words"] for e in examples]),
+            "paragraphs": length_histogram([e["n_paragraphs"] for e in examples]),
+        },
+        "tokenizer": {
+            "file": TOKENIZER_FILE,
+            "vocab_size": tokenizer.get_vocab_size(),
+            **special_ids,
+            "trained_on": "train split"
+            if len(train) < len(examples) or len(examples) == 1
+            else "all examples (the train split was empty)",
+        },
+        "input_lengths": list(config.input_lengths),
+    }
+    write_card(card, partial)
+    _write_json(partial / CONFIG_FILE, config.identity())  # written last: its presence marks completion
+
+    # 5. atomic publish
+    if out.exists():
+        out.rmdir()  # empty (checked above)
+    os.replace(partial, out)
+    log.info("built %s: %s", out, card["split_counts"])
+    return out
+
+
+def cli_args_of(config: BuildConfig) -> list[str]:
+    """The ``python -m data_prep build`` arguments that reproduce ``config`` (for the data card)."""
+    args = ["--out", config.out, "--source", config.source]
+    for dump in config.dumps:
+        args += ["--dump", dump]
+    for path in config.articles:
+        args += ["--articles", path]
+    for path in config.reference_store:
+        args += ["--reference-store", path]
+    if config.search_results:
+        args += ["--search-results", config.search_results]
+    args += [
+        "--rankers",
+        ",".join(config.rankers),
+        "--input-lengths",
+        ",".join(map(str, config.input_lengths)),
+        "--eval-lengths",
+        ",".join(map(str, config.eval_lengths)),
+        "--target",
+        config.target_mode,
+    ]
+    if config.vocab_size:
+        args += ["--vocab-size", str(config.vocab_size)]
+    if config.max_articles:
+        args += ["--max-articles", str(config.max_articles)]
+    if not config.remove_clones:
+        args.append("--keep-clones")
+    return args

@@ -1,0 +1,109 @@
+"""The per-article stage: an article record and its source documents in, one example record out.
+
+Pure (no I/O, no global state), so the single-machine build and the Beam pipeline of issue 8 share it.
+Steps, after Liu et al. 2018 ("Generating Wikipedia by Summarizing Long Sequences") and t2t's
+``wikisum.py::produce_examples``:
+
+1. target: the lead section, normalised; ``target_mode="article"`` gives the whole article with t2t's
+   section boundaries `` == title == ``; an empty lead skips the article (``empty_lead``);
+2. clone removal for web sources (:mod:`data_prep.clones`);
+3. paragraphs: split, normalise, filter (:mod:`data_prep.paragraphs`); no paragraph left skips the article
+   (``no_source_text``; t2t skipped articles without references the same way);
+4. every selected ranker orders the paragraphs; input text = normalised title + `` <sep> `` + ranked
+   paragraphs joined by spaces, cut at ``max_input_words`` words (a bound on storage: the token-level
+   truncation to each L happens after tokenisation, and subword tokens are never fewer than words).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from data_prep.clones import is_clone
+from data_prep.paragraphs import document_paragraphs, normalize_text
+from data_prep.rankers import get_ranker
+
+SEPARATOR = "<sep>"
+DEFAULT_RANKERS = ("identity", "tfidf", "textrank", "sumbasic", "cheating")
+
+
+@dataclass(frozen=True)
+class ExampleConfig:
+    """How one article becomes an example."""
+
+    rankers: tuple[str, ...] = DEFAULT_RANKERS  # extractors whose ranked inputs are stored (one column each)
+    max_input_words: int = 11_000  # words of ranked input kept as text (the paper's largest L is 11,000)
+    target_mode: str = "lead"  # "lead" (the paper's target) or "article" (all sections, t2t boundaries)
+    remove_clones: bool = True  # paper's clone filter; applied to the web sources only
+    min_lead_words: int = 1  # leads shorter than this are skipped as "empty_lead"
+    source_is_article: bool = field(
+        default=False
+    )  # True for wiki-body: no clone removal (documents ARE the article)
+
+    def __post_init__(self):
+        for name in self.rankers:
+            get_ranker(name)
+        if self.target_mode not in ("lead", "article"):
+            raise ValueError(f"target_mode must be 'lead' or 'article', not {self.target_mode!r}")
+        if self.max_input_words < 1:
+            raise ValueError("max_input_words must be positive")
+
+
+def article_target(article: dict, target_mode: str = "lead") -> str:
+    """Normalised lead, or the whole article with `` == section title == `` boundaries (t2t's format)."""
+    sections = article["sections"]
+    target = normalize_text(sections[0]["text"])
+    if target_mode == "article":
+        for section in sections[1:]:
+            target += f" == {normalize_text(section['title'])} == {normalize_text(section['text'])}"
+    return target.strip()
+
+
+def ranked_input(title: str, paragraphs: list[str], order: list[int], max_words: int) -> str:
+    """``title <sep> p_order[0] p_order[1] ...`` cut at ``max_words`` words of paragraph text."""
+    words: list[str] = []
+    for index in order:
+        words.extend(paragraphs[index].split())
+        if len(words) >= max_words:
+            break
+    return f"{title} {SEPARATOR} {' '.join(words[:max_words])}"
+
+
+def make_example(
+    article: dict, documents: list[dict], source_counts: dict, config: ExampleConfig
+) -> tuple[dict | None, str | None, dict]:
+    """Build one example. Returns ``(example or None, skip reason or None, counts)``."""
+    counts = dict(source_counts)
+    counts.update(n_clones_removed=0, n_paragraphs_kept=0, n_paragraphs_dropped=0)
+    lead = normalize_text(article["sections"][0]["text"])
+    if len(lead.split()) < config.min_lead_words:
+        return None, "empty_lead", counts
+    if config.remove_clones and not config.source_is_article:
+        section_texts = [s["text"] for s in article["sections"]]
+        kept = [d for d in documents if not is_clone(d["text"], section_texts)]
+        counts["n_clones_removed"] = len(documents) - len(kept)
+        documents = kept
+    paragraphs: list[str] = []
+    for document in documents:
+        kept_paragraphs, dropped = document_paragraphs(document["text"])
+        paragraphs.extend(kept_paragraphs)
+        counts["n_paragraphs_dropped"] += dropped
+    counts["n_paragraphs_kept"] = len(paragraphs)
+    if not paragraphs:
+        return None, "no_source_text", counts
+    title = normalize_text(article["title"])
+    example = {"title": article["title"], "target": article_target(article, config.target_mode)}
+    for name in config.rankers:
+        order = get_ranker(name)(title, paragraphs, lead)
+        example[f"input_{name}"] = ranked_input(title, paragraphs, order, config.max_input_words)
+    example.update(
+        {
+            "n_target_words": len(example["target"].split()),
+            "n_source_words": sum(len(p.split()) for p in paragraphs),
+            "n_paragraphs": len(paragraphs),
+            "n_documents": len(documents),
+            "n_cited_urls": counts.get("n_cited_urls", 0),
+            "n_found_documents": counts.get("n_found_documents", 0),
+            "n_clones_removed": counts["n_clones_removed"],
+        }
+    )
+    return example, None, counts
