@@ -105,7 +105,7 @@ def beam_search(
     finished: list[list[tuple[float, float, list[int]]]] = [[] for _ in range(b)]
     row_done = [False] * b
 
-    for t in range(max_len):
+    for _ in range(max_len):
         logp = torch.log_softmax(model.decode_step(tokens, state).float(), dim=-1)  # (B*K, V)
         v = logp.shape[-1]
         cand = (alive_scores[:, :, None] + logp.view(b, k, v)).view(b, k * v)

@@ -10,7 +10,8 @@ from torch import Tensor
 @dataclass
 class ModelOutput:
     logits: Tensor  # (B, L, V) token logits, or (B, C) class logits for classifiers
-    aux_loss: Tensor | None = None  # scalar added to the task loss (ACT ponder loss, MoE balancing loss), already weighted
+    # scalar added to the task loss (ACT ponder loss, MoE balancing loss), already weighted
+    aux_loss: Tensor | None = None
     # attention maps when asked for: name ("encoder", "decoder_self", "decoder_cross") -> one (B, H, Lq, Lk) per
     # executed layer (for the Universal Transformer: per executed step)
     attentions: dict[str, list[Tensor]] = field(default_factory=dict)
