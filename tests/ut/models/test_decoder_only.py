@@ -85,3 +85,24 @@ def test_unknown_layer_kind_is_an_error():
         DecoderOnlyConfig(d_model=32, n_heads=4, layer_pattern="full/warp")
     with pytest.raises(ValueError, match="loss_on"):
         DecoderOnlyConfig(loss_on="input")
+
+
+def test_tiny_decoder_only_overfits_copy_with_target_only_loss():
+    """T-D learns to copy its input after the separator (loss on the target only)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    xs = torch.randint(5, 15, (8, 5), generator=g).tolist()
+    batch = pack_input_target(xs, xs, SEP, EOS, 0)
+    m = tiny(n_layers=2)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    ids, lm = batch["input_ids"], batch["loss_mask"]
+    for _ in range(250):
+        logits = m(ids, batch["attention_mask"]).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits[lm[:, :-1]], ids[:, 1:][lm[:, :-1]])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    prefix_ids = torch.tensor([x + [SEP] for x in xs])
+    out = greedy_decode(m, {"input_ids": prefix_ids}, max_len=6, eos_id=EOS)
+    assert out.sequences.tolist() == [x + [EOS] for x in xs]
