@@ -232,7 +232,8 @@ def _save_dataset(rows_by_split: dict[str, list[dict]], rankers, path: Path) -> 
             split=datasets.NamedSplit(split),
             fingerprint=f"{split}-{digest}",
         )
-    datasets.DatasetDict(splits).save_to_disk(str(path))
+    # one shard per split, also for an empty split (HF would write zero shards, which it cannot load back)
+    datasets.DatasetDict(splits).save_to_disk(str(path), num_shards={split: 1 for split in SPLIT_NAMES})
 
 
 def _write_json(path: Path, obj) -> None:
