@@ -1,0 +1,450 @@
+"""Universal Transformer: encoder-decoder and encoder-only classifier (Dehghani et al., ICLR 2019).
+
+"Universal Transformers", §2: ONE encoder layer (self-attention + transition) whose weights are shared across depth
+is applied T times -- a recurrence in depth, not in time -- and likewise one shared decoder layer (causal
+self-attention, attention over the FINAL encoder state, transition). Before every application the position signal P
+and the timestep signal S_t are added: ``x_t = H^{t-1} + P + S_t`` (§2.1, eq. 1-2 with the coordinate embedding).
+The embedding H^0 carries no position signal of its own (the paper's H^0 is the plain embedding).
+
+Recurrence (config ``recurrence``):
+
+- ``"fixed"``: T = ``n_steps`` applications (the paper's "UT base" for MT, no ACT).
+- ``"act"``: dynamic halting per position with Adaptive Computation Time (Graves 2016; UT §2.2), at most
+  ``act_max_steps`` (default 2 x ``n_steps``) applications; see :mod:`ut.nn.act` for the algorithm, the defects of
+  the reference implementations fixed there, and the frozen-halted-state semantics. The ponder loss
+  ``act_loss_weight * mean(n + r)`` of the encoder and of the decoder goes into ``ModelOutput.aux_loss``; per-position
+  ponder time and update counts into ``ModelOutput.ponder_time`` / ``n_updates``.
+
+Options and deviations, each a config field: ``timestep="sinusoidal"`` (paper, default) or ``"learned"`` (t2t's
+default ``step_timing_signal_type``); ``norm="pre"`` (t2t, our default: ``x + f(LN(x))`` with a final LayerNorm
+after the loop) or ``"post"`` (the paper's equations); ``transition="ffn"`` (t2t "fc", default) or ``"sepconv"``
+(causal in the decoder). With ACT we freeze the state of halted positions (UT paper) instead of t2t's
+keep-transforming; ``act_skip_halted`` then runs the shared layer only on the running positions (keys and values
+still from all positions) when the transition is position-wise -- same outputs, less compute (tested).
+
+Incremental decoding (``start_decoding`` / ``decode_step``, :mod:`ut.decoding`): the shared decoder layer has one
+cache per EXECUTED STEP, under ``DecodingCache`` keys ``(("dec", t), "self" | "cross" | "conv")`` -- a cache keyed by
+module would mix the steps (t2t has no UT decoding cache at all).
+
+UT+ACT decoding scheme (exact, tested against the full forward pass): each new position runs its own ACT loop, one
+executed step t at a time with the step-t cache, until it halts in every row (rows that halted earlier are frozen
+and, exactly as in the full pass, still compute their step-t keys from the frozen state). Under frozen-state
+semantics the key/value of an earlier position j at step t is a function of j's FINAL state alone when j halted
+before t: ``x_t(j) = H_frozen(j) + P(j) + S_t``. The model keeps ``H_frozen + P`` of every decoded position
+(:class:`FrozenStates`, a cache site, reordered with the beams). Each step-t cache holds a contiguous prefix of the
+positions; before step t runs for position i, the missing positions ``len(cache_t) .. i-1`` (all of which halted
+before step t) are filled from their frozen states: for the position-wise ``ffn`` transition only their keys and
+values are projected (``MultiHeadAttention.project_kv``); for ``sepconv`` the layer is run on them as a chunk (which
+also fills the causal-convolution history) and its outputs are discarded. Each (position, step) is filled at most
+once, so decoding costs no more than t2t's compute-everything forward pass.
+
+Shape legend: B batch, S source length, T target length, D width, V vocabulary, H heads, C classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ut.decoding import DecodeState
+from ut.models.config import ConfigBase
+from ut.models.encoder_classifier import POOLING, ClassificationHead
+from ut.models.outputs import ModelOutput
+from ut.nn.act import ACTOutput, AdaptiveComputationTime, gather_positions, pack_active, scatter_positions
+from ut.nn.attention import DecodingCache, key_padding_mask
+from ut.nn.embedding import TokenEmbedding
+from ut.nn.layers import DecoderLayer, EncoderLayer
+from ut.nn.positions import TimestepSignal, position_ids
+
+# ----------------------------------------------------------------------------------------------------------------
+# configs
+
+
+@dataclass
+class UniversalCommonConfig(ConfigBase):
+    """Fields shared by the UT encoder-decoder and the UT classifier."""
+
+    d_model: int = 512  # width D (t2t universal_transformer_small: 512; base: 1024)
+    n_heads: int = 8  # attention heads H
+    d_ff: int = 2048  # transition inner width
+    n_steps: int = 6  # T: applications of the shared layer (fixed recurrence); ACT's max default is 2T
+    recurrence: str = "fixed"  # "fixed" (T steps) or "act" (adaptive computation time, per position)
+    act_max_steps: int | None = None  # ACT: most steps a position may run; None = 2 * n_steps (t2t base: 12)
+    act_epsilon: float = 0.01  # ACT halting threshold = 1 - epsilon (Graves 2016)
+    act_halting_bias_init: float = 1.0  # ACT halting unit bias at init (t2t: 1.0, p ~ 0.73)
+    act_combine: str = "basic"  # "basic" (t2t: out = f*w + out*(1-w)) or "accumulated" (Graves: out += f*w)
+    act_loss_weight: float = 0.01  # ponder loss weight (t2t act_loss_weight), encoder and decoder each
+    act_skip_halted: bool = True  # ACT: run the layer on running positions only (ffn transition; same outputs)
+    timestep: str = "sinusoidal"  # timestep signal S_t: "sinusoidal" (paper) or "learned" (t2t)
+    dropout: float = 0.1  # residual / embedding / transition dropout
+    attention_dropout: float = 0.0  # dropout on attention weights (0 keeps SDPA's fast kernels on CPU)
+    norm: str = "pre"  # "pre" (t2t, final LN after the loop) or "post" (paper equations)
+    transition: str = "ffn"  # "ffn" (t2t "fc") or "sepconv" (separable convolutions, causal in the decoder)
+    activation: str = "relu"  # "relu" or "gelu"
+    position: str = "sinusoidal"  # position signal P: "sinusoidal" (paper) or "learned"
+    max_len: int = 1024  # largest learned position
+    pad_id: int = 0
+
+    def __post_init__(self):
+        self._check(self.d_model % self.n_heads == 0, f"d_model={self.d_model} must divide by n_heads={self.n_heads}")
+        self._check(min(self.d_model, self.d_ff, self.n_steps) > 0, "d_model, d_ff and n_steps must be > 0")
+        self._check(self.act_max_steps is None or self.act_max_steps >= 1, "act_max_steps must be >= 1 or None")
+        self._check(0 < self.act_epsilon < 1, "act_epsilon must be in (0, 1)")
+        self._check(self.act_loss_weight >= 0, "act_loss_weight must be >= 0")
+        self._check(0 <= self.dropout < 1 and 0 <= self.attention_dropout < 1, "dropouts must be in [0, 1)")
+        self._check_choice("recurrence", ("fixed", "act"))
+        self._check_choice("act_combine", ("basic", "accumulated"))
+        self._check_choice("timestep", ("sinusoidal", "learned"))
+        self._check_choice("norm", ("pre", "post"))
+        self._check_choice("transition", ("ffn", "sepconv"))
+        self._check_choice("activation", ("relu", "gelu"))
+        self._check_choice("position", ("sinusoidal", "learned"))
+
+    @property
+    def max_steps(self) -> int:
+        """Most steps the shared layer can run: T (fixed) or act_max_steps (ACT, default 2T)."""
+        if self.recurrence == "fixed":
+            return self.n_steps
+        return self.act_max_steps if self.act_max_steps is not None else 2 * self.n_steps
+
+
+@dataclass
+class UniversalTransformerConfig(UniversalCommonConfig):
+    src_vocab_size: int = 32  # source vocabulary size
+    tgt_vocab_size: int = 32  # target vocabulary size
+    share_embeddings: bool = False  # one embedding matrix for source and target (needs equal vocabularies)
+    tie_output: bool = True  # output softmax weight = target embedding
+    bos_id: int = 1
+    eos_id: int = 2
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._check(min(self.src_vocab_size, self.tgt_vocab_size) > 0, "vocabulary sizes must be > 0")
+        if self.share_embeddings:
+            self._check(self.src_vocab_size == self.tgt_vocab_size, "share_embeddings needs equal vocab sizes")
+
+
+@dataclass
+class UniversalClassifierConfig(UniversalCommonConfig):
+    vocab_size: int = 32  # input vocabulary size
+    n_classes: int = 32  # answer classes C
+    pooling: str = "mean"  # "mean" (t2t class-label modality, over real tokens), "first" or "last"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._check(min(self.vocab_size, self.n_classes) > 0, "vocab_size and n_classes must be > 0")
+        self._check_choice("pooling", POOLING)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the shared layer on a subset of query positions (ACT compute skipping; position-wise transition only)
+
+
+def encoder_layer_on(layer: EncoderLayer, xq: Tensor, x: Tensor, kv_mask: Tensor | None) -> Tensor:
+    """``layer`` for the queries ``xq`` (B, La, D) only, with keys / values from every position of ``x`` (B, L, D)."""
+    res = layer.attn_res
+    a = layer.self_attn(res.inner_input(xq), res.inner_input(x), mask=kv_mask)
+    h = res.combine(xq, a.out)
+    return layer.ffn_res.combine(h, layer.transition(layer.ffn_res.inner_input(h)))
+
+
+def decoder_layer_on(layer: DecoderLayer, xq: Tensor, x: Tensor, q_pos: Tensor, memory: Tensor,
+                     memory_mask: Tensor | None) -> Tensor:
+    """Like :func:`encoder_layer_on` for the decoder: query k sits at position ``q_pos`` (B, La) of ``x``."""
+    causal = torch.arange(x.shape[1], device=x.device)[None, None, None, :] <= q_pos[:, None, :, None]
+    a = layer.self_attn(layer.self_res.inner_input(xq), layer.self_res.inner_input(x), mask=causal)
+    h = layer.self_res.combine(xq, a.out)
+    c = layer.cross_attn(layer.cross_res.inner_input(h), memory, mask=memory_mask)
+    h = layer.cross_res.combine(h, c.out)
+    return layer.ffn_res.combine(h, layer.transition(layer.ffn_res.inner_input(h)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the recurrent stacks
+
+
+@dataclass
+class StackOutput:
+    output: Tensor  # (B, L, D) final state (ACT: the ACT combination), final-normed for pre-norm
+    attentions: list[tuple] = field(default_factory=list)  # per executed step: (self weights, cross weights | None)
+    act: ACTOutput | None = None  # ACT bookkeeping (ponder time, update counts, weights per step)
+
+
+class FrozenStates:
+    """``H_frozen + P`` (B, n, D) of every position decoded so far: the UT+ACT decoding cache site (module doc)."""
+
+    def __init__(self):
+        self.base: Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.base is None else self.base.shape[1]
+
+    def append(self, x: Tensor) -> None:
+        self.base = x if self.base is None else torch.cat([self.base, x], dim=1)
+
+    def reorder_(self, index: Tensor) -> None:
+        if self.base is not None:
+            self.base = self.base.index_select(0, index)
+
+
+class UniversalStack(nn.Module):
+    """One shared layer, the timestep signal, the fixed / ACT recurrence and the final LayerNorm (pre-norm)."""
+
+    def __init__(self, cfg: UniversalCommonConfig, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+        self.n_steps = cfg.n_steps
+        self.timestep = TimestepSignal(cfg.timestep, cfg.d_model, cfg.max_steps)
+        self.act = (
+            AdaptiveComputationTime(cfg.d_model, cfg.max_steps, cfg.act_epsilon, cfg.act_halting_bias_init,
+                                    cfg.act_combine)
+            if cfg.recurrence == "act"
+            else None
+        )
+        self.position_wise = cfg.transition == "ffn"
+        self.skip_halted = cfg.act_skip_halted and self.position_wise
+        self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
+
+    def step_input(self, state: Tensor, pos_signal: Tensor, step: int) -> Tensor:
+        """x_t = H + P + S_t (UT §2.1)."""
+        return state + pos_signal + self.timestep(step, state.device).to(state.dtype)
+
+    def run(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None, apply_layer) -> StackOutput:
+        """Apply ``apply_layer(x_t, running | None) -> (out, weights)`` T times (fixed) or under ACT."""
+        pos_signal = pos_signal.to(x.dtype)
+        if self.act is None:
+            attentions = []
+            for t in range(self.n_steps):
+                x, w = apply_layer(self.step_input(x, pos_signal, t), None)
+                attentions.append(w)
+            return StackOutput(self.final_norm(x), attentions)
+
+        def step_fn(state: Tensor, t: int, running: Tensor):
+            x_t = self.step_input(state, pos_signal, t)
+            out, w = apply_layer(x_t, running)
+            return x_t, out, w
+
+        a = self.act(x, token_mask, step_fn)
+        return StackOutput(self.final_norm(a.output), a.step_outputs, a)
+
+    def packed(self, running: Tensor | None, need_weights: bool) -> tuple[Tensor, Tensor] | None:
+        """(index, valid) of the running positions when skipping the halted ones pays off, else None."""
+        if running is None or not self.skip_halted or need_weights:
+            return None
+        index, valid = pack_active(running)
+        return (index, valid) if index.shape[1] < running.shape[1] else None
+
+
+class UniversalEncoder(UniversalStack):
+    """The UT encoder: one shared :class:`EncoderLayer` applied at every step."""
+
+    def __init__(self, cfg: UniversalCommonConfig):
+        layer = EncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm,
+                             cfg.transition, cfg.activation)
+        super().__init__(cfg, layer)
+
+    def forward(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None,
+                need_weights: bool = False) -> StackOutput:
+        """x (B, S, D) embedded tokens (no position), pos_signal (B, S, D), token_mask Bool[B, S]."""
+        kv_mask = None if token_mask is None else key_padding_mask(token_mask)
+
+        def apply_layer(x_t: Tensor, running: Tensor | None):
+            packed = self.packed(running, need_weights)
+            if packed is not None:
+                index = packed[0]
+                out = encoder_layer_on(self.layer, gather_positions(x_t, index), x_t, kv_mask)
+                return scatter_positions(x_t, index, out), None
+            o = self.layer(x_t, token_mask, need_weights=need_weights)
+            return o.x, ((o.self_weights, None) if need_weights else None)
+
+        return self.run(x, pos_signal, token_mask, apply_layer)
+
+
+class UniversalDecoder(UniversalStack):
+    """The UT decoder: one shared :class:`DecoderLayer` (causal self-attention, attention over the final encoder
+    state, transition) applied at every step; full-sequence ``forward`` and cached ``forward_incremental``."""
+
+    def __init__(self, cfg: UniversalCommonConfig):
+        layer = DecoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm,
+                             cfg.transition, activation=cfg.activation)
+        super().__init__(cfg, layer)
+
+    def forward(self, x: Tensor, pos_signal: Tensor, memory: Tensor, memory_mask: Tensor | None,
+                token_mask: Tensor | None = None, need_weights: bool = False) -> StackOutput:
+        """x (B, T, D) embedded targets, memory (B, S, D) final encoder state, memory_mask broadcastable mask."""
+        positions = torch.arange(x.shape[1], device=x.device)[None, :].expand(x.shape[0], -1)
+
+        def apply_layer(x_t: Tensor, running: Tensor | None):
+            packed = self.packed(running, need_weights)
+            if packed is not None:
+                index = packed[0]
+                out = decoder_layer_on(self.layer, gather_positions(x_t, index), x_t, positions.gather(1, index),
+                                       memory, memory_mask)
+                return scatter_positions(x_t, index, out), None
+            o = self.layer(x_t, memory, memory_mask=memory_mask, token_mask=token_mask, need_weights=need_weights)
+            return o.x, ((o.self_weights, o.cross_weights) if need_weights else None)
+
+        return self.run(x, pos_signal, token_mask, apply_layer)
+
+    def forward_incremental(self, x: Tensor, pos_signal: Tensor, memory: Tensor, memory_mask: Tensor | None,
+                            cache: DecodingCache) -> Tensor:
+        """New positions ``x`` (B, Tn, D) after the cached ones -> final states (B, Tn, D); extends ``cache``."""
+        pos_signal = pos_signal.to(x.dtype)
+
+        def layer_at(x_t: Tensor, t: int) -> Tensor:
+            return self.layer(x_t, memory, memory_mask=memory_mask, cache=cache, cache_key=("dec", t)).x
+
+        if self.act is None:
+            for t in range(self.n_steps):
+                x = layer_at(self.step_input(x, pos_signal, t), t)
+            return self.final_norm(x)
+
+        frozen: FrozenStates = cache.get(("dec", "frozen"), FrozenStates)
+        n_prev = len(frozen)
+
+        def step_fn(state: Tensor, t: int, running: Tensor):
+            self._fill_from_frozen(cache, frozen, n_prev, t, memory, memory_mask)
+            x_t = self.step_input(state, pos_signal, t)
+            return x_t, layer_at(x_t, t)
+
+        a = self.act(x, None, step_fn)
+        frozen.append(a.state + pos_signal)
+        return self.final_norm(a.output)
+
+    def _fill_from_frozen(self, cache: DecodingCache, frozen: FrozenStates, n_prev: int, t: int, memory: Tensor,
+                          memory_mask: Tensor | None) -> None:
+        """Give the step-t cache the positions ``len(cache_t) .. n_prev-1``, which halted before step t."""
+        kv = cache.get((("dec", t), "self"))
+        have = len(kv)
+        if have >= n_prev:
+            return
+        x_t = frozen.base[:, have:n_prev]
+        x_t = x_t + self.timestep(t, x_t.device).to(x_t.dtype)
+        if self.position_wise:  # only their keys and values are ever read
+            kv.append(*self.layer.self_attn.project_kv(self.layer.self_res.inner_input(x_t)))
+        else:  # convolution neighbours too: run the layer on them, discard the outputs
+            self.layer(x_t, memory, memory_mask=memory_mask, cache=cache, cache_key=("dec", t))
+
+
+def _act_summary(name: str, stack: StackOutput, token_mask: Tensor | None, out: ModelOutput) -> Tensor | None:
+    """Put the ponder time / update counts of ``stack`` into ``out``; return its mean ponder time (or None)."""
+    if stack.act is None:
+        return None
+    out.ponder_time[name] = stack.act.ponder_time
+    out.n_updates[name] = stack.act.n_updates
+    return stack.act.ponder_cost(token_mask)
+
+
+def _collect(attentions: list, which: int) -> list[Tensor]:
+    return [a[which] for a in attentions if a is not None]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# models
+
+
+class UniversalTransformerEncoderDecoder(nn.Module):
+    """UT encoder-decoder. Training: ``forward(src, src_mask, tgt_in, ...)``; decoding: ``start_decoding`` +
+    ``decode_step`` (see :mod:`ut.decoding` and the module docstring for the cache)."""
+
+    def __init__(self, cfg: UniversalTransformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.src_embed = TokenEmbedding(cfg.src_vocab_size, cfg.d_model, cfg.position, cfg.max_len, cfg.dropout,
+                                        cfg.pad_id)
+        self.tgt_embed = (
+            self.src_embed
+            if cfg.share_embeddings
+            else TokenEmbedding(cfg.tgt_vocab_size, cfg.d_model, cfg.position, cfg.max_len, cfg.dropout, cfg.pad_id)
+        )
+        self.encoder = UniversalEncoder(cfg)
+        self.decoder = UniversalDecoder(cfg)
+        self.output = nn.Linear(cfg.d_model, cfg.tgt_vocab_size, bias=False)
+        if cfg.tie_output:
+            self.output.weight = self.tgt_embed.weight
+
+    def encode(self, src: Tensor, src_mask: Tensor | None = None, src_pos_offset: Tensor | None = None,
+               need_weights: bool = False) -> StackOutput:
+        """src Long[B, S] -> StackOutput (``.output`` is the final encoder state (B, S, D))."""
+        if src_mask is None:
+            src_mask = src != self.cfg.pad_id
+        pos = position_ids(src.shape[1], src.shape[0], src_pos_offset, src.device)
+        return self.encoder(self.src_embed(src), self.src_embed.positions(pos), src_mask, need_weights)
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, *, tgt_mask: Tensor | None = None,
+               positions: Tensor | None = None, need_weights: bool = False) -> tuple[Tensor, StackOutput]:
+        """Full-sequence decoder over ``tgt_in`` (B, T) -> (logits (B, T, V), StackOutput)."""
+        if positions is None:
+            positions = position_ids(tgt_in.shape[1], tgt_in.shape[0], None, tgt_in.device)
+        dec = self.decoder(self.tgt_embed(tgt_in), self.tgt_embed.positions(positions), memory,
+                           key_padding_mask(src_mask), tgt_mask, need_weights)
+        return self.output(dec.output), dec
+
+    def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor, tgt_mask: Tensor | None = None, *,
+                src_pos_offset: Tensor | None = None, tgt_pos_offset: Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
+        if src_mask is None:
+            src_mask = src != self.cfg.pad_id
+        enc = self.encode(src, src_mask, src_pos_offset, need_weights)
+        pos = position_ids(tgt_in.shape[1], tgt_in.shape[0], tgt_pos_offset, tgt_in.device)
+        logits, dec = self.decode(tgt_in, enc.output, src_mask, tgt_mask=tgt_mask, positions=pos,
+                                  need_weights=need_weights)
+        out = ModelOutput(logits)
+        if need_weights:
+            out.attentions = {"encoder": _collect(enc.attentions, 0), "decoder_self": _collect(dec.attentions, 0),
+                              "decoder_cross": _collect(dec.attentions, 1)}
+        costs = [c for c in (_act_summary("encoder", enc, src_mask, out), _act_summary("decoder", dec, tgt_mask, out))
+                 if c is not None]
+        if costs:
+            out.aux_loss = self.cfg.act_loss_weight * sum(costs)
+        return out
+
+    # ------------------------------------------------------------------ incremental decoding
+    def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
+        """Encode the source once; the first decoder input is BOS. Returns (state, first tokens Long[B])."""
+        src = batch["src"]
+        src_mask = batch.get("src_mask")
+        src_mask = src != self.cfg.pad_id if src_mask is None else src_mask
+        memory = self.encode(src, src_mask, batch.get("src_pos_offset")).output
+        offset = batch.get("tgt_pos_offset")
+        offset = torch.zeros(src.shape[0], dtype=torch.long, device=src.device) if offset is None else offset
+        state = DecodeState(DecodingCache(), {"memory": memory, "src_mask": src_mask, "offset": offset})
+        return state, torch.full((src.shape[0],), self.cfg.bos_id, dtype=torch.long, device=src.device)
+
+    def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
+        """Feed one token per row (Long[B]) and return the next-token logits (B, V); advances the cache."""
+        t = state.tensors
+        positions = (t["offset"] + state.step)[:, None]
+        h = self.decoder.forward_incremental(self.tgt_embed(tokens[:, None]), self.tgt_embed.positions(positions),
+                                             t["memory"], key_padding_mask(t["src_mask"]), state.cache)
+        state.step += 1
+        return self.output(h)[:, -1]
+
+
+class UniversalTransformerClassifier(nn.Module):
+    """UT encoder-only with a classification / answer head (bAbI; UT §3.1): embedding -> UT encoder (fixed or ACT)
+    -> :class:`ut.models.encoder_classifier.ClassificationHead` (shared with the Transformer twin)."""
+
+    def __init__(self, cfg: UniversalClassifierConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.position, cfg.max_len, cfg.dropout, cfg.pad_id)
+        self.encoder = UniversalEncoder(cfg)
+        self.head = ClassificationHead(cfg.d_model, cfg.n_classes, cfg.pooling)
+
+    def forward(self, src: Tensor, src_mask: Tensor | None = None, *, src_pos_offset: Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
+        """src Long[B, S] -> ModelOutput(logits (B, C), aux_loss = ponder loss under ACT, ponder_time["encoder"])."""
+        if src_mask is None:
+            src_mask = src != self.cfg.pad_id
+        pos = position_ids(src.shape[1], src.shape[0], src_pos_offset, src.device)
+        enc = self.encoder(self.embed(src), self.embed.positions(pos), src_mask, need_weights)
+        out = ModelOutput(self.head(enc.output, src_mask))
+        if need_weights:
+            out.attentions = {"encoder": _collect(enc.attentions, 0)}
+        cost = _act_summary("encoder", enc, src_mask, out)
+        if cost is not None:
+            out.aux_loss = self.cfg.act_loss_weight * cost
+        return out
