@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ut.nn.dropout import dropout as apply_dropout
 from ut.nn.positions import PositionSignal
 
 
@@ -35,4 +35,4 @@ class TokenEmbedding(nn.Module):
         x = self.tokens(tokens) * math.sqrt(self.d_model)
         if positions is not None:
             x = x + self.positions(positions).to(x.dtype)
-        return F.dropout(x, self.dropout, self.training) if self.dropout > 0 else x
+        return apply_dropout(x, self.dropout, self.training)

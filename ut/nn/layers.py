@@ -18,6 +18,9 @@ Transitions (the position-wise part of a layer):
 Every transition has the signature ``forward(x, token_mask=None, cache=None) -> Tensor | (Tensor, aux_loss)``;
 the mixture-of-experts transition returns an auxiliary load-balancing loss, which the layer passes up.
 
+Dropout everywhere here is :func:`ut.nn.dropout.dropout` (``F.dropout``'s function with a ~3x cheaper mask source on
+CPU; see that module).
+
 Shape legend: B batch, L length, D width, F inner (ffn) width.
 """
 
@@ -31,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ut.nn.attention import DecodingCache, KVCache, MultiHeadAttention, key_padding_mask
+from ut.nn.dropout import dropout as apply_dropout
 
 NormPlacement = Literal["pre", "post"]
 
@@ -47,7 +51,7 @@ class FeedForward(nn.Module):
     def forward(self, x: Tensor, token_mask: Tensor | None = None, cache=None) -> Tensor:
         h = self.activation(self.w1(x))
         if self.dropout > 0:
-            h = F.dropout(h, self.dropout, self.training)
+            h = apply_dropout(h, self.dropout, self.training)
         return self.w2(h)
 
 
@@ -104,7 +108,7 @@ class SeparableConvTransition(nn.Module):
         h, h1 = self.conv1(x, hist.get("conv1"))
         h = F.relu(h)
         if self.dropout > 0:
-            h = F.dropout(h, self.dropout, self.training)
+            h = apply_dropout(h, self.dropout, self.training)
         if token_mask is not None:
             h = h * token_mask[..., None].to(h.dtype)
         out, h2 = self.conv2(h, hist.get("conv2"))
@@ -137,7 +141,7 @@ class Residual(nn.Module):
 
     def combine(self, x: Tensor, fx: Tensor) -> Tensor:
         if self.dropout > 0:
-            fx = F.dropout(fx, self.dropout, self.training)
+            fx = apply_dropout(fx, self.dropout, self.training)
         return x + fx if self.norm_placement == "pre" else self.norm(x + fx)
 
 
