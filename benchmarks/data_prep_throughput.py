@@ -1,0 +1,56 @@
+"""Articles per second of the data_prep per-article stage (parse + source + paragraphs + 5 rankers) on the
+embedded enwiki excerpt, and of the whole build, with 1 and N worker processes.
+
+    python -m benchmarks.data_prep_throughput [--num-proc 1 2] [--out benchmarks/results/data_prep_throughput.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from data_prep.build import build_dataset
+from data_prep.dump import iter_dump_pages
+from data_prep.embedded_dump import embedded_dump_path
+from data_prep.page_filter import page_skip_reason
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--num-proc", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--out", default="benchmarks/results/data_prep_throughput.json")
+    args = parser.parse_args()
+    dump = embedded_dump_path()
+    start = time.perf_counter()
+    pages = list(iter_dump_pages(dump))
+    read_s = time.perf_counter() - start
+    n_articles = sum(page_skip_reason(p) is None for p in pages)
+    results = {"dump": dump.name, "pages": len(pages), "articles": n_articles,
+               "read_pages_per_s": round(len(pages) / read_s, 1), "builds": [],
+               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+                          f"Python {platform.python_version()}",
+               "command": "python -m benchmarks.data_prep_throughput " + " ".join(
+                   ["--num-proc", *map(str, args.num_proc)])}
+    for num_proc in args.num_proc:
+        folder = Path(tempfile.mkdtemp())
+        start = time.perf_counter()
+        out = build_dataset(out=str(folder / "out"), num_proc=num_proc, eval_lengths=())
+        seconds = time.perf_counter() - start
+        examples = json.loads((out / "data_card.json").read_text())["counts"]["examples"]
+        results["builds"].append({"num_proc": num_proc, "seconds": round(seconds, 2), "examples": examples,
+                                  "articles_per_s": round(n_articles / seconds, 2)})
+        shutil.rmtree(folder)
+        print(results["builds"][-1], flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
