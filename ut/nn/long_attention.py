@@ -1,0 +1,429 @@
+"""Long-input causal self-attentions of T-DMCA: blockwise local attention and memory-compressed attention.
+
+Liu et al. 2018, "Generating Wikipedia by Summarizing Long Sequences", §4.2.2, and tensor2tensor
+(``common_attention.masked_local_attention_1d``, ``multihead_self_attention_reduced``). Both modules subclass
+:class:`~ut.nn.attention.MultiHeadAttention` (same Q/K/V/O projections, same call signature
+``forward(x, memory=None, *, mask, causal, cache, need_weights) -> AttentionOutput``), so a decoder layer takes
+either in place of full attention.
+
+Local attention (:class:`LocalAttention`): the sequence is split into blocks of ``block_size`` tokens (256 in the
+paper) and attention is computed per block, causally; cost O(L * block) in time and memory -- there is never an
+L x L score matrix. Two variants:
+
+- ``look_back=False`` -- the paper's: "attention is performed in each block independently" (a query sees the
+  earlier tokens of its own block only);
+- ``look_back=True`` -- t2t's ``local_mask_right`` (what t2t's ``"locm"`` layers actually run): a query sees its
+  own block up to itself plus the whole previous block.
+
+Memory-compressed attention (:class:`MemoryCompressedAttention`): keys and values are shortened by a strided
+convolution, kernel = stride = ``compression`` (3 in the paper), so each compressed key summarises one block of
+``c`` consecutive tokens. A strided convolution with kernel == stride is a linear map of each non-overlapping block
+``[x_{bc}; ...; x_{bc+c-1}]`` (c*D values) to D values; it is implemented as exactly that (a ``Linear(c*D, D)`` on
+the reshaped blocks, tested against ``F.conv1d``). Two orders:
+
+- ``order="project_compress"`` (default; the paper: "after projecting the tokens into the query, key, and value
+  embeddings, we reduce the number of keys and values by using a strided convolution"): one convolution for the
+  keys and one for the values, applied to the projected K and V;
+- ``order="compress_project"`` (t2t ``multihead_self_attention_reduced``): one convolution over the layer input,
+  then the usual K and V projections of the compressed sequence.
+
+Causality of memory-compressed attention (our design; the paper only says the layer is masked): a compressed key
+mixes c tokens, so a query may see it only once its block has ENDED -- otherwise it would read the future. A query
+at position i, in block g = i // c, sees
+
+- the compressed keys of the blocks b < g (every block that ended before i's own block began), and
+- the raw (uncompressed) keys of its own block up to itself: positions g*c .. i (1 to c tokens).
+
+So every earlier token is seen exactly once, far ones compressed, the nearest 0..c-1 exactly, and no query has an
+empty row. t2t differs: it prepends the raw first token ``x_0`` as an always-visible key and shows a query the
+blocks that ended before it, but no raw recent tokens (a query sees neither itself nor the rest of its block).
+
+Fast path (``need_weights=False``): the two key sets share one softmax. The compressed part runs in one
+``F.scaled_dot_product_attention`` call with ``is_causal=True`` by grouping queries by block: queries are laid out
+as ``(B, H*c, G, Dh)`` (position-in-block r moves into the head axis, grouped-query attention shares each head's
+compressed keys across its c query heads), and the compressed keys are preceded by one *sentinel* key, so that
+top-left causal masking lets query group g see the sentinel plus blocks 0..g-1 -- exactly the rule above, with
+SDPA's O(L) memory and its skipping of masked tiles. The sentinel has score m_i (the query's largest raw score) and
+value e_{Dh+1} (an extra channel), so SDPA returns the sentinel's softmax weight p alongside the output; p carries
+the compressed part's normaliser, which merges it exactly with the raw own-block part (c keys per query, computed
+directly): ``out = (o_c + p * N_raw) / ((1 - p) + p * Z_raw)`` with ``N_raw, Z_raw`` the raw numerator and
+normaliser relative to exp(m_i). The manual path (``need_weights=True``) is the readable dense version over the
+keys ``[compressed blocks; raw tokens]`` with an explicit mask; the two agree (tested).
+
+Attention dropout: local attention passes it to SDPA per block (the math path is then quadratic in the block only,
+i.e. linear in L); memory-compressed attention has no dropout (the sentinel trick needs exact softmax weights), and
+rejects ``dropout > 0``.
+
+Masks: only key-padding masks (broadcastable to ``[B, 1, 1, Lk]``, True = real token) are accepted -- the causal /
+local structure is the module's own; a general ``[Lq, Lk]`` mask would be quadratic. Blocks are counted from index 0
+of the given tensor, so with left padding a row's block boundaries follow its padded layout. In memory-compressed
+attention padding tokens are zeroed before compression, and a compressed block with no real token is not attended.
+
+Incremental decoding: the modules take the :class:`~ut.nn.attention.KVCache` a decoder layer hands them (the
+:class:`LongAttentionCache` subclass, or a plain KVCache, which they extend with a token counter ``n_seen``). What it
+holds (``cache.k`` / ``cache.v``, so that ``reorder_`` follows beams):
+
+- local attention: the raw keys / values of the current block (``look_back=True``: of the previous and current
+  blocks) -- never more than 2 blocks;
+- memory-compressed attention: ``cache.k`` = compressed keys of the finished blocks followed by the *layer input*
+  of the unfinished block (< c tokens, as heads), ``cache.v`` = compressed values. The unfinished block's raw keys and
+  values are recomputed from that input at each call (at most c - 1 tokens).
+
+Shape legend: B batch, H heads, L length, D width, Dh = D / H head width, c compression (kernel = stride),
+G = ceil(L / c) query groups, Nb = L // c finished blocks, W local block size, Nw = ceil(L / W) local blocks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from ut.nn.attention import AttentionOutput, KVCache, MultiHeadAttention, manual_attention
+
+COMPRESSION_ORDERS = ("project_compress", "compress_project")
+
+
+class LongAttentionCache(KVCache):
+    """A :class:`KVCache` that also counts the tokens seen so far (the layout of ``k`` / ``v``: module docstring)."""
+
+    def __init__(self):
+        super().__init__(static=False)
+        self.n_seen = 0
+
+
+def _tokens_seen(cache: KVCache | None) -> int:
+    if cache is None:
+        return 0
+    if cache.static:
+        raise ValueError("long-input attentions are self-attentions; a static (cross-attention) cache is not valid")
+    return getattr(cache, "n_seen", 0)
+
+
+def key_padding_from_mask(mask: Tensor | None, k_len: int) -> Tensor | None:
+    """A key-padding attention mask broadcastable to ``[B, 1, 1, Lk]`` -> ``Bool[B or 1, Lk]`` (None stays None).
+
+    Any other mask (a per-query ``[.., Lq, Lk]`` mask, per-head masks) is an error: the long attentions build their
+    own causal / local structure and never materialise an Lq x Lk mask.
+    """
+    if mask is None:
+        return None
+    m = mask
+    while m.dim() < 4:
+        m = m.unsqueeze(0)
+    if m.dim() != 4 or m.shape[1] != 1 or m.shape[2] != 1 or m.shape[3] != k_len:
+        raise ValueError(
+            f"long-input attention takes key-padding masks [B, 1, 1, Lk={k_len}] only, got shape {tuple(mask.shape)}"
+        )
+    return m[:, 0, 0, :].bool()
+
+
+def _check_call(memory: Tensor | None, causal: bool) -> None:
+    if memory is not None:
+        raise ValueError("long-input attentions are self-attentions: memory must be None")
+    if not causal:
+        raise ValueError("long-input attentions are causal (decoder) attentions: causal=False is not supported")
+
+
+def _masked_sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: float) -> Tensor:
+    """SDPA with a boolean mask; query rows with no allowed key return zeros (SDPA alone would give NaN)."""
+    row_ok = mask.any(-1, keepdim=True)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~row_ok, dropout_p=dropout_p)
+    return out * row_ok.to(out.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# local attention
+
+
+def local_attention_mask(q_len: int, block_size: int, look_back: bool, k_len: int | None = None,
+                         device=None) -> Tensor:
+    """``Bool[Lq, Lk]``: the dense mask equivalent to local attention (the manual path; tests use their own).
+
+    Query i (the i-th of the LAST Lq of Lk positions) may attend to key j iff ``j <= i`` and ``j`` lies in i's block
+    (``look_back=True``: or in the block before it).
+    """
+    k_len = q_len if k_len is None else k_len
+    i = torch.arange(k_len - q_len, k_len, device=device)[:, None]
+    j = torch.arange(k_len, device=device)[None, :]
+    first = ((i // block_size) - int(look_back)).clamp(min=0) * block_size
+    return (j <= i) & (j >= first)
+
+
+def blockwise_local_attention(q: Tensor, k: Tensor, v: Tensor, block_size: int, look_back: bool,
+                              q_offset: int = 0, key_ok: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
+    """Causal local attention computed block by block (SDPA per block): never an L x L matrix.
+
+    Args:
+        q: (B, H, n, Dh) queries at positions ``q_offset .. q_offset + n - 1`` of the keys.
+        k, v: (B, H, m, Dh) keys / values at positions 0 .. m - 1, with m = q_offset + n; position 0 lies on a block
+            boundary.
+        key_ok: Bool[B or 1, m], True on real keys.
+    Returns: (B, H, n, Dh).
+    """
+    w = block_size
+    bsz, _, n, _ = q.shape
+    m = k.shape[2]
+    if m != q_offset + n:
+        raise ValueError(f"keys ({m}) must end with the queries (q_offset {q_offset} + {n})")
+    n_blocks = -(-m // w)
+    pad = n_blocks * w - m
+    q = F.pad(q, (0, 0, q_offset, pad))  # dummy queries before (cached positions) and after (to whole blocks)
+    k, v = F.pad(k, (0, 0, 0, pad)), F.pad(v, (0, 0, 0, pad))
+    qb, kb, vb = (rearrange(t, "b h (n w) d -> b n h w d", w=w) for t in (q, k, v))  # (B, Nw, H, W, Dh)
+    flat = lambda t: rearrange(t, "b n h w d -> (b n) h w d")
+    ok = None
+    if key_ok is not None:
+        ok = torch.cat([key_ok.expand(bsz, -1), key_ok.new_zeros(bsz, pad)], dim=1)
+        ok = rearrange(ok, "b (n w) -> b n w", w=w)  # (B, Nw, W)
+    own_causal = torch.ones(w, w, dtype=torch.bool, device=q.device).tril()
+
+    if not look_back:  # the paper's: each block alone, causal
+        if ok is None:
+            out = F.scaled_dot_product_attention(flat(qb), flat(kb), flat(vb), dropout_p=dropout_p, is_causal=True)
+        else:
+            mask = own_causal & ok[:, :, None, :]  # (B, Nw, W, W)
+            out = _masked_sdpa(flat(qb), flat(kb), flat(vb), rearrange(mask, "b n q k -> (b n) 1 q k"), dropout_p)
+        return rearrange(out, "(b n) h w d -> b h (n w) d", b=bsz)[:, :, q_offset : q_offset + n]
+
+    # t2t local_mask_right: window = [previous block; own block], query r sees window keys <= W + r
+    shift = lambda t: torch.cat([torch.zeros_like(t[:, :1]), t[:, :-1]], dim=1)  # block n -> block n - 1
+    kw, vw = torch.cat([shift(kb), kb], dim=3), torch.cat([shift(vb), vb], dim=3)  # (B, Nw, H, 2W, Dh)
+    band = torch.ones(w, 2 * w, dtype=torch.bool, device=q.device).tril(diagonal=w)  # (W, 2W)
+    if ok is None:
+        # block 0 has no previous block (its own block, causal); blocks >= 1 share one (W, 2W) mask
+        first = F.scaled_dot_product_attention(qb[:, 0], kb[:, 0], vb[:, 0], dropout_p=dropout_p, is_causal=True)
+        parts = [first[:, None]]
+        if n_blocks > 1:
+            rest = F.scaled_dot_product_attention(flat(qb[:, 1:]), flat(kw[:, 1:]), flat(vw[:, 1:]),
+                                                  attn_mask=band, dropout_p=dropout_p)
+            parts.append(rearrange(rest, "(b n) h w d -> b n h w d", b=bsz))
+        out = torch.cat(parts, dim=1)
+    else:
+        ok_w = torch.cat([shift(ok), ok], dim=2)  # (B, Nw, 2W)
+        ok_w[:, 0, :w] = False  # the zero "previous block" of block 0
+        mask = band & ok_w[:, :, None, :]  # (B, Nw, W, 2W)
+        out = _masked_sdpa(flat(qb), flat(kw), flat(vw), rearrange(mask, "b n q k -> (b n) 1 q k"), dropout_p)
+        out = rearrange(out, "(b n) h w d -> b n h w d", b=bsz)
+    return rearrange(out, "b n h w d -> b h (n w) d")[:, :, q_offset : q_offset + n]
+
+
+class LocalAttention(MultiHeadAttention):
+    """Causal blockwise local self-attention (Liu et al. 2018, §4.2.2; t2t ``local_mask_right`` with look_back).
+
+    Args:
+        d_model, n_heads, bias: as :class:`MultiHeadAttention`.
+        block_size: tokens per block W (paper: 256).
+        look_back: False = attend within the own block only (the paper); True = own block + previous block (t2t's
+            ``local_mask_right``, the attention t2t's ``"locm"`` layers run).
+        dropout: attention-weight dropout, applied per block (memory stays linear in L).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, block_size: int = 256, look_back: bool = False,
+                 dropout: float = 0.0, bias: bool = True):
+        super().__init__(d_model, n_heads, dropout, bias)
+        if block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}")
+        self.block_size, self.look_back = block_size, look_back
+
+    def window_start(self, position: int) -> int:
+        """First key position the query at ``position`` may see: the start of its block (or of the previous)."""
+        return max(position // self.block_size - int(self.look_back), 0) * self.block_size
+
+    def forward(self, x: Tensor, memory: Tensor | None = None, *, mask: Tensor | None = None, causal: bool = True,
+                cache: KVCache | None = None, need_weights: bool = False) -> AttentionOutput:
+        """x (B, n, D), the n newest positions when a cache is given -> AttentionOutput (B, n, D)."""
+        _check_call(memory, causal)
+        t = _tokens_seen(cache)
+        n = x.shape[1]
+        key_ok = key_padding_from_mask(mask, t + n)  # (B|1, t + n)
+        q = self.split_heads(self.q_proj(x))  # (B, H, n, Dh)
+        k, v = self.project_kv(x)
+        start = self.window_start(t)  # keys from `start` (a block boundary) on are needed
+        if cache is not None and cache.k is not None:
+            k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)  # positions start .. t + n - 1
+        ok = None if key_ok is None else key_ok[:, start:]
+        dropout_p = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            if t:
+                raise ValueError("need_weights is for whole-sequence calls, not incremental decoding")
+            dense = local_attention_mask(n, self.block_size, self.look_back, device=x.device)
+            dense = dense if ok is None else dense & ok[:, None, None, :]
+            out, weights = manual_attention(q, k, v, dense, dropout_p, self.training)
+        else:
+            out = blockwise_local_attention(q, k, v, self.block_size, self.look_back, t - start, ok, dropout_p)
+        if cache is not None:
+            keep = self.window_start(t + n) - start
+            cache.k, cache.v = k[:, :, keep:], v[:, :, keep:]
+            cache.n_seen = t + n
+        return AttentionOutput(self.out_proj(rearrange(out, "b h l d -> b l (h d)")), weights)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# memory-compressed attention
+
+
+def memory_compressed_mask(q_len: int, compression: int, q_start: int = 0, device=None) -> tuple[Tensor, Tensor]:
+    """Dense masks of memory-compressed attention (the manual path; the tests build their own).
+
+    Queries at positions ``q_start .. q_start + Lq - 1``. Returns ``(compressed Bool[Lq, Nb], raw Bool[Lq, Lk])``
+    with Nb = (q_start + Lq) // c finished blocks and Lk = q_start + Lq raw positions: query i sees block b iff
+    ``b < i // c`` and raw key j iff ``(i // c) * c <= j <= i``.
+    """
+    c = compression
+    k_len = q_start + q_len
+    i = torch.arange(q_start, k_len, device=device)[:, None]
+    blocks = torch.arange(k_len // c, device=device)[None, :]
+    j = torch.arange(k_len, device=device)[None, :]
+    return blocks < i // c, (j <= i) & (j >= (i // c) * c)
+
+
+def compressed_attention(q: Tensor, kc: Tensor, vc: Tensor, k_raw: Tensor, v_raw: Tensor, compression: int, *,
+                         q_offset: int = 0, block_offset: int = 0, kc_ok: Tensor | None = None,
+                         raw_ok: Tensor | None = None) -> Tensor:
+    """The fast path of memory-compressed attention (grouped-query SDPA + sentinel; see the module docstring).
+
+    Args:
+        q: (B, H, n, Dh) queries at absolute positions ``P + q_offset + i``, with P = ``block_offset * c``.
+        kc, vc: (B, H, Nb, Dh) compressed keys / values of blocks 0 .. Nb - 1 (absolute block indices).
+        k_raw, v_raw: (B, H, m, Dh) raw keys / values at positions P .. P + m - 1, m = q_offset + n.
+        kc_ok: Bool[B or 1, Nb], False for blocks with no real token; raw_ok: Bool[B or 1, m] real raw keys.
+    Returns: (B, H, n, Dh).
+    """
+    c = compression
+    bsz, n_heads, n, dh = q.shape
+    m = k_raw.shape[2]
+    if m != q_offset + n:
+        raise ValueError(f"raw keys ({m}) must end with the queries (q_offset {q_offset} + {n})")
+    n_groups = -(-m // c)
+    pad = n_groups * c - m
+    scale = dh**-0.5
+    group = lambda t: rearrange(t, "b h (g r) d -> b h g r d", r=c)
+    qg = group(F.pad(q, (0, 0, q_offset, pad)))  # (B, H, G, c, Dh); dummy queries before / after
+    kg, vg = group(F.pad(k_raw, (0, 0, 0, pad))), group(F.pad(v_raw, (0, 0, 0, pad)))
+
+    # raw own-block part: query r of a group sees keys 0..r of the same group
+    s_raw = torch.einsum("bhgrd,bhgjd->bhgrj", qg, kg) * scale  # (B, H, G, c, c)
+    allowed = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
+    if raw_ok is not None:
+        ok = torch.cat([raw_ok, raw_ok.new_zeros(raw_ok.shape[0], pad)], dim=1)
+        allowed = allowed & rearrange(ok, "b (g j) -> b 1 g 1 j", j=c)
+    s_raw = s_raw.masked_fill(~allowed, float("-inf"))
+    m_i = s_raw.amax(-1, keepdim=True).detach()  # reference score (B, H, G, c, 1); any value would be exact
+    m_i = torch.where(torch.isfinite(m_i), m_i, torch.zeros_like(m_i))
+    e_raw = torch.exp(s_raw - m_i)  # 0 where not allowed
+    z_raw = e_raw.sum(-1, keepdim=True)  # (B, H, G, c, 1)
+    n_raw = torch.einsum("bhgrj,bhgjd->bhgrd", e_raw, vg)  # (B, H, G, c, Dh)
+
+    # compressed part: [sentinel; blocks], one extra channel; query group g sees keys 0..g (top-left causal)
+    q_ext = rearrange(torch.cat([qg, m_i / scale], dim=-1), "b h g r d -> b (h r) g d")  # (B, H*c, G, Dh+1)
+    sentinel = q.new_zeros(bsz, n_heads, 1, dh + 1)
+    sentinel[..., -1] = 1.0
+    k_ext = torch.cat([sentinel.expand(kc.shape[0], -1, -1, -1), F.pad(kc, (0, 1))], dim=2)  # (B, H, 1+Nb, Dh+1)
+    v_ext = torch.cat([sentinel.expand(vc.shape[0], -1, -1, -1), F.pad(vc, (0, 1))], dim=2)
+    n_blocks = kc.shape[2]
+    if block_offset == 0 and kc_ok is None and n_blocks + 1 >= n_groups:
+        o = F.scaled_dot_product_attention(q_ext, k_ext, v_ext, is_causal=True, scale=scale, enable_gqa=True)
+    else:
+        g = torch.arange(n_groups, device=q.device)[:, None] + block_offset
+        visible = torch.arange(n_blocks + 1, device=q.device)[None, :] <= g  # (G, 1+Nb)
+        if kc_ok is not None:
+            visible = visible & torch.cat([kc_ok.new_ones(kc_ok.shape[0], 1), kc_ok], dim=1)[:, None, None, :]
+        o = F.scaled_dot_product_attention(q_ext, k_ext, v_ext, attn_mask=visible, scale=scale, enable_gqa=True)
+    o = rearrange(o, "b (h r) g d -> b h g r d", r=c)
+    o_c, p = o[..., :-1], o[..., -1:]  # compressed output (normalised with the sentinel) and sentinel weight
+    num = o_c + p * n_raw
+    den = (1.0 - p) + p * z_raw
+    out = num / torch.where(den > 0, den, torch.ones_like(den))  # den = 0 only for a query that sees nothing
+    return rearrange(out, "b h g r d -> b h (g r) d")[:, :, q_offset : q_offset + n]
+
+
+class MemoryCompressedAttention(MultiHeadAttention):
+    """Causal memory-compressed self-attention (Liu et al. 2018, §4.2.2; t2t ``multihead_self_attention_reduced``).
+
+    Args:
+        d_model, n_heads, bias: as :class:`MultiHeadAttention`.
+        compression: kernel = stride c of the compressing convolution (paper: 3).
+        order: ``"project_compress"`` (the paper, default) or ``"compress_project"`` (t2t); see the module docstring.
+        dropout: must be 0 (see the module docstring).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, compression: int = 3, order: str = "project_compress",
+                 dropout: float = 0.0, bias: bool = True):
+        if dropout:
+            raise ValueError("memory-compressed attention has no attention dropout (set attention_dropout=0)")
+        if order not in COMPRESSION_ORDERS:
+            raise ValueError(f"order={order!r} is not one of {COMPRESSION_ORDERS}")
+        if compression < 1:
+            raise ValueError(f"compression must be >= 1, got {compression}")
+        super().__init__(d_model, n_heads, 0.0, bias)
+        self.compression, self.order = compression, order
+        if order == "project_compress":
+            self.compress_k = nn.Linear(compression * d_model, d_model, bias=bias)  # the strided conv over K
+            self.compress_v = nn.Linear(compression * d_model, d_model, bias=bias)  # ... and over V
+        else:
+            self.compress = nn.Linear(compression * d_model, d_model, bias=bias)  # the strided conv over the input
+
+    def blocks(self, x: Tensor) -> Tensor:
+        """(B, Nb*c, D) -> (B, Nb, c*D): the receptive fields of the strided convolution."""
+        return rearrange(x, "b (n c) d -> b n (c d)", c=self.compression)
+
+    def compressed_kv(self, x: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Compressed keys / values (B, H, Nb, Dh) of whole blocks: input x, projected k, v all (B, Nb*c, D)."""
+        if self.order == "project_compress":
+            return self.split_heads(self.compress_k(self.blocks(k))), self.split_heads(self.compress_v(self.blocks(v)))
+        return self.project_kv(self.compress(self.blocks(x)))
+
+    def forward(self, x: Tensor, memory: Tensor | None = None, *, mask: Tensor | None = None, causal: bool = True,
+                cache: KVCache | None = None, need_weights: bool = False) -> AttentionOutput:
+        """x (B, n, D), the n newest positions when a cache is given -> AttentionOutput (B, n, D).
+
+        With ``need_weights`` the weights are (B, H, n, Nb + n) over the keys ``[compressed blocks; raw tokens]``.
+        """
+        _check_call(memory, causal)
+        c = self.compression
+        t = _tokens_seen(cache)
+        n = x.shape[1]
+        key_ok = key_padding_from_mask(mask, t + n)  # (B|1, t + n)
+        done = t // c  # blocks finished before this call
+        start = done * c  # first position of the unfinished block: raw keys are needed from here on
+        kc = vc = None
+        if cache is not None and cache.k is not None:
+            kc, vc = cache.k[:, :, :done], cache.v
+            x = torch.cat([rearrange(cache.k[:, :, done:], "b h l d -> b l (h d)"), x], dim=1)
+        m = x.shape[1]  # positions start .. t + n - 1
+        q = self.split_heads(self.q_proj(x[:, m - n :]))  # (B, H, n, Dh)
+        kf, vf = self.k_proj(x), self.v_proj(x)  # (B, m, D)
+        raw_ok = None if key_ok is None else key_ok[:, start:]
+        new_blocks = m // c
+        zero_pad = (lambda z: z) if raw_ok is None else (lambda z: z * raw_ok[:, : new_blocks * c, None].to(z.dtype))
+        ends = new_blocks * c
+        kc_new, vc_new = self.compressed_kv(zero_pad(x[:, :ends]), zero_pad(kf[:, :ends]), zero_pad(vf[:, :ends]))
+        if kc is not None:
+            kc_new, vc_new = torch.cat([kc, kc_new], dim=2), torch.cat([vc, vc_new], dim=2)
+        kc, vc = kc_new, vc_new  # (B, H, Nb, Dh), all blocks finished so far
+        n_blocks = kc.shape[2]
+        kc_ok = None if key_ok is None else key_ok[:, : n_blocks * c].reshape(-1, n_blocks, c).any(-1)
+        k_raw, v_raw = self.split_heads(kf), self.split_heads(vf)
+        weights = None
+        if need_weights:
+            if t:
+                raise ValueError("need_weights is for whole-sequence calls, not incremental decoding")
+            comp_mask, raw_mask = memory_compressed_mask(n, c, device=x.device)  # (n, Nb), (n, n)
+            comp_mask, raw_mask = comp_mask[None, None], raw_mask[None, None]
+            if key_ok is not None:
+                comp_mask = comp_mask & kc_ok[:, None, None, :]
+                raw_mask = raw_mask & raw_ok[:, None, None, :]
+            lead = torch.broadcast_shapes(comp_mask.shape[:-1], raw_mask.shape[:-1])
+            dense = torch.cat([comp_mask.expand(*lead, -1), raw_mask.expand(*lead, -1)], dim=-1)  # (B|1, 1, n, Nb+n)
+            out, weights = manual_attention(q, torch.cat([kc, k_raw], 2), torch.cat([vc, v_raw], 2), dense)
+        else:
+            out = compressed_attention(q, kc, vc, k_raw, v_raw, c, q_offset=t - start, block_offset=done,
+                                       kc_ok=kc_ok, raw_ok=raw_ok)
+        if cache is not None:
+            tail = rearrange(x[:, ends:], "b l (h dh) -> b h l dh", h=self.n_heads)
+            cache.k, cache.v = torch.cat([kc, tail], dim=2), vc
+            cache.n_seen = t + n
+        return AttentionOutput(self.out_proj(rearrange(out, "b h l d -> b l (h d)")), weights)
