@@ -52,7 +52,14 @@ from ut.decoding import DecodeState
 from ut.models.config import ConfigBase
 from ut.models.encoder_classifier import POOLING, ClassificationHead
 from ut.models.outputs import ModelOutput
-from ut.nn.act import ACTOutput, AdaptiveComputationTime, gather_positions, pack_active, scatter_positions
+from ut.nn.act import (
+    ACTOutput,
+    AdaptiveComputationTime,
+    FrozenStates,
+    gather_positions,
+    pack_active,
+    scatter_positions,
+)
 from ut.nn.attention import DecodingCache, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer, EncoderLayer
@@ -170,23 +177,6 @@ class StackOutput:
     output: Tensor  # (B, L, D) final state (ACT: the ACT combination), final-normed for pre-norm
     attentions: list[tuple] = field(default_factory=list)  # per executed step: (self weights, cross weights | None)
     act: ACTOutput | None = None  # ACT bookkeeping (ponder time, update counts, weights per step)
-
-
-class FrozenStates:
-    """``H_frozen + P`` (B, n, D) of every position decoded so far: the UT+ACT decoding cache site (module doc)."""
-
-    def __init__(self):
-        self.base: Tensor | None = None
-
-    def __len__(self) -> int:
-        return 0 if self.base is None else self.base.shape[1]
-
-    def append(self, x: Tensor) -> None:
-        self.base = x if self.base is None else torch.cat([self.base, x], dim=1)
-
-    def reorder_(self, index: Tensor) -> None:
-        if self.base is not None:
-            self.base = self.base.index_select(0, index)
 
 
 class UniversalStack(nn.Module):

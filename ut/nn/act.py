@@ -194,6 +194,28 @@ class AdaptiveComputationTime(nn.Module):
         return ACTOutput(output, state, acts.ponder_time, acts.n_updates, acts.remainders, weights, hps, extras)
 
 
+class FrozenStates:
+    """Incremental decoding under ACT: the frozen input ``H_frozen + P`` (B, n, D) of every position decoded so far.
+
+    A :class:`ut.nn.attention.DecodingCache` site (``reorder_`` follows the beams). With frozen halted states, the
+    step-t key / value of a position that halted before step t is a function of ``H_frozen + P + S_t`` alone, so a
+    decoder can compute it when step t is first reached by a later position (see ``ut/models/universal.py``).
+    """
+
+    def __init__(self):
+        self.base: Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.base is None else self.base.shape[1]
+
+    def append(self, x: Tensor) -> None:
+        self.base = x if self.base is None else torch.cat([self.base, x], dim=1)
+
+    def reorder_(self, index: Tensor) -> None:
+        if self.base is not None:
+            self.base = self.base.index_select(0, index)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # compute skipping: run a position-wise computation on the running positions only
 
