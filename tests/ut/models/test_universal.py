@@ -301,3 +301,15 @@ def test_tiny_ut_overfits_a_copy_batch_and_greedy_decodes_it(recurrence):
     assert overfit_seq2seq(m, b, steps=250) == 1.0
     out = greedy_decode(m, b, max_len=6, eos_id=2)
     assert torch.equal(out.sequences, b["tgt_out"])
+
+
+def test_position_offsets_reach_every_step_and_the_decoding_cache():
+    m = tiny_act(act_max_steps=4).double().eval()
+    src, src_mask = padded(SRC)
+    off = torch.tensor([3, 0, 7])
+    a = m(src, src_mask, TGT).logits
+    b = m(src, src_mask, TGT, src_pos_offset=off, tgt_pos_offset=off).logits
+    assert not torch.allclose(a, b)
+    state, _ = m.start_decoding({"src": src, "src_mask": src_mask, "src_pos_offset": off, "tgt_pos_offset": off})
+    for t in range(4):
+        torch.testing.assert_close(m.decode_step(TGT[:, t], state), b[:, t])
