@@ -27,6 +27,8 @@ from ut.models.outputs import ModelOutput
 from ut.nn.attention import DecodingCache, MultiHeadAttention, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer
+from ut.nn.long_attention import LocalAttention, MemoryCompressedAttention
+from ut.nn.moe import MoEFeedForward
 
 
 @dataclass
@@ -70,6 +72,7 @@ class DecoderOnlyConfig(ConfigBase):
         for kind in self.layer_kinds():
             self._check(kind_base(kind) in ATTENTION_KINDS,
                         f"unknown layer kind {kind!r} in layer_pattern; known: {sorted(ATTENTION_KINDS)}")
+        check_long_input_fields(self)
 
     def layer_kinds(self) -> list[str]:
         if not self.layer_pattern:
@@ -86,10 +89,60 @@ def _full_attention(cfg) -> nn.Module:
     return MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
 
 
-# attention kind -> factory(cfg) building the layer's self-attention module (MultiHeadAttention's call signature)
-ATTENTION_KINDS: dict[str, Callable[[DecoderOnlyConfig], nn.Module]] = {"full": _full_attention}
-# layer-kind suffix -> factory(cfg) building the layer's transition (e.g. "moe")
-TRANSITION_KINDS: dict[str, Callable[[DecoderOnlyConfig], nn.Module]] = {}
+def _local_attention(look_back: bool) -> Callable:
+    def build(cfg) -> nn.Module:
+        return LocalAttention(cfg.d_model, cfg.n_heads, cfg.block_size, look_back, cfg.attention_dropout)
+
+    return build
+
+
+def _memory_compressed_attention(order: str) -> Callable:
+    def build(cfg) -> nn.Module:
+        return MemoryCompressedAttention(cfg.d_model, cfg.n_heads, cfg.compression, order)
+
+    return build
+
+
+def _moe_transition(cfg) -> nn.Module:
+    return MoEFeedForward(cfg.d_model, cfg.d_ff, cfg.n_experts, cfg.moe_top_k, cfg.moe_capacity_factor,
+                          cfg.moe_aux_loss_weight, dropout=cfg.dropout, activation=cfg.activation)
+
+
+# attention kind -> factory(cfg) building the layer's self-attention module (MultiHeadAttention's call signature).
+# Long-input kinds (ut/nn/long_attention.py; all causal, Liu et al. 2018 §4.2.2):
+#   "loc", "locm"  local attention within blocks of cfg.block_size (the paper's; "locm" is the name t2t's shipped
+#                  config "locm/redm/locm-moe/redm/locm" uses, so that pattern runs as the paper describes it)
+#   "locm_prev"    local attention over the own block + the previous block (t2t's local_mask_right, which is what
+#                  t2t's own "locm" layers compute)
+#   "redm"         memory-compressed attention, project then compress (the paper), kernel = stride = cfg.compression
+#   "redm_cp"      memory-compressed attention, compress then project (t2t's multihead_self_attention_reduced)
+ATTENTION_KINDS: dict[str, Callable[[DecoderOnlyConfig], nn.Module]] = {
+    "full": _full_attention,
+    "loc": _local_attention(look_back=False),
+    "locm": _local_attention(look_back=False),
+    "locm_prev": _local_attention(look_back=True),
+    "redm": _memory_compressed_attention("project_compress"),
+    "redm_cp": _memory_compressed_attention("compress_project"),
+}
+# layer-kind suffix -> factory(cfg) building the layer's transition: "moe" = mixture of experts (ut/nn/moe.py)
+TRANSITION_KINDS: dict[str, Callable[[DecoderOnlyConfig], nn.Module]] = {"moe": _moe_transition}
+
+
+def check_long_input_fields(cfg) -> None:
+    """Validate the long-input / MoE fields of a config with ``layer_kinds()`` (DecoderOnlyConfig, UT-DMCA's)."""
+    cfg._check(cfg.block_size >= 1, f"block_size must be >= 1, got {cfg.block_size}")
+    cfg._check(cfg.compression >= 1, f"compression must be >= 1, got {cfg.compression}")
+    cfg._check(cfg.n_experts >= 1, f"n_experts must be >= 1, got {cfg.n_experts}")
+    cfg._check(1 <= cfg.moe_top_k <= cfg.n_experts, f"need 1 <= moe_top_k <= n_experts, got {cfg.moe_top_k}")
+    cfg._check(cfg.moe_capacity_factor > 0, f"moe_capacity_factor must be > 0, got {cfg.moe_capacity_factor}")
+    cfg._check(cfg.moe_aux_loss_weight >= 0, f"moe_aux_loss_weight must be >= 0, got {cfg.moe_aux_loss_weight}")
+    for kind in cfg.layer_kinds():
+        for suffix in kind.split("-")[1:]:
+            cfg._check(suffix in TRANSITION_KINDS,
+                       f"unknown layer suffix {suffix!r} in {kind!r}; known: {sorted(TRANSITION_KINDS)}")
+        if kind_base(kind).startswith("redm"):
+            cfg._check(cfg.attention_dropout == 0,
+                       "memory-compressed attention ('redm*') has no attention dropout: set attention_dropout=0")
 
 
 def build_decoder_layer(cfg, kind: str) -> DecoderLayer:
