@@ -86,12 +86,24 @@ def parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--num-proc", type=int, default=1, help="worker processes")
     build.add_argument("-v", "--verbose", action="store_true", help="log every skipped record")
+    # issue 8: `beam` has its own parser (data_prep/beam_pipeline.py); listed here for --help only
+    commands.add_parser(
+        "beam", add_help=False, help="the same build on Apache Beam (--runner direct|dataflow|flink|spark)"
+    )
     stats = commands.add_parser("stats", help="print the data card of a build")
     stats.add_argument("out")
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["beam"]:  # issue 8: Beam options pass through, so the Beam module parses its own
+        try:
+            from data_prep.beam_pipeline import main as beam_main
+        except ImportError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return beam_main(argv[1:])
     args = parser().parse_args(argv)
     if args.command == "stats":
         print((Path(args.out) / "data_card.md").read_text())
