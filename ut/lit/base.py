@@ -1,0 +1,224 @@
+"""What every training module shares: building the model from the registry, the optimiser and schedule,
+parameter counts, and exact epoch-level evaluation metrics.
+
+The model is named by ``model_name`` (a key of :data:`ut.models.MODEL_REGISTRY`) and configured by
+``model_config`` (a plain dict, checked by the model's typed config: unknown keys are an error). Sizes that come
+from the data (vocabulary, number of answer classes, number of positions) may be left out of ``model_config``:
+they are filled in from the DataModule in :meth:`configure_model` (``DATA_FILLED_KEYS`` says which key comes from
+which DataModule attribute), and the filled config is written back into ``hparams`` so that a checkpoint rebuilds
+the same model with ``load_from_checkpoint`` and no DataModule. Building in ``configure_model`` is also what
+Lightning's FSDP strategy needs.
+
+Subclasses implement ``forward_batch``, ``task_loss`` and the eval accumulation (``accumulate`` / ``finalize``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from ut.lit.epoch_metrics import EpochSums
+from ut.lit.losses import SmoothedLoss
+from ut.lit.ponder import add_ponder_sums, batch_ponder_metrics, ponder_metrics
+from ut.models import build_model, model_classes
+from ut.models.outputs import ModelOutput
+from ut.optim import OptimizerConfig, build_optimizer
+
+STAGES = ("val", "test")
+
+
+def count_parameters(module: torch.nn.Module) -> dict[str, int]:
+    """Unique parameters (tied weights counted once): total and trainable."""
+    seen, total, trainable = set(), 0, 0
+    for p in module.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return {"total": total, "trainable": trainable}
+
+
+class TrainingModule(L.LightningModule):
+    """Base class; see the module docstring. Args shared by every subclass:
+
+    Args:
+        model_name: registry name, e.g. "transformer", "universal", "universal_classifier", "decoder_only".
+        model_config: the model's config as a dict (data-dependent sizes may be omitted, see above).
+        optimizer: :class:`ut.optim.OptimizerConfig` fields (Adam + warmup / inverse-sqrt schedule).
+        label_smoothing: eps of the label-smoothed cross-entropy (Vaswani et al.: 0.1).
+    """
+
+    # model config key -> DataModule attribute it is filled from when absent (subclasses extend)
+    DATA_FILLED_KEYS: dict[str, str] = {}
+    # model names this module can train (checked at construction: a clear error instead of a shape mismatch)
+    ACCEPTED_MODELS: tuple[str, ...] = ()
+
+    def __init__(self, model_name: str, model_config: dict[str, Any] | None = None,
+                 optimizer: dict[str, Any] | None = None, label_smoothing: float = 0.1):
+        super().__init__()
+        _, config_cls = model_classes(model_name)  # unknown name -> ValueError listing the known ones
+        if self.ACCEPTED_MODELS and model_name not in self.ACCEPTED_MODELS:
+            raise ValueError(f"{type(self).__name__} trains {self.ACCEPTED_MODELS}; got model_name={model_name!r}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        model_config = dict(model_config or {})
+        fields = {f.name for f in dataclasses.fields(config_cls)}
+        unknown = sorted(set(model_config) - fields)
+        if unknown:
+            raise ValueError(f"{config_cls.__name__}: unknown model_config keys {unknown}; valid: {sorted(fields)}")
+        self._config_fields = fields
+        self.save_hyperparameters({"model_name": model_name, "model_config": model_config,
+                                   "optimizer": dict(optimizer or {}), "label_smoothing": label_smoothing})
+        self.optim_cfg = OptimizerConfig.from_dict(optimizer)
+        self.label_smoothing = label_smoothing
+        self.model: torch.nn.Module | None = None
+        self._sums = {s: EpochSums() for s in STAGES}
+        self.last_eval_metrics: dict[str, dict[str, float]] = {}  # stage -> metrics of the last finished epoch
+        self.last_eval_vectors: dict[str, dict[str, Tensor]] = {}  # stage -> histograms / per-task counts
+        if not self._missing_data_keys():
+            self.model = build_model(model_name, model_config)
+
+    # ------------------------------------------------------------------ model construction
+    def _missing_data_keys(self) -> list[str]:
+        cfg = self.hparams.model_config
+        return [k for k in self.DATA_FILLED_KEYS if k in self._config_fields and cfg.get(k) is None]
+
+    def fill_from_data(self, datamodule) -> dict[str, Any]:
+        """Fill the absent data-dependent keys from ``datamodule``; returns the filled keys."""
+        filled = {}
+        for key in self._missing_data_keys():
+            attr = self.DATA_FILLED_KEYS[key]
+            if datamodule is None or getattr(datamodule, attr, None) is None:
+                raise ValueError(
+                    f"model_config.{key} is not set and the DataModule ({type(datamodule).__name__}) has no "
+                    f"`{attr}` to fill it from; set model_config.{key} explicitly")
+            filled[key] = int(getattr(datamodule, attr))
+        self.hparams.model_config.update(filled)
+        return filled
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self.fill_from_data(datamodule)
+        self.model = build_model(self.hparams.model_name, self.hparams.model_config)
+
+    def _require_model(self) -> torch.nn.Module:
+        if self.model is None:
+            raise RuntimeError("the model is not built yet: it needs the DataModule's sizes (call configure_model "
+                               "inside a Trainer, or give every size in model_config)")
+        return self.model
+
+    @property
+    def d_model(self) -> int:
+        return int(self._require_model().cfg.d_model)
+
+    # ------------------------------------------------------------------ to implement
+    def forward_batch(self, batch: dict[str, Tensor], need_weights: bool = False) -> ModelOutput:
+        raise NotImplementedError
+
+    def task_loss(self, batch: dict[str, Tensor], out: ModelOutput) -> tuple[SmoothedLoss, dict[str, Tensor]]:
+        """(smoothed loss, per-batch extra metrics such as token accuracy)."""
+        raise NotImplementedError
+
+    def ponder_masks(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Real-token mask of each ACT stream ("encoder", "decoder")."""
+        return {}
+
+    def accumulate(self, sums: EpochSums, batch: dict[str, Tensor], out: ModelOutput, task: SmoothedLoss) -> None:
+        """Add task-specific eval sums (accuracy counts, ...)."""
+
+    def finalize(self, scalars: dict[str, float], vectors: dict[str, Tensor]) -> dict[str, float]:
+        """Task-specific epoch metrics from the reduced sums."""
+        return {}
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: dict[str, Tensor], need_weights: bool = False) -> ModelOutput:
+        return self.forward_batch(batch, need_weights)
+
+    def _total_loss(self, task: SmoothedLoss, out: ModelOutput) -> Tensor:
+        # ModelOutput.aux_loss is already weighted (ACT ponder loss, MoE balance loss): add it as it is
+        return task.loss if out.aux_loss is None else task.loss + out.aux_loss
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        out = self.forward_batch(batch)
+        task, extra = self.task_loss(batch, out)
+        loss = self._total_loss(task, out)
+        bs = next(iter(batch.values())).shape[0]
+        logs = {"train/loss": loss.detach(), "train/task_loss": task.loss.detach(), "train/nll": task.nll.detach()}
+        if out.aux_loss is not None:
+            logs["train/ponder_loss"] = out.aux_loss.detach()
+        logs.update({f"train/{k}": v.detach() for k, v in extra.items()})
+        logs.update({f"train/{k}": v for k, v in batch_ponder_metrics(out, self.ponder_masks(batch)).items()})
+        self.log_dict(logs, prog_bar=False, batch_size=bs)
+        self.log("train/loss_step", loss.detach(), prog_bar=True, batch_size=bs, logger=False)
+        return loss
+
+    def configure_optimizers(self):
+        opt, sched = build_optimizer(self.parameters(), self.optim_cfg, self.d_model)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self._trainer is not None and self.trainer.optimizers:
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+
+    def on_fit_start(self) -> None:
+        counts = count_parameters(self._require_model())
+        for logger in self.loggers:
+            logger.log_hyperparams({"params/total": counts["total"], "params/trainable": counts["trainable"]})
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> None:
+        out = self.forward_batch(batch)
+        task, _ = self.task_loss(batch, out)
+        sums = self._sums[stage]
+        n = task.count.double()
+        sums.add("loss_sum", task.loss.double() * n)
+        sums.add("nll_sum", task.nll.double() * n)
+        sums.add("count", n)
+        sums.add("batches", 1.0)
+        if out.aux_loss is not None:
+            sums.add("ponder_loss_sum", out.aux_loss)
+        add_ponder_sums(sums, out, self.ponder_masks(batch))
+        self.accumulate(sums, batch, out, task)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step("val", batch)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step("test", batch)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        sums = self._sums[stage]
+        if not sums:
+            return
+        scalars, vectors = sums.reduced(self.trainer.strategy if self._trainer is not None else None)
+        sums.reset()
+        count = max(scalars.get("count", 0.0), 1.0)
+        metrics = {"loss": scalars["loss_sum"] / count, "nll": scalars["nll_sum"] / count}
+        metrics["ppl"] = math.exp(min(metrics["nll"], 50.0))
+        if "ponder_loss_sum" in scalars:
+            metrics["ponder_loss"] = scalars["ponder_loss_sum"] / max(scalars["batches"], 1.0)
+        metrics.update(ponder_metrics(scalars))
+        metrics.update(self.finalize(scalars, vectors))
+        self.last_eval_metrics[stage] = metrics
+        self.last_eval_vectors[stage] = vectors
+        self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items()}, sync_dist=False)
+
+    def on_validation_epoch_start(self):
+        self._sums["val"].reset()
+
+    def on_test_epoch_start(self):
+        self._sums["test"].reset()
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")

@@ -1,0 +1,110 @@
+"""Attention maps of a few FIXED validation examples, per layer and head (Vaswani et al. 2017, Figs. 3-5), and for
+the Universal Transformer per executed recurrent step (Dehghani et al. 2019, Appendix visualisations).
+
+At the end of every ``every_n_epochs``-th validation epoch the module's ``forward_batch(batch, need_weights=True)``
+runs on the first ``n_examples`` validation examples (taken once, so every picture shows the same inputs) and one
+figure per (example, attention stream) is logged: rows are layers (Transformer) or steps (UT), columns heads,
+cropped to the real tokens. Streams: ``encoder``, ``decoder_self``, ``decoder_cross`` (whatever the model returns
+in ``ModelOutput.attentions``).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from ut.lit.figures import attention_grid
+from ut.lit.image_logging import log_figure
+
+# stream -> (query mask key, key mask key) for each batch format
+_MASKS = {
+    "encoder": ("src_mask", "src_mask"),
+    "decoder_self": ("tgt_mask", "tgt_mask"),
+    "decoder_cross": ("tgt_mask", "src_mask"),
+}
+_LM_MASKS = {"decoder_self": ("attention_mask", "attention_mask")}
+
+
+def first_examples(loader, n: int) -> dict[str, torch.Tensor]:
+    """The first ``n`` examples of a loader as one batch (the same ones every call for an unshuffled loader)."""
+    parts, have = [], 0
+    for batch in loader:
+        parts.append(batch)
+        have += next(iter(batch.values())).shape[0]
+        if have >= n:
+            break
+    if not parts:
+        raise ValueError("the validation loader is empty")
+    out = {}
+    for k in parts[0]:
+        vals = [p[k] for p in parts]
+        if vals[0].dim() >= 2:  # pad to the longest, then cut
+            width = max(v.shape[1] for v in vals)
+            vals = [torch.nn.functional.pad(v, (0, width - v.shape[1])) for v in vals]
+        out[k] = torch.cat(vals)[:n]
+    return out
+
+
+class AttentionMapCallback(L.Callback):
+    """Log attention maps of fixed validation examples.
+
+    Args:
+        n_examples: how many validation examples to show.
+        every_n_epochs: log at the end of every n-th validation epoch (and after test).
+        max_tokens: crop sequences to this many tokens (readability and file size).
+        streams: which attention streams to draw (None: all that the model returns).
+    """
+
+    def __init__(self, n_examples: int = 2, every_n_epochs: int = 1, max_tokens: int = 48,
+                 streams: list[str] | None = None):
+        if n_examples < 1 or every_n_epochs < 1:
+            raise ValueError("n_examples and every_n_epochs must be >= 1")
+        self.n_examples, self.every_n_epochs, self.max_tokens = n_examples, every_n_epochs, max_tokens
+        self.streams = streams
+        self._batch: dict[str, torch.Tensor] | None = None
+
+    def _fixed_batch(self, trainer) -> dict[str, torch.Tensor] | None:
+        if self._batch is None:
+            loaders = trainer.val_dataloaders
+            if loaders is None:
+                return None
+            loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
+            self._batch = first_examples(loader, self.n_examples)
+        return self._batch
+
+    @torch.no_grad()
+    def draw(self, trainer, pl_module, tag: str = "val") -> int:
+        """Draw and log the figures now; returns how many were logged."""
+        batch = self._fixed_batch(trainer)
+        if batch is None:
+            return 0
+        batch = {k: v.to(pl_module.device) for k, v in batch.items()}
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            out = pl_module.forward_batch(batch, need_weights=True)
+        finally:
+            pl_module.train(was_training)
+        masks = _LM_MASKS if "input_ids" in batch else _MASKS
+        row_label = "step" if "universal" in pl_module.hparams.model_name else "layer"
+        n_logged = 0
+        for stream, per_layer in out.attentions.items():
+            if not per_layer or (self.streams is not None and stream not in self.streams):
+                continue
+            q_key, k_key = masks.get(stream, (None, None))
+            for i in range(min(self.n_examples, per_layer[0].shape[0])):
+                lq = int(batch[q_key][i].sum()) if q_key in batch else per_layer[0].shape[2]
+                lk = int(batch[k_key][i].sum()) if k_key in batch else per_layer[0].shape[3]
+                lq, lk = min(lq, self.max_tokens), min(lk, self.max_tokens)
+                maps = [w[i, :, :lq, :lk].float().cpu().numpy() for w in per_layer]
+                fig = attention_grid(maps, f"{stream} attention, example {i} (step {trainer.global_step})",
+                                     row_label)
+                log_figure(trainer, f"{tag}/attention/{stream}/example{i}", fig)
+                n_logged += 1
+        return n_logged
+
+    def on_validation_end(self, trainer, pl_module):
+        # after the module's own epoch-end (which fills last_eval_vectors)
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.draw(trainer, pl_module)
