@@ -3,9 +3,11 @@
 Vaswani et al. 2017, "Attention Is All You Need", §3.2: A = softmax(Q K^T / sqrt(d_k)) V, with h heads, each with
 its own projections, concatenated and projected by W_o. All positions are computed at once as matrix products.
 
-Two paths give the same outputs (tested):
+Three paths give the same outputs (tested):
 - fast: ``torch.nn.functional.scaled_dot_product_attention`` (flash-style kernels on CPU and CUDA, O(L) memory);
-- manual: the readable softmax(QK^T/sqrt(d))V, which also returns the attention weights (for attention maps).
+- manual: the readable softmax(QK^T/sqrt(d))V, which also returns the attention weights (for attention maps);
+- dropout (CPU training with attention dropout > 0): query chunks whose weights and dropout masks the backward pass
+  recomputes (:func:`dropout_attention`), so that attention dropout never forces SDPA's quadratic-memory math path.
 
 Mask convention (the whole project, written down once): boolean, ``True`` = "may attend", broadcastable to
 ``[B, H, Lq, Lk]`` -- the same convention as SDPA's boolean ``attn_mask``. Helpers below build key-padding and causal
@@ -27,6 +29,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+
+from ut.nn.dropout import dropout as apply_dropout
+from ut.nn.dropout import keep_mask, realised_drop_probability
 
 # ----------------------------------------------------------------------------------------------------------------
 # masks (True = may attend)
@@ -134,8 +139,114 @@ def manual_attention(
     weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
     if mask is not None:  # rows with no allowed key: zeros instead of NaN
         weights = weights.masked_fill(~mask.any(-1, keepdim=True), 0.0)
-    attn = F.dropout(weights, p=dropout_p, training=training) if dropout_p > 0 else weights
+    attn = apply_dropout(weights, dropout_p, training) if dropout_p > 0 else weights
     return torch.matmul(attn, v), weights
+
+
+# most score elements (B * H * query-chunk * Lk) one chunk of :func:`dropout_attention` materialises: 4M floats = 16 MB
+DROPOUT_ATTENTION_MAX_SCORES = 1 << 22
+
+
+class _ChunkPlan:
+    """Query chunks of a (possibly causal, possibly masked) attention, and each chunk's keys and mask."""
+
+    def __init__(self, q: Tensor, k: Tensor, mask: Tensor | None, causal: bool, max_scores: int):
+        b, h, self.lq, _ = q.shape
+        self.lk, self.mask, self.causal, self.device = k.shape[2], mask, causal, q.device
+        self.size = max(1, max_scores // max(1, b * h * self.lk))
+
+    def __iter__(self):
+        """Yields (index, query slice, number of keys visible to the chunk, boolean mask or None)."""
+        lq, lk = self.lq, self.lk
+        for index, start in enumerate(range(0, lq, self.size)):
+            stop = min(lq, start + self.size)
+            n_keys = min(lk, stop + lk - lq) if self.causal else lk  # causal: later keys are masked for the chunk
+            chunk_mask = None
+            if self.mask is not None:
+                chunk_mask = self.mask[..., start:stop, :] if self.mask.shape[-2] > 1 else self.mask
+                chunk_mask = chunk_mask[..., :n_keys] if chunk_mask.shape[-1] > 1 else chunk_mask
+            if self.causal:
+                rows = torch.arange(start + lk - lq, stop + lk - lq, device=self.device)[:, None]
+                chunk_mask = combine_masks(chunk_mask, torch.arange(n_keys, device=self.device)[None, :] <= rows)
+            yield index, slice(start, stop), n_keys, chunk_mask
+
+
+def _chunk_weights(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
+    """softmax(q k^T / sqrt(Dh)) over the allowed keys, zeros on rows with none (float32 softmax for 16-bit)."""
+    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.shape[-1]))
+    if mask is not None:
+        scores.masked_fill_(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32 if scores.dtype in (torch.float16, torch.bfloat16)
+                            else None).to(q.dtype)
+    if mask is not None:
+        weights.masked_fill_(~mask.any(-1, keepdim=True), 0.0)
+    return weights
+
+
+class _ChunkedDropoutAttention(torch.autograd.Function):
+    """Flash-style attention with weight dropout at query-chunk granularity; backward recomputes each chunk.
+
+    Nothing of size Lq x Lk is saved: the backward pass recomputes a chunk's weights from q, k and regenerates its
+    dropout mask from a per-chunk generator seeded (in forward) from ONE draw of the global generator, so results
+    are reproducible under ``torch.manual_seed``. Softmax backward: dS = P * (dP - rowsum(dP * P)).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, causal, dropout_p, max_scores):
+        plan = _ChunkPlan(q, k, mask, causal, max_scores)
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        scale = 1.0 / (1.0 - realised_drop_probability(dropout_p))
+        out = q.new_empty(q.shape[:3] + (v.shape[-1],))
+        gen = torch.Generator(device=q.device)
+        for index, rows, n_keys, chunk_mask in plan:
+            weights = _chunk_weights(q[:, :, rows], k[:, :, :n_keys], chunk_mask)
+            gen.manual_seed(seed + index)
+            weights.mul_(keep_mask(weights.shape, dropout_p, device=q.device, generator=gen))
+            out[:, :, rows] = torch.matmul(weights, v[:, :, :n_keys]).mul_(scale)
+        ctx.save_for_backward(q, k, v, mask if mask is not None else torch.empty(0))
+        ctx.has_mask, ctx.causal, ctx.dropout_p, ctx.max_scores, ctx.seed = (
+            mask is not None, causal, dropout_p, max_scores, seed)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, mask = ctx.saved_tensors
+        mask = mask if ctx.has_mask else None
+        plan = _ChunkPlan(q, k, mask, ctx.causal, ctx.max_scores)
+        scale = 1.0 / (1.0 - realised_drop_probability(ctx.dropout_p))
+        sm_scale = 1.0 / math.sqrt(q.shape[-1])
+        grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        gen = torch.Generator(device=q.device)
+        for index, rows, n_keys, chunk_mask in plan:
+            q_c, k_c, v_c, g_c = q[:, :, rows], k[:, :, :n_keys], v[:, :, :n_keys], grad_out[:, :, rows]
+            weights = _chunk_weights(q_c, k_c, chunk_mask)  # P (B, H, c, n)
+            gen.manual_seed(ctx.seed + index)
+            keep = keep_mask(weights.shape, ctx.dropout_p, device=q.device, generator=gen)
+            grad_v[:, :, :n_keys] += torch.matmul((weights * keep).transpose(-2, -1), g_c).mul_(scale)
+            grad_p = torch.matmul(g_c, v_c.transpose(-2, -1)).mul_(scale).mul_(keep)  # dL/dP
+            grad_s = grad_p.sub_((grad_p * weights).sum(-1, keepdim=True)).mul_(weights)  # softmax backward
+            grad_q[:, :, rows] = torch.matmul(grad_s, k_c).mul_(sm_scale)
+            grad_k[:, :, :n_keys] += torch.matmul(grad_s.transpose(-2, -1), q_c).mul_(sm_scale)
+        return grad_q, grad_k, grad_v, None, None, None, None
+
+
+def dropout_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, dropout_p: float,
+    max_scores: int = DROPOUT_ATTENTION_MAX_SCORES,
+) -> Tensor:
+    """Exact attention with dropout on the weights in O(chunk x Lk) memory: the "dropout never forces the
+    quadratic path" path (CPU).
+
+    On CPU, SDPA with ``dropout_p > 0`` silently runs its math path, which materialises and keeps the whole
+    (B, H, Lq, Lk) matrix for backward (20 GB at L = 11000; REFERENCE.md §4). Here queries are processed in chunks
+    of at most ``max_scores`` score elements, and the backward pass recomputes each chunk's weights and dropout
+    mask (flash-attention style) instead of storing them, so neither pass holds more than one chunk. Causal chunks
+    read only the keys they may see (the masked upper blocks are skipped). With ``dropout_p = 0`` it equals
+    :func:`manual_attention` with the same mask (tested, gradients too); masks come from
+    :func:`ut.nn.dropout.keep_mask` (same distribution as ``F.dropout``).
+    q, k, v: (B, H, L, Dh); mask: boolean, broadcastable to (B, H, Lq, Lk); causal: queries are the last Lq of Lk.
+    """
+    return _ChunkedDropoutAttention.apply(q, k, v, mask, causal, dropout_p, max_scores)
 
 
 class MultiHeadAttention(nn.Module):
@@ -145,8 +256,9 @@ class MultiHeadAttention(nn.Module):
         d_model: model width D.
         n_heads: number of heads H (D must divide by H).
         dropout: dropout on the attention weights (Vaswani: 0.1 inside "residual dropout" only; t2t's
-            ``attention_dropout``). Default 0: on CPU, SDPA with dropout > 0 falls back to its quadratic-memory math
-            path (REFERENCE.md §4), so long-input models must keep it at 0.
+            ``attention_dropout``). Default 0. With dropout > 0 in training, attention runs
+            :func:`dropout_attention` on CPU (query chunks recomputed in backward): memory stays linear in Lq
+            instead of SDPA's quadratic math path (REFERENCE.md §4).
         bias: bias in the Q/K/V/O projections.
         kv_dim: width of the key/value input when it differs from D (cross-attention over another width).
     """
@@ -200,7 +312,10 @@ class MultiHeadAttention(nn.Module):
         lq, lk = q.shape[2], k.shape[2]
         dropout_p = self.dropout if self.training else 0.0
 
-        if causal and mask is None and lq == lk and not need_weights:
+        if dropout_p > 0 and not need_weights and q.device.type == "cpu":  # CUDA: SDPA has fused dropout
+            out = dropout_attention(q, k, v, mask, causal and lq > 1, dropout_p)
+            weights = None
+        elif causal and mask is None and lq == lk and not need_weights:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
             weights = None
         else:

@@ -75,3 +75,98 @@ def test_fast_dropout_mean_matches_f_dropout_in_expectation():
     torch.manual_seed(4)
     x = torch.full((200_000,), 2.0)
     assert abs(dropout(x, 0.1).mean().item() - F.dropout(x, 0.1).mean().item()) < 0.02
+
+
+# ------------------------------------------------------------------------------------------------------------
+# attention dropout path: query chunks (checkpointed) == one manual softmax(QK^T)V; never the quadratic SDPA path
+
+
+def _qkv(b=2, h=3, lq=37, lk=37, dh=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, n, dh, generator=g, dtype=torch.float64, requires_grad=True) for n in (lq, lk, lk)]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("lq,lk", [(37, 37), (5, 37), (1, 37)])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_chunked_attention_equals_manual_attention_outputs_and_grads(causal, lq, lk, with_mask):
+    from ut.nn.attention import causal_mask, combine_masks, dropout_attention, key_padding_mask, manual_attention
+
+    q, k, v = _qkv(lq=lq, lk=lk)
+    mask = None
+    if with_mask:
+        tokens = torch.ones(2, lk, dtype=torch.bool)
+        tokens[1, lk // 2 :] = False
+        tokens[0, 0] = False  # with causal and a cache offset: some rows may see no key at all -> zeros
+        mask = key_padding_mask(tokens)
+    full = combine_masks(mask, causal_mask(lq, lk) if causal else None)
+    ref = manual_attention(q, k, v, full)[0]
+    q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    # max_scores small enough for chunks of 2 query rows: many chunks, checkpointed
+    out = dropout_attention(q2, k2, v2, mask, causal, 0.0, max_scores=2 * 2 * 3 * lk)
+    tol = dict(atol=1e-6, rtol=1e-5)  # manual_attention takes its softmax in float32, whatever the input dtype
+    torch.testing.assert_close(out, ref, **tol)
+    g = torch.randn_like(ref)
+    ref.backward(g)
+    out.backward(g)
+    for a, b in zip((q, k, v), (q2, k2, v2)):
+        torch.testing.assert_close(b.grad, a.grad, **tol)
+
+
+@pytest.mark.parametrize("causal,with_mask", [(True, False), (False, True), (True, True)])
+def test_chunked_attention_with_dropout_backward_is_the_gradient_of_its_forward(causal, with_mask):
+    """gradcheck with p > 0: the backward pass regenerates exactly the forward pass's dropout masks."""
+    from ut.nn.attention import dropout_attention, key_padding_mask
+
+    q, k, v = _qkv(b=1, h=2, lq=9, lk=9, dh=4)
+    mask = None
+    if with_mask:
+        tokens = torch.ones(1, 9, dtype=torch.bool)
+        tokens[0, 6:] = False
+        mask = key_padding_mask(tokens)
+
+    def seeded(q, k, v):  # a deterministic function of its inputs: same masks on every call
+        torch.manual_seed(5)
+        return dropout_attention(q, k, v, mask, causal, 0.3, max_scores=2 * 2 * 9)  # chunks of 2 queries
+
+    no_dropout = dropout_attention(q, k, v, mask, causal, 0.0)
+    assert not torch.allclose(seeded(q, k, v), no_dropout), "dropout should change the output"
+    assert torch.autograd.gradcheck(seeded, (q, k, v), eps=1e-6, atol=1e-5)
+
+
+def test_chunked_attention_dropout_is_unbiased():
+    """Averaged over many dropout draws, attention with dropout approaches attention without it."""
+    from ut.nn.attention import dropout_attention, manual_attention
+
+    q, k, v = (t.detach() for t in _qkv(b=1, h=1, lq=6, lk=6))
+    torch.manual_seed(6)
+    mean = torch.stack([dropout_attention(q, k, v, None, True, 0.2, max_scores=12) for _ in range(4000)]).mean(0)
+    from ut.nn.attention import causal_mask
+
+    torch.testing.assert_close(mean, manual_attention(q, k, v, causal_mask(6))[0], atol=0.05, rtol=0)
+
+
+def test_multihead_attention_with_dropout_uses_the_chunked_path_and_matches_eval_at_p_tiny():
+    """Training with attention dropout goes through dropout_attention (not SDPA's math path); at p -> 0 it
+    reproduces the eval (SDPA) output, and a memory cap smaller than one (Lq x Lk) matrix still runs."""
+    from ut.nn import attention as attention_module
+    from ut.nn.attention import MultiHeadAttention
+
+    torch.manual_seed(7)
+    mha = MultiHeadAttention(16, 4, dropout=1e-6).double()
+    x = torch.randn(2, 40, 16, dtype=torch.float64)
+    calls = []
+    original = attention_module.dropout_attention
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, max_scores=64, **kwargs)
+
+    attention_module.dropout_attention = spy
+    try:
+        train_out = mha.train()(x, causal=True).out
+    finally:
+        attention_module.dropout_attention = original
+    eval_out = mha.eval()(x, causal=True).out
+    assert calls, "training with attention dropout must take the chunked dropout path"
+    torch.testing.assert_close(train_out, eval_out, atol=1e-5, rtol=1e-5)  # p = 1e-6 still rescales by 1/(1-p)
