@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: offline environment, real data location, small thread count."""
+"""Shared pytest fixtures: offline environment, real data location, one thread per test process."""
 
 import os
 from pathlib import Path
@@ -20,6 +20,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (only present in the development workplace and CI)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny test models gain nothing from threads, and on a shared 2-core machine OpenMP spinning makes them ~50x
+    slower. ``UT_TEST_THREADS`` overrides."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("UT_TEST_THREADS", "1")))
+    yield
 
 
 @pytest.fixture(autouse=True)

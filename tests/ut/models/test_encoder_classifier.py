@@ -13,16 +13,6 @@ from ut.models.encoder_classifier import (
 )
 from ut.models.universal import UniversalClassifierConfig, UniversalTransformerClassifier
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP spinning makes them ~50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 BASE = dict(vocab_size=15, n_classes=4, d_model=32, n_heads=4, d_ff=64, dropout=0.0)
 
 

@@ -16,15 +16,6 @@ from ut.models.universal import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP spinning makes them ~50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(**kw):
     base = dict(src_vocab_size=13, tgt_vocab_size=13, d_model=32, n_heads=4, d_ff=64, n_steps=3, dropout=0.0)
     return UniversalTransformerEncoderDecoder(UniversalTransformerConfig(**{**base, **kw}))

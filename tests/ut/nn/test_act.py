@@ -14,15 +14,6 @@ from ut.nn.act import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP spinning makes them ~50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def logit(p):
     return math.log(p / (1 - p))
 
