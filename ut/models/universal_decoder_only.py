@@ -1,0 +1,215 @@
+"""UT-DMCA: a decoder-only Universal Transformer with local / memory-compressed attention (beyond both papers).
+
+T-DMCA (Liu et al. 2018, §4.2.2; ``ut/models/decoder_only.py`` with a ``layer_pattern``) stacks distinct layers of
+local and memory-compressed attention over ``[input; sep; target]``; the Universal Transformer (Dehghani et al.
+2019) applies ONE layer T times with shared weights, with dynamic halting (ACT) optionally. UT-DMCA combines them:
+
+- one step of the recurrence is a short *pattern* of layers, ``layer_pattern`` (default ``"locm/redm"``: one
+  blockwise local-attention layer then one memory-compressed layer, any T-DMCA layer kind allowed, ``-moe``
+  included). The layers of the pattern are the shared weights: the whole pattern is applied T times. A single
+  attention kind cannot do the job alone -- local attention never sees beyond its block(s) and memory-compressed
+  attention sees far tokens only compressed -- so one shared layer per attention kind is the smallest recurrent
+  block that keeps T-DMCA's mix; parameters do not grow with T (tested);
+- before every application of the pattern the position and timestep signals are added, ``x_t = H + P + S_t``
+  (UT §2.1, as :class:`ut.models.universal.UniversalStack`), and the final LayerNorm follows the loop (pre-norm);
+- ``recurrence="fixed"``: T = ``n_steps`` applications; ``recurrence="act"``: per-position halting with
+  :class:`ut.nn.act.AdaptiveComputationTime` (frozen halted states, at most ``act_max_steps``), the halting unit
+  reading ``x_t``; the ponder loss ``act_loss_weight * mean(n + r)`` and the MoE balancing losses of every
+  application are summed into ``ModelOutput.aux_loss``.
+
+The cost per step is T-DMCA's (linear in L for local attention, L^2 / c for memory-compressed), times the steps.
+
+Incremental decoding (``start_decoding`` / ``decode_step``, the protocol of :mod:`ut.decoding`): pattern layer j at
+executed step t has its own caches, ``DecodingCache`` key ``(("dec", t, j), "self" | "conv")`` -- keyed by executed
+step, not by module, since every step runs the same modules. Under ACT, each new position runs its own ACT loop
+with the step-t caches; a step t that earlier positions never ran (they halted before t) is first brought up to date
+from their frozen states ``H_frozen + P`` (:class:`ut.nn.act.FrozenStates`) by running the pattern on them with
+the step-t caches and discarding the outputs -- the scheme of ``ut/models/universal.py``, generalised to the long
+attentions' caches, which are only ever extended by running the module. Each (position, step) is computed once.
+
+Shape legend: B batch, L length, D width, V vocabulary, T steps, P pattern layers per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ut.decoding import DecodeState
+from ut.models.decoder_only import ATTENTION_KINDS, build_decoder_layer, check_long_input_fields, kind_base, left_align
+from ut.models.outputs import ModelOutput
+from ut.models.universal import UniversalCommonConfig, UniversalStack
+from ut.nn.act import FrozenStates
+from ut.nn.attention import DecodingCache, key_padding_mask
+from ut.nn.embedding import TokenEmbedding
+
+
+@dataclass
+class UniversalDecoderOnlyConfig(UniversalCommonConfig):
+    """UniversalCommonConfig (steps, ACT, timestep, norm, widths) plus the decoder-only / long-input fields."""
+
+    vocab_size: int = 32  # vocabulary size V (input and target share it)
+    layer_pattern: str = "locm/redm"  # ONE recurrence step: "/"-separated T-DMCA layer kinds, weights shared over T
+    block_size: int = 256  # local attention block (Liu et al.: 256)
+    compression: int = 3  # memory-compressed attention kernel = stride (Liu et al.: 3)
+    n_experts: int = 16  # experts of "-moe" layers
+    moe_top_k: int = 2  # experts per token
+    moe_capacity_factor: float = 1.25  # expert capacity = factor * tokens * k / n_experts (training)
+    moe_aux_loss_weight: float = 0.01  # load-balancing loss weight (per application of a MoE layer)
+    max_len: int = 16384  # largest learned position (long inputs)
+    tie_output: bool = True  # output softmax weight = token embedding
+    loss_on: str = "target"  # "target" (loss on the target only) or "all"
+    bos_id: int = 1
+    eos_id: int = 2
+    sep_id: int = 3
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._check(self.vocab_size > 0, "vocab_size must be > 0")
+        self._check(bool(self.layer_pattern.strip()), "layer_pattern must name at least one layer kind")
+        self._check_choice("loss_on", ("target", "all"))
+        for kind in self.layer_kinds():
+            self._check(kind_base(kind) in ATTENTION_KINDS,
+                        f"unknown layer kind {kind!r} in layer_pattern; known: {sorted(ATTENTION_KINDS)}")
+        check_long_input_fields(self)
+
+    def layer_kinds(self) -> list[str]:
+        return [k.strip() for k in self.layer_pattern.split("/")]
+
+
+class StepProgress:
+    """How many positions each executed step's caches hold (ACT decoding); not batch-indexed, so reorder is a no-op."""
+
+    def __init__(self):
+        self.filled: dict[int, int] = {}
+
+    def reorder_(self, index: Tensor) -> None:
+        pass
+
+
+class UniversalDecoderOnlyLM(nn.Module):
+    """UT-DMCA language model over ``[input; sep; target]`` (see the module docstring)."""
+
+    def __init__(self, cfg: UniversalDecoderOnlyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.position, cfg.max_len, cfg.dropout, cfg.pad_id)
+        # the shared block: one layer per kind of the pattern, applied at every step (UniversalStack: S_t, ACT, LN)
+        self.stack = UniversalStack(cfg, nn.ModuleList(build_decoder_layer(cfg, k) for k in cfg.layer_kinds()))
+        self.output = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_output:
+            self.output.weight = self.embed.weight
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.stack.layer
+
+    def apply_pattern(self, x_t: Tensor, step: int, self_mask: Tensor | None, token_mask: Tensor | None,
+                      cache: DecodingCache | None, need_weights: bool = False):
+        """One step: the pattern's layers in order -> (x, attention maps, summed MoE aux loss or None)."""
+        weights, aux = [], None
+        for j, layer in enumerate(self.layers):
+            o = layer(x_t, self_mask=self_mask, token_mask=token_mask, cache=cache, cache_key=("dec", step, j),
+                      need_weights=need_weights)
+            x_t = o.x
+            if need_weights:
+                weights.append(o.self_weights)
+            if o.aux_loss is not None:
+                aux = o.aux_loss if aux is None else aux + o.aux_loss
+        return x_t, weights, aux
+
+    def run(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None, self_mask: Tensor | None,
+            cache: DecodingCache | None, need_weights: bool = False):
+        """The recurrence over new positions ``x`` (B, n, D) -> (final states (B, n, D), maps, aux, ACTOutput)."""
+        stack, pos_signal = self.stack, pos_signal.to(x.dtype)
+        maps, aux_terms = [], []
+
+        def step(x_t: Tensor, t: int) -> Tensor:
+            out, w, aux = self.apply_pattern(x_t, t, self_mask, token_mask, cache, need_weights)
+            maps.extend(w)
+            if aux is not None:
+                aux_terms.append(aux)
+            return out
+
+        if stack.act is None:
+            for t in range(stack.n_steps):
+                x = step(stack.step_input(x, pos_signal, t), t)
+            return stack.final_norm(x), maps, aux_terms, None
+
+        frozen = progress = None
+        if cache is not None:
+            frozen = cache.get(("dec", "frozen"), FrozenStates)
+            progress = cache.get(("dec", "progress"), StepProgress)
+        n_prev = 0 if frozen is None else len(frozen)
+
+        def step_fn(state: Tensor, t: int, running: Tensor):
+            if cache is not None:
+                self._fill_from_frozen(cache, frozen, progress, n_prev, t, self_mask)
+                progress.filled[t] = n_prev + x.shape[1]
+            x_t = stack.step_input(state, pos_signal, t)
+            return x_t, step(x_t, t)
+
+        a = stack.act(x, token_mask, step_fn)
+        if frozen is not None:
+            frozen.append(a.state + pos_signal)
+        return stack.final_norm(a.output), maps, aux_terms, a
+
+    def _fill_from_frozen(self, cache: DecodingCache, frozen: FrozenStates, progress: StepProgress, n_prev: int,
+                          t: int, self_mask: Tensor | None) -> None:
+        """Bring the step-t caches up to position ``n_prev``: positions that halted before step t ran no step t."""
+        have = progress.filled.get(t, 0)
+        if have >= n_prev:
+            return
+        x_t = frozen.base[:, have:n_prev]
+        x_t = x_t + self.stack.timestep(t, x_t.device).to(x_t.dtype)
+        mask = None if self_mask is None else self_mask[..., :n_prev]
+        self.apply_pattern(x_t, t, mask, None, cache)  # fills the caches; outputs discarded
+        progress.filled[t] = n_prev
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
+        """input_ids Long[B, L] (left or right padded) -> ModelOutput (logits (B, L, V), aux_loss, ponder time)."""
+        if attention_mask is None:
+            attention_mask = input_ids != self.cfg.pad_id
+        if position_ids is None:
+            position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+        self_mask = None if bool(attention_mask[:, 0].all()) else key_padding_mask(attention_mask)
+        h, maps, aux_terms, act = self.run(self.embed(input_ids), self.embed.positions(position_ids), attention_mask,
+                                           self_mask, None, need_weights)
+        out = ModelOutput(self.output(h))
+        if need_weights:
+            out.attentions = {"decoder_self": maps}
+        if act is not None:
+            out.ponder_time["decoder"] = act.ponder_time
+            out.n_updates["decoder"] = act.n_updates
+            aux_terms.append(self.cfg.act_loss_weight * act.ponder_cost(attention_mask))
+        if aux_terms:
+            out.aux_loss = sum(aux_terms)
+        return out
+
+    # ------------------------------------------------------------------ incremental decoding
+    def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
+        """Run the prefix ``[input; sep]`` (left-aligned) into the per-step caches; return the separator to feed."""
+        ids = batch["input_ids"]
+        mask = batch.get("attention_mask")
+        mask = ids != self.cfg.pad_id if mask is None else mask.bool()
+        ids, mask = left_align(ids, mask, self.cfg.pad_id)
+        pos = (mask.long().cumsum(1) - 1).clamp(min=0)
+        cache = DecodingCache()
+        if ids.shape[1] > 1:
+            pre_mask = mask[:, :-1]
+            self.run(self.embed(ids[:, :-1]), self.embed.positions(pos[:, :-1]), pre_mask,
+                     key_padding_mask(pre_mask), cache)
+        return DecodeState(cache, {"key_mask": mask[:, :-1], "next_pos": pos[:, -1]}), ids[:, -1]
+
+    def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
+        """Feed one token per row (Long[B]) -> next-token logits (B, V); extends every step's cache."""
+        t = state.tensors
+        key_mask = torch.cat([t["key_mask"], torch.ones_like(tokens[:, None], dtype=torch.bool)], dim=1)
+        h, _, _, _ = self.run(self.embed(tokens[:, None]), self.embed.positions(t["next_pos"][:, None]), None,
+                              key_padding_mask(key_mask), state.cache)
+        state.tensors = {"key_mask": key_mask, "next_pos": t["next_pos"] + 1}
+        state.step += 1
+        return self.output(h)[:, -1]
