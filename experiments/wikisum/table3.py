@@ -1,0 +1,13 @@
+"""Table 3 in shape: T-ED (L=500) by extractor
+(identity, tf-idf, TextRank, SumBasic, cheating).
+
+Liu et al. 2018, "Generating Wikipedia by Summarizing Long Sequences". Config: configs/table3.yaml (over
+configs/common.yaml); results: results/table3/. Options: see :mod:`experiments.wikisum.experiment`.
+
+    python -m experiments.wikisum.table3
+"""
+
+from experiments.wikisum.experiment import main_for
+
+if __name__ == "__main__":
+    raise SystemExit(main_for("table3"))
