@@ -73,8 +73,10 @@ class TrainingModule(L.LightningModule):
         if unknown:
             raise ValueError(f"{config_cls.__name__}: unknown model_config keys {unknown}; valid: {sorted(fields)}")
         self._config_fields = fields
+        # _class_path lets `ut-train test --ckpt_path ...` (LightningCLI) rebuild this subclass from a checkpoint
         self.save_hyperparameters({"model_name": model_name, "model_config": model_config,
-                                   "optimizer": dict(optimizer or {}), "label_smoothing": label_smoothing})
+                                   "optimizer": dict(optimizer or {}), "label_smoothing": label_smoothing,
+                                   "_class_path": f"{type(self).__module__}.{type(self).__qualname__}"})
         self.optim_cfg = OptimizerConfig.from_dict(optimizer)
         self.label_smoothing = label_smoothing
         self.model: torch.nn.Module | None = None

@@ -1,0 +1,118 @@
+"""``ut-train`` (ut/cli.py): every training config under experiments/ loads and runs a fast_dev_run; every key of
+every config is commented; W&B is the default logger and offline; the CSV alternative works; 2-process DDP on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from lightning.pytorch.loggers import WandbLogger
+
+from tests.ut.lit.conftest import write_babi
+from ut.cli import cli_main
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINING_CONFIGS = sorted(p for p in (REPO / "experiments").rglob("*.yaml")
+                          if {"model", "trainer", "data"} <= set(yaml.safe_load(p.read_text()) or {}))
+
+
+def test_there_are_training_configs():
+    names = {p.name for p in TRAINING_CONFIGS}
+    assert {"algorithmic_transformer.yaml", "algorithmic_ut.yaml", "algorithmic_ut_act.yaml",
+            "babi_1k_ut_act.yaml", "babi_1k_joint_ut_act.yaml", "babi_10k_ut_act.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", TRAINING_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "experiments")))
+def test_every_key_is_commented(path):
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        assert " # " in line or line.rstrip().endswith(":") and " #" in line, f"{path.name}:{i} has no comment: {line}"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    babi = root / "babi"
+    write_babi(babi, n_stories=4, tasks=range(1, 21))
+    (babi / "en-10k").symlink_to(babi / "en", target_is_directory=True)
+    lam = root / "lambada.jsonl"
+    lam.write_text("".join(json.dumps({"text": f"the cat sat on the mat number {i} and then the cat"}) + "\n"
+                           for i in range(40)))
+    return {"babi": babi, "lambada": lam}
+
+
+def tiny_overrides(path: Path, tiny_data) -> list[str]:
+    data_cls = yaml.safe_load(path.read_text())["data"]["class_path"]
+    d = "--data.init_args."
+    if data_cls.endswith("AlgorithmicDataModule"):
+        return [d + "train_max_len", "8", d + "eval_max_len", "12", d + "val_size", "4", d + "test_size", "4",
+                d + "batch_size", "4", d + "eval_batch_size", "4"]
+    if data_cls.endswith("BabiDataModule"):
+        return [d + "data_dir", str(tiny_data["babi"]), d + "batch_size", "4"]
+    if data_cls.endswith("LambadaDataModule"):
+        return [d + "path", str(tiny_data["lambada"]), d + "batch_size", "4", d + "max_len", "32"]
+    return []  # other families run as they are
+
+
+@pytest.mark.parametrize("path", TRAINING_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "experiments")))
+def test_every_config_runs_fast_dev_run(path, tiny_data, tmp_path):
+    cli = cli_main(["fit", "--config", str(path), "--trainer.fast_dev_run", "true", "--run.logger", "none",
+                    "--run.save_dir", str(tmp_path), *tiny_overrides(path, tiny_data)])
+    assert cli.trainer.global_step == 1
+    assert cli.model.model is not None
+
+
+def test_wandb_is_the_default_and_offline(tmp_path):
+    path = REPO / "experiments/ut_paper/configs/algorithmic_ut_act.yaml"
+    cli = cli_main(["--config", str(path), "--run.save_dir", str(tmp_path), "--run.experiment", "exp/x"],
+                   run=False)
+    logger = cli.trainer.logger
+    assert isinstance(logger, WandbLogger)
+    assert logger._offline and logger._wandb_init["group"] == "exp/x"
+    assert "universal" in logger._wandb_init["tags"]
+    assert Path(cli.trainer.default_root_dir) == tmp_path / "exp_x" / "universal-seed0"
+    assert any(type(c).__name__ == "ResumableDataOrder" for c in cli.trainer.callbacks)
+
+
+def test_csv_logger_run_logs_config_params_images_and_table(tmp_path, tiny_data):
+    path = REPO / "experiments/ut_paper/configs/algorithmic_ut_act.yaml"
+    args = ["--config", str(path), "--run.logger", "csv", "--run.save_dir", str(tmp_path),
+            "--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
+            "--trainer.limit_test_batches", "1", *tiny_overrides(path, tiny_data)]
+    cli_main(["fit", *args])
+    run_dir = tmp_path / "ut_paper_algorithmic" / "universal-seed0"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list(run_dir.rglob("config.yaml"))  # in the logger's log dir
+    hparams = yaml.safe_load((run_dir / "csv" / "hparams.yaml").read_text())
+    assert hparams["params/total"] > 0 and hparams["config"]["model"]["init_args"]["model_name"] == "universal"
+    media = {p.name.split("_step")[0] for p in (run_dir / "csv" / "media").glob("*.png")}
+    assert {"val_attention_encoder_example0", "val_ponder_map_encoder", "val_ponder_hist_encoder"} <= media
+    cli_main(["test", *args, "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt")])
+    assert "test" in (run_dir / "csv" / "media" / "results_table.md").read_text()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tmp_path, tiny_data):
+    """2-process DDP (gloo) for a few steps through the real entry point; both ranks train, rank 0 writes."""
+    path = REPO / "experiments/ut_paper/configs/algorithmic_transformer.yaml"
+    cmd = [sys.executable, "-m", "ut.cli", "fit", "--config", str(path), "--trainer.strategy", "ddp",
+           "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--trainer.max_steps", "3",
+           "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "1", "--run.logger", "csv",
+           "--run.save_dir", str(tmp_path), *tiny_overrides(path, tiny_data)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "distributed_backend=gloo" in proc.stderr + proc.stdout
+    ckpt = tmp_path / "ut_paper_algorithmic" / "transformer-seed0" / "checkpoints" / "last.ckpt"
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["global_step"] == 3
