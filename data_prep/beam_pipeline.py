@@ -169,6 +169,11 @@ class _Prefixed(io.RawIOBase):
             return out
         return self._stream.read(size)
 
+    def read1(self, size: int = -1) -> bytes:
+        if self._head:
+            return self.read(size)
+        return getattr(self._stream, "read1", self._stream.read)(size)
+
 
 def read_dump_file(item, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK):
     """One reader per file (plain / .gz / single-stream .bz2): ``(order base, source name, chunk)`` out.
@@ -349,6 +354,7 @@ def match_documents(element):
     url, groups = element
     keys = sorted(set(groups["cites"]))
     documents = list(groups["docs"])
+    _count("store_urls", int(bool(documents)))  # distinct URLs with a usable document (the store's size)
     if not keys:
         return
     if not documents:
@@ -382,10 +388,7 @@ class MakeExample(beam.DoFn):
 
     def process(self, element):
         key, groups = element
-        articles = list(groups["article"])
-        if not articles:
-            return  # documents for an article key that was not produced (cannot happen; guarded)
-        article = articles[0]
+        article = next(iter(groups["article"]))  # every key of the join comes from an article
         store = _FoundDocuments(dict(groups["found"]))
         documents, source_counts = article_documents(article, self.source, store, self.search_results)
         example, reason, counts = make_example(article, documents, source_counts, self.example_config)
@@ -393,8 +396,8 @@ class MakeExample(beam.DoFn):
             _count(name, counts.get(name, 0))
         if example is None:
             _count(f"skip_{reason}")
-            return
-        yield example["title"], (key, example)
+        else:
+            yield example["title"], (key, example)
 
 
 def first_of_title(element):
@@ -771,7 +774,7 @@ def beam_card(
             "documents_found": found,
             "url_coverage": round(found / cited, 4) if cited else None,
             "articles_with_any_document": summary.get("articles_with_any_document", {}).get("1", 0),
-            "reference_store_documents": counters.get("store_documents", 0),
+            "reference_store_documents": counters.get("store_urls", 0),
             "reference_store_records": counters.get("store_records", 0),
             "reference_store_file_errors": counters.get("store_file_errors", 0),
         },
@@ -848,6 +851,7 @@ def run_beam_build(
             f"(Beam counters: {dict(sorted(counters.items()))})"
         )
 
+    drop_empty_shards(work_dir)
     summary = json.loads(_read_text(f"{work_dir}/{WORK_DIR}/summary.json") or "{}")
     tokenizer_info = json.loads(_read_text(f"{work_dir}/{WORK_DIR}/tokenizer_sample.json") or "{}")
     tokenizer_info["cap"] = tokenizer_sample
@@ -874,12 +878,31 @@ def run_beam_build(
     return out
 
 
+def drop_empty_shards(work_dir: str) -> int:
+    """Delete Parquet shards with no row (Beam writes one for an empty split; ``datasets`` rejects a split
+    of empty files). Returns how many were deleted."""
+    import pyarrow.parquet as pq
+
+    empty = []
+    for match in FileSystems.match([f"{work_dir}/{DATASET_DIR}/*.parquet"])[0].metadata_list:
+        with FileSystems.open(match.path, compression_type=CompressionTypes.UNCOMPRESSED) as file:
+            if pq.ParquetFile(io.BytesIO(file.read())).metadata.num_rows == 0:
+                empty.append(match.path)
+    if empty:
+        FileSystems.delete(empty)
+    return len(empty)
+
+
 def load_beam_dataset(out: str):
-    """The Parquet shards of a Beam build as a ``datasets.DatasetDict`` (train / validation / test)."""
+    """The Parquet shards of a Beam build as a ``datasets.DatasetDict`` (the splits that have examples).
+
+    Equivalent to ``datasets.load_dataset(OUT + "/dataset")``, which finds the splits by the file names.
+    """
     import datasets
 
     base = f"{str(out).rstrip('/')}/{DATASET_DIR}"
     files = {split: f"{base}/{split}-*.parquet" for split in SPLIT_NAMES}
+    files = {split: pattern for split, pattern in files.items() if FileSystems.match([pattern])[0].metadata_list}
     return datasets.load_dataset("parquet", data_files=files)
 
 
@@ -925,9 +948,9 @@ def main(argv: list[str] | None = None) -> int:
 
     beam_args, rest = beam_parser().parse_known_args(argv)
     build_args, pipeline_args = build_parser().parse_known_args(["build", *rest])
-    logging.basicConfig(
-        level=logging.INFO if build_args.verbose else logging.WARNING, format="%(levelname)s %(message)s", force=True
-    )
+    level = logging.INFO if build_args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    logging.getLogger().setLevel(level)
     fields = vars(build_args).copy()
     for key in ("command", "verbose"):
         fields.pop(key)

@@ -42,7 +42,7 @@ PAGE_END = b"</page>"
 ROOT_END = b"</mediawiki>"
 DEFAULT_PAGES_PER_CHUNK = 100  # the page count of one stream of Wikimedia's multistream dumps
 DEFAULT_STREAMS_PER_SHARD = 10  # multistream: ~1,000 pages per shard
-_TITLE_RE = re.compile(rb"<title>(.*?)</title>", re.DOTALL)
+_TITLE_RE = re.compile(rb"<title>([^<]*)")
 _READ_BLOCK = 1 << 20
 
 
@@ -67,6 +67,8 @@ def iter_dump_chunks(stream, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK) -> 
     pages: list[bytes] = []
     first_page = 0
     eof = False
+    # read1: one decompression step per call, so a truncated file loses only its last few kB
+    read = getattr(stream, "read1", stream.read)
     while True:
         start_match = PAGE_START_RE.search(buffer, position)
         end = buffer.find(PAGE_END, start_match.start()) if start_match else -1
@@ -88,7 +90,7 @@ def iter_dump_chunks(stream, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK) -> 
             break
         del buffer[:position]
         position = 0
-        data = stream.read(_READ_BLOCK)
+        data = read(_READ_BLOCK)
         eof = not data
         buffer += data
     if pages:
