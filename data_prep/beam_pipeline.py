@@ -119,7 +119,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "wikisum"  # Beam metrics namespace of every count
 RUNNERS = {"direct": "DirectRunner", "dataflow": "DataflowRunner", "flink": "FlinkRunner", "spark": "SparkRunner"}
-DEFAULT_TOKENIZER_SAMPLE = 10_000  # train examples; ~0.5 GB of text at the paper's lengths, one worker
+DEFAULT_TOKENIZER_SAMPLE = 10_000  # train examples; <= ~0.7 GB of text at the paper's lengths, one worker
 WORK_DIR = "_beam"  # pipeline-written summaries, removed once the data card is written
 _SUM_COUNTS = ("n_cited_urls", "n_found_documents", "n_clones_removed", "n_paragraphs_kept", "n_paragraphs_dropped")
 
@@ -822,6 +822,8 @@ def run_beam_build(
             return out
         raise FileExistsError(f"{out} holds a build with another configuration; remove it or choose --out")
     remote = _is_remote(out)
+    if runner == "dataflow" and not remote:
+        raise ValueError(f"--runner dataflow writes from cloud workers: --out must be gs://..., not {out}")
     if not remote and Path(out).exists() and any(Path(out).iterdir()):
         raise FileExistsError(f"{out} exists and is not a finished build; remove it or choose another --out")
     work_dir = out if remote else out + ".partial"
