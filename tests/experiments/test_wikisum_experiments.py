@@ -97,3 +97,12 @@ def test_custom_data_dir_is_never_built_implicitly(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m data_prep build"):
         run_experiment("demo", ["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
     assert not Path(tmp_path / "none").exists()
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_logs_and_keeps_results(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    spec = deep_merge(load_experiment(CONFIG_DIR / "demo.yaml")["runs"][0], FAST_DEV_RUN)
+    row = run(spec, tmp_path, logger="wandb", progress=False, data_dir=tiny)
+    assert row["status"] == "ok" and "logger_error" not in row, row.get("logger_error") or row["status"]
+    assert list(tmp_path.glob("wandb/offline-run-*")), "no offline W&B run written"

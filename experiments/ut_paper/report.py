@@ -1,0 +1,58 @@
+"""Writing the UT paper comparisons' results: paper-shaped markdown tables, plots, and the provenance block (exact
+command, machine, date, wall time) that every results file carries."""
+
+from __future__ import annotations
+
+import datetime
+import shlex
+import sys
+from pathlib import Path
+
+MODELS = {"transformer": "Transformer", "ut": "UT", "ut_act": "UT+ACT"}
+
+
+def provenance(results: list[dict], argv: list[str] | None = None) -> str:
+    argv = sys.argv if argv is None else argv
+    machine = results[0]["machine"] if results else "n/a"
+    total = sum(r.get("total_seconds", 0) for r in results)
+    return (f"- command: `python -m {_module(argv[0])} {shlex.join(argv[1:])}`\n"
+            f"- machine: {machine}\n"
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {len(results)} runs, "
+            f"{total / 60:.1f} min of run time in total\n"
+            f"- one run: `{results[0]['command']}`\n" if results else "- no finished runs\n")
+
+
+def _module(path: str) -> str:
+    p = Path(path)
+    try:
+        rel = p.resolve().relative_to(Path(__file__).resolve().parents[2])
+        return ".".join(rel.with_suffix("").parts)
+    except ValueError:
+        return p.stem
+
+
+def bar_plot(groups: list[str], series: dict[str, list[float | None]], ylabel: str, title: str, path: Path) -> None:
+    """Grouped bars: one group per task, one bar per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 3.2))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, vals) in enumerate(series.items()):
+        xs = [g + i * width for g in range(len(groups))]
+        ax.bar(xs, [v if v is not None else 0 for v in vals], width, label=name)
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
+    ax.set_xticklabels(groups)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def fmt(v: float | None, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
