@@ -158,7 +158,7 @@ def _write_store(store_dir, shared_data, articles):
 
 
 @pytest.fixture(scope="module")
-def sample(shared_data, tmp_path_factory):
+def sample(beam, shared_data, tmp_path_factory):
     """The sample dump (plain bz2 and multistream with one malformed page), the store, the reference build."""
     from data_prep.build import build_dataset
     from data_prep.wikitext import parse_article
@@ -318,3 +318,32 @@ def test_truncated_dump_is_counted_not_fatal(beam, tmp_path):
     assert card["counts"]["dump_file_errors"] == 1
     assert 0 < card["counts"]["examples"] < 12
     assert out == str(tmp_path / "out")
+
+
+def test_search_source_matches_the_single_machine_build(beam, tmp_path):
+    import datasets
+
+    from data_prep.beam_pipeline import load_beam_dataset, run_beam_build
+    from data_prep.build import BuildConfig, build_dataset
+
+    dump = write_dump(tmp_path / "gen.xml", standard_pages(8))
+    words = "the harbour museum opened in the old tower and many visitors came to the village every summer ."
+    store = tmp_path / "store.jsonl"
+    store.write_text(
+        "\n".join(json.dumps({"url": f"http://site{i}.org/p", "text": f"{words} page {i} ."}) for i in range(8))
+    )
+    results = tmp_path / "search.jsonl"
+    lines = [
+        {"title": f"Topic {i}", "results": [{"url": f"http://SITE{i}.org/p/"}, {"url": "http://gone.org"}]}
+        for i in range(6)
+    ]
+    lines.append({"title": "Topic 6", "results": [{"text": f"{words} inline result text ."}]})
+    results.write_text("\n".join(json.dumps(line) for line in lines))
+    common = dict(dumps=[str(dump)], source="search", search_results=str(results), reference_store=[str(store)])
+    common.update(eval_lengths=(), rankers=("identity", "tfidf"), input_lengths=(64,))
+    single = build_dataset(out=str(tmp_path / "single"), **common)
+    out = run_beam_build(BuildConfig(out=str(tmp_path / "beam"), **common), "direct", [])
+    assert _rows(load_beam_dataset(out)) == _rows(datasets.load_from_disk(str(single / "dataset")))
+    card, single_card = _card(tmp_path / "beam"), _card(single)
+    assert card["coverage"]["cited_or_searched_urls"] == single_card["coverage"]["cited_or_searched_urls"] == 13
+    assert card["coverage"]["documents_found"] == single_card["coverage"]["documents_found"] == 7
