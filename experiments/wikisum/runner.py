@@ -253,9 +253,10 @@ def run_in_process(spec: dict, out_dir: str | Path, logger: str = "none", progre
             row["maps"] = []
             row["maps_error"] = f"{type(err).__name__}: {err}"
     if loggers:
-        import wandb
-
-        wandb.finish(quiet=True)
+        try:
+            loggers.experiment.finish()  # flush the offline run; a logging problem never discards the results
+        except Exception as err:
+            row["logger_error"] = f"{type(err).__name__}: {err}"
     return row
 
 
@@ -280,15 +281,14 @@ def run(spec: dict, out_dir: str | Path, logger: str = "none", progress: bool = 
     cmd = [sys.executable, "-m", "experiments.wikisum.runner", str(spec_path), str(out_dir), str(row_path),
            "--logger", logger] + (["--data-dir", str(data_dir)] if data_dir else []) + \
         ([] if progress else ["--no-progress"])
-    try:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, timeout=timeout_s, stderr=subprocess.PIPE, text=True)
+    try:  # stdout / stderr pass through: the child's progress bars show
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return _failed(spec, f"not run: over the {timeout_s:.0f} s limit on this machine")
-    if proc.returncode != 0 or not row_path.is_file():
-        tail = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()][-1:] or [""]
-        why = "out of memory" if proc.returncode in (-9, 137) else f"failed (exit {proc.returncode}): {tail[0][:200]}"
-        return _failed(spec, why)
-    return json.loads(row_path.read_text())
+    if row_path.is_file():
+        return json.loads(row_path.read_text())  # a failure inside the run writes its reason there too
+    why = "out of memory (killed)" if proc.returncode in (-9, 137) else f"failed (exit {proc.returncode})"
+    return _failed(spec, why)
 
 
 def _failed(spec: dict, status: str) -> dict:
@@ -310,7 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
-    row = run_in_process(spec, args.out_dir, args.logger, not args.no_progress, args.data_dir)
+    try:
+        row = run_in_process(spec, args.out_dir, args.logger, not args.no_progress, args.data_dir)
+    except MemoryError:
+        row = _failed(spec, "out of memory")
+    except Exception as err:
+        first = str(err).splitlines()[0][:200] if str(err) else ""
+        oom = "can't allocate memory" in str(err) or "out of memory" in str(err).lower()
+        row = _failed(spec, f"out of memory: {first}" if oom else f"failed: {type(err).__name__}: {first}")
+        Path(args.row).write_text(json.dumps(row, default=float))
+        raise
     Path(args.row).write_text(json.dumps(row, default=float))
     return 0
 
