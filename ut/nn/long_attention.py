@@ -38,17 +38,18 @@ So every earlier token is seen exactly once, far ones compressed, the nearest 0.
 empty row. t2t differs: it prepends the raw first token ``x_0`` as an always-visible key and shows a query the
 blocks that ended before it, but no raw recent tokens (a query sees neither itself nor the rest of its block).
 
-Fast path (``need_weights=False``): the two key sets share one softmax. The compressed part runs in one
-``F.scaled_dot_product_attention`` call with ``is_causal=True`` by grouping queries by block: queries are laid out
-as ``(B, H*c, G, Dh)`` (position-in-block r moves into the head axis, grouped-query attention shares each head's
+Fast path (``need_weights=False``): the two key sets share one softmax. The raw own-block part (at most c keys per
+query) is computed directly: its output ``o_raw`` and its log-normaliser ``log Z_raw``. The compressed part runs in
+one ``F.scaled_dot_product_attention`` call with ``is_causal=True`` by grouping queries by block: queries are laid
+out as ``(B, H*c, G, Dh)`` (position-in-block r moves into the head axis; grouped-query attention shares each head's
 compressed keys across its c query heads), and the compressed keys are preceded by one *sentinel* key, so that
 top-left causal masking lets query group g see the sentinel plus blocks 0..g-1 -- exactly the rule above, with
-SDPA's O(L) memory and its skipping of masked tiles. The sentinel has score m_i (the query's largest raw score) and
-value e_{Dh+1} (an extra channel), so SDPA returns the sentinel's softmax weight p alongside the output; p carries
-the compressed part's normaliser, which merges it exactly with the raw own-block part (c keys per query, computed
-directly): ``out = (o_c + p * N_raw) / ((1 - p) + p * Z_raw)`` with ``N_raw, Z_raw`` the raw numerator and
-normaliser relative to exp(m_i). The manual path (``need_weights=True``) is the readable dense version over the
-keys ``[compressed blocks; raw tokens]`` with an explicit mask; the two agree (tested).
+SDPA's O(L) memory and its skipping of masked tiles. The sentinel has score ``log Z_raw`` (an extra query channel)
+and value ``e_{Dh+1}`` (an extra value channel), so SDPA returns ``o_c = N_c / (Z_c + Z_raw)`` and, in the extra
+channel, ``p = Z_raw / (Z_c + Z_raw)``: the exact joint softmax is ``o_c + p * o_raw`` (gradients flow through
+``log Z_raw`` too). The manual path (``need_weights=True``) is the readable dense version over the keys
+``[compressed blocks; raw tokens]`` with an explicit mask; the two agree, and equal a direct per-query float64
+reference (tested).
 
 Attention dropout: local attention passes it to SDPA per block (the math path is then quadratic in the block only,
 i.e. linear in L); memory-compressed attention has no dropout (the sentinel trick needs exact softmax weights), and
@@ -160,53 +161,66 @@ def blockwise_local_attention(q: Tensor, k: Tensor, v: Tensor, block_size: int, 
         k, v: (B, H, m, Dh) keys / values at positions 0 .. m - 1, with m = q_offset + n; position 0 lies on a block
             boundary.
         key_ok: Bool[B or 1, m], True on real keys.
-    Returns: (B, H, n, Dh).
+    Returns: (B, n, H*Dh), heads merged (ready for the output projection).
     """
-    w = block_size
-    bsz, _, n, _ = q.shape
-    m = k.shape[2]
+    m, n = k.shape[2], q.shape[2]
     if m != q_offset + n:
         raise ValueError(f"keys ({m}) must end with the queries (q_offset {q_offset} + {n})")
-    n_blocks = -(-m // w)
-    pad = n_blocks * w - m
-    q = F.pad(q, (0, 0, q_offset, pad))  # dummy queries before (cached positions) and after (to whole blocks)
-    k, v = F.pad(k, (0, 0, 0, pad)), F.pad(v, (0, 0, 0, pad))
-    qb, kb, vb = (rearrange(t, "b h (n w) d -> b n h w d", w=w) for t in (q, k, v))  # (B, Nw, H, W, Dh)
-    flat = lambda t: rearrange(t, "b n h w d -> (b n) h w d")
-    ok = None
+    if q_offset:  # incremental decoding: dummy queries for the cached positions (at most two blocks)
+        q = F.pad(q, (0, 0, q_offset, 0))
     if key_ok is not None:
-        ok = torch.cat([key_ok.expand(bsz, -1), key_ok.new_zeros(bsz, pad)], dim=1)
-        ok = rearrange(ok, "b (n w) -> b n w", w=w)  # (B, Nw, W)
-    own_causal = torch.ones(w, w, dtype=torch.bool, device=q.device).tril()
+        key_ok = key_ok.expand(q.shape[0], -1)
+    w = block_size
+    full = m // w  # whole blocks are reshaped views (no copies); a shorter last block is its own call
+    parts = []
+    if full:
+        parts.append(_local_whole_blocks(q[:, :, : full * w], k[:, :, : full * w], v[:, :, : full * w], w, look_back,
+                                         None if key_ok is None else key_ok[:, : full * w], dropout_p))
+    if m > full * w:
+        lo = (full - 1) * w if look_back and full else full * w  # keys of the last block (and of the one before)
+        qt, kt, vt = q[:, :, full * w :], k[:, :, lo:], v[:, :, lo:]
+        mask = causal_window(qt.shape[2], kt.shape[2], q.device)
+        mask = mask if key_ok is None else mask & key_ok[:, None, None, lo:]
+        parts.append(rearrange(_local_sdpa(qt, kt, vt, mask, dropout_p), "b h l d -> b l h d"))
+    out = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0].contiguous()  # (B, q_offset + n, H, Dh)
+    return out.flatten(2)[:, q_offset:]
 
+
+def causal_window(q_len: int, k_len: int, device=None) -> Tensor:
+    """Bool[Lq, Lk]: the Lq queries are the last Lq of the Lk keys (bottom-right aligned causal mask)."""
+    return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(diagonal=k_len - q_len)
+
+
+def _local_sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: float) -> Tensor:
+    """SDPA under a causal-window mask: is_causal (skips masked tiles) when the mask is exactly that."""
+    if mask.dim() == 2 and mask.shape[0] == mask.shape[1]:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    return _masked_sdpa(q, k, v, mask, dropout_p)
+
+
+def _local_whole_blocks(q: Tensor, k: Tensor, v: Tensor, w: int, look_back: bool, ok: Tensor | None,
+                        dropout_p: float) -> Tensor:
+    """Local attention over a whole number Nw of blocks: (B, H, Nw*W, Dh) -> (B, Nw*W, H, Dh) (a view)."""
+    bsz = q.shape[0]
+    flat = lambda t: rearrange(t, "b h (n w) d -> (b n) h w d", w=w)  # a view of the projections' memory
+    unflat = lambda t: rearrange(t, "(b n) h w d -> b (n w) h d", b=bsz)
+    ok_b = None if ok is None else rearrange(ok, "b (n w) -> b n w", w=w)  # (B, Nw, W)
+    own = causal_window(w, w, q.device)
     if not look_back:  # the paper's: each block alone, causal
-        if ok is None:
-            out = F.scaled_dot_product_attention(flat(qb), flat(kb), flat(vb), dropout_p=dropout_p, is_causal=True)
-        else:
-            mask = own_causal & ok[:, :, None, :]  # (B, Nw, W, W)
-            out = _masked_sdpa(flat(qb), flat(kb), flat(vb), rearrange(mask, "b n q k -> (b n) 1 q k"), dropout_p)
-        return rearrange(out, "(b n) h w d -> b h (n w) d", b=bsz)[:, :, q_offset : q_offset + n]
-
-    # t2t local_mask_right: window = [previous block; own block], query r sees window keys <= W + r
-    shift = lambda t: torch.cat([torch.zeros_like(t[:, :1]), t[:, :-1]], dim=1)  # block n -> block n - 1
-    kw, vw = torch.cat([shift(kb), kb], dim=3), torch.cat([shift(vb), vb], dim=3)  # (B, Nw, H, 2W, Dh)
-    band = torch.ones(w, 2 * w, dtype=torch.bool, device=q.device).tril(diagonal=w)  # (W, 2W)
-    if ok is None:
-        # block 0 has no previous block (its own block, causal); blocks >= 1 share one (W, 2W) mask
-        first = F.scaled_dot_product_attention(qb[:, 0], kb[:, 0], vb[:, 0], dropout_p=dropout_p, is_causal=True)
-        parts = [first[:, None]]
-        if n_blocks > 1:
-            rest = F.scaled_dot_product_attention(flat(qb[:, 1:]), flat(kw[:, 1:]), flat(vw[:, 1:]),
-                                                  attn_mask=band, dropout_p=dropout_p)
-            parts.append(rearrange(rest, "(b n) h w d -> b n h w d", b=bsz))
-        out = torch.cat(parts, dim=1)
-    else:
-        ok_w = torch.cat([shift(ok), ok], dim=2)  # (B, Nw, 2W)
-        ok_w[:, 0, :w] = False  # the zero "previous block" of block 0
-        mask = band & ok_w[:, :, None, :]  # (B, Nw, W, 2W)
-        out = _masked_sdpa(flat(qb), flat(kw), flat(vw), rearrange(mask, "b n q k -> (b n) 1 q k"), dropout_p)
-        out = rearrange(out, "(b n) h w d -> b n h w d", b=bsz)
-    return rearrange(out, "b n h w d -> b h (n w) d")[:, :, q_offset : q_offset + n]
+        mask = own if ok_b is None else rearrange(own & ok_b[:, :, None, :], "b n q k -> (b n) 1 q k")
+        return unflat(_local_sdpa(flat(q), flat(k), flat(v), mask, dropout_p))
+    # t2t local_mask_right: block 0 alone; block n >= 1 sees the window [block n - 1; block n], query r keys <= W + r
+    first_mask = own if ok_b is None else own & ok_b[:, None, None, 0, :]
+    parts = [rearrange(_local_sdpa(q[:, :, :w], k[:, :, :w], v[:, :, :w], first_mask, dropout_p),
+                       "b h w d -> b w h d")]
+    if q.shape[2] > w:
+        window = lambda t: torch.cat([flat(t[:, :, :-w]), flat(t[:, :, w:])], dim=2)  # (B*(Nw-1), H, 2W, Dh)
+        mask = causal_window(w, 2 * w, q.device)
+        if ok_b is not None:
+            ok_w = torch.cat([ok_b[:, :-1], ok_b[:, 1:]], dim=2)  # (B, Nw-1, 2W)
+            mask = rearrange(mask & ok_w[:, :, None, :], "b n q k -> (b n) 1 q k")
+        parts.append(unflat(_masked_sdpa(flat(q[:, :, w:]), window(k), window(v), mask, dropout_p)))
+    return torch.cat(parts, dim=1)
 
 
 class LocalAttention(MultiHeadAttention):
@@ -252,13 +266,14 @@ class LocalAttention(MultiHeadAttention):
             dense = local_attention_mask(n, self.block_size, self.look_back, device=x.device)
             dense = dense if ok is None else dense & ok[:, None, None, :]
             out, weights = manual_attention(q, k, v, dense, dropout_p, self.training)
+            out = rearrange(out, "b h l d -> b l (h d)")
         else:
             out = blockwise_local_attention(q, k, v, self.block_size, self.look_back, t - start, ok, dropout_p)
         if cache is not None:
             keep = self.window_start(t + n) - start
             cache.k, cache.v = k[:, :, keep:], v[:, :, keep:]
             cache.n_seen = t + n
-        return AttentionOutput(self.out_proj(rearrange(out, "b h l d -> b l (h d)")), weights)
+        return AttentionOutput(self.out_proj(out), weights)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -290,7 +305,7 @@ def compressed_attention(q: Tensor, kc: Tensor, vc: Tensor, k_raw: Tensor, v_raw
         kc, vc: (B, H, Nb, Dh) compressed keys / values of blocks 0 .. Nb - 1 (absolute block indices).
         k_raw, v_raw: (B, H, m, Dh) raw keys / values at positions P .. P + m - 1, m = q_offset + n.
         kc_ok: Bool[B or 1, Nb], False for blocks with no real token; raw_ok: Bool[B or 1, m] real raw keys.
-    Returns: (B, H, n, Dh).
+    Returns: (B, n, H*Dh), heads merged (ready for the output projection). Queries that see no key get zeros.
     """
     c = compression
     bsz, n_heads, n, dh = q.shape
@@ -300,44 +315,45 @@ def compressed_attention(q: Tensor, kc: Tensor, vc: Tensor, k_raw: Tensor, v_raw
     n_groups = -(-m // c)
     pad = n_groups * c - m
     scale = dh**-0.5
-    group = lambda t: rearrange(t, "b h (g r) d -> b h g r d", r=c)
-    qg = group(F.pad(q, (0, 0, q_offset, pad)))  # (B, H, G, c, Dh); dummy queries before / after
-    kg, vg = group(F.pad(k_raw, (0, 0, 0, pad))), group(F.pad(v_raw, (0, 0, 0, pad)))
+    if q_offset or pad:  # dummy queries before (cached positions) and after (to whole groups)
+        q = F.pad(q, (0, 0, q_offset, pad))
+    if pad:
+        k_raw, v_raw = F.pad(k_raw, (0, 0, 0, pad)), F.pad(v_raw, (0, 0, 0, pad))
+    q_hr = rearrange(q, "b h (g r) d -> b h r g d", r=c)  # (B, H, c, G, Dh): position-in-block r beside the head
+    kg, vg = (rearrange(t, "b h (g j) d -> b h g j d", j=c) for t in (k_raw, v_raw))  # (B, H, G, c, Dh)
 
-    # raw own-block part: query r of a group sees keys 0..r of the same group
-    s_raw = torch.einsum("bhgrd,bhgjd->bhgrj", qg, kg) * scale  # (B, H, G, c, c)
-    allowed = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
+    # raw own-block part: query r of a group sees raw keys 0..r of its group (c keys at most, computed directly)
+    s_raw = torch.einsum("bhrgd,bhgjd->bhrgj", q_hr, kg) * scale  # (B, H, c, G, c)
+    allowed = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()[:, None, :]  # (c, 1, c): [r, g, j]
     if raw_ok is not None:
-        ok = torch.cat([raw_ok, raw_ok.new_zeros(raw_ok.shape[0], pad)], dim=1)
-        allowed = allowed & rearrange(ok, "b (g j) -> b 1 g 1 j", j=c)
-    s_raw = s_raw.masked_fill(~allowed, float("-inf"))
-    m_i = s_raw.amax(-1, keepdim=True).detach()  # reference score (B, H, G, c, 1); any value would be exact
-    m_i = torch.where(torch.isfinite(m_i), m_i, torch.zeros_like(m_i))
-    e_raw = torch.exp(s_raw - m_i)  # 0 where not allowed
-    z_raw = e_raw.sum(-1, keepdim=True)  # (B, H, G, c, 1)
-    n_raw = torch.einsum("bhgrj,bhgjd->bhgrd", e_raw, vg)  # (B, H, G, c, Dh)
+        ok = torch.cat([raw_ok, raw_ok.new_zeros(raw_ok.shape[0], pad)], dim=1) if pad else raw_ok
+        allowed = allowed & rearrange(ok, "b (g j) -> b 1 1 g j", j=c)
+    # a large finite negative (not -inf): a query with no raw key then keeps finite values and a zero share
+    s_raw = s_raw.masked_fill(~allowed, -1.0e4)
+    lse_raw = torch.logsumexp(s_raw, dim=-1, keepdim=True)  # (B, H, c, G, 1) log of the raw normaliser Z_raw
+    o_raw = torch.einsum("bhrgj,bhgjd->bhrgd", torch.softmax(s_raw, dim=-1), vg)  # (B, H, c, G, Dh)
 
-    # compressed part: [sentinel; blocks], one extra channel; query group g sees keys 0..g (top-left causal)
-    q_ext = rearrange(torch.cat([qg, m_i / scale], dim=-1), "b h g r d -> b (h r) g d")  # (B, H*c, G, Dh+1)
-    sentinel = q.new_zeros(bsz, n_heads, 1, dh + 1)
-    sentinel[..., -1] = 1.0
-    k_ext = torch.cat([sentinel.expand(kc.shape[0], -1, -1, -1), F.pad(kc, (0, 1))], dim=2)  # (B, H, 1+Nb, Dh+1)
-    v_ext = torch.cat([sentinel.expand(vc.shape[0], -1, -1, -1), F.pad(vc, (0, 1))], dim=2)
+    # compressed part, [sentinel; blocks] with one extra channel: the sentinel's score is log Z_raw and its value
+    # e_{Dh+1}, so SDPA returns o_c = N_c / (Z_c + Z_raw) and p = Z_raw / (Z_c + Z_raw) in the extra channel
+    q_ext = torch.cat([q_hr, lse_raw / scale], dim=-1).view(bsz, n_heads * c, n_groups, dh + 1)
+    k_ext, v_ext = F.pad(kc, (0, 1, 1, 0)), F.pad(vc, (0, 1, 1, 0))  # (B, H, 1 + Nb, Dh + 1)
+    k_ext[:, :, 0, dh] = 1.0
+    v_ext[:, :, 0, dh] = 1.0
     n_blocks = kc.shape[2]
     if block_offset == 0 and kc_ok is None and n_blocks + 1 >= n_groups:
+        # query group g sees keys 0..g = the sentinel and blocks 0..g-1: top-left causal, no mask
         o = F.scaled_dot_product_attention(q_ext, k_ext, v_ext, is_causal=True, scale=scale, enable_gqa=True)
     else:
         g = torch.arange(n_groups, device=q.device)[:, None] + block_offset
-        visible = torch.arange(n_blocks + 1, device=q.device)[None, :] <= g  # (G, 1+Nb)
+        visible = torch.arange(n_blocks + 1, device=q.device)[None, :] <= g  # (G, 1 + Nb)
         if kc_ok is not None:
             visible = visible & torch.cat([kc_ok.new_ones(kc_ok.shape[0], 1), kc_ok], dim=1)[:, None, None, :]
         o = F.scaled_dot_product_attention(q_ext, k_ext, v_ext, attn_mask=visible, scale=scale, enable_gqa=True)
-    o = rearrange(o, "b (h r) g d -> b h g r d", r=c)
-    o_c, p = o[..., :-1], o[..., -1:]  # compressed output (normalised with the sentinel) and sentinel weight
-    num = o_c + p * n_raw
-    den = (1.0 - p) + p * z_raw
-    out = num / torch.where(den > 0, den, torch.ones_like(den))  # den = 0 only for a query that sees nothing
-    return rearrange(out, "b h g r d -> b h (g r) d")[:, :, q_offset : q_offset + n]
+    o = o.view(bsz, n_heads, c, n_groups, dh + 1)
+    out = torch.addcmul(o[..., :dh], o[..., dh:], o_raw)  # (N_c + N_raw) / (Z_c + Z_raw)
+    if raw_ok is not None:
+        out = out * allowed.any(-1, keepdim=True).to(out.dtype)  # padding queries (nothing visible): zeros
+    return rearrange(out, "b h r g d -> b (g r) (h d)")[:, q_offset : q_offset + n]
 
 
 class MemoryCompressedAttention(MultiHeadAttention):
@@ -394,12 +410,13 @@ class MemoryCompressedAttention(MultiHeadAttention):
             kc, vc = cache.k[:, :, :done], cache.v
             x = torch.cat([rearrange(cache.k[:, :, done:], "b h l d -> b l (h d)"), x], dim=1)
         m = x.shape[1]  # positions start .. t + n - 1
-        q = self.split_heads(self.q_proj(x[:, m - n :]))  # (B, H, n, Dh)
-        kf, vf = self.k_proj(x), self.v_proj(x)  # (B, m, D)
+        ends = (m // c) * c  # the finished blocks end here
+        pad = 0 if need_weights else -m % c  # fast path: pad the INPUT to whole blocks (no copies of q, k, v later)
+        xp = F.pad(x, (0, 0, 0, pad)) if pad else x
+        q = self.split_heads(self.q_proj(xp[:, m - n :]))  # (B, H, n + pad, Dh)
+        kf, vf = self.k_proj(xp), self.v_proj(xp)  # (B, m + pad, D)
         raw_ok = None if key_ok is None else key_ok[:, start:]
-        new_blocks = m // c
-        zero_pad = (lambda z: z) if raw_ok is None else (lambda z: z * raw_ok[:, : new_blocks * c, None].to(z.dtype))
-        ends = new_blocks * c
+        zero_pad = (lambda z: z) if raw_ok is None else (lambda z: z * raw_ok[:, :ends, None].to(z.dtype))
         kc_new, vc_new = self.compressed_kv(zero_pad(x[:, :ends]), zero_pad(kf[:, :ends]), zero_pad(vf[:, :ends]))
         if kc is not None:
             kc_new, vc_new = torch.cat([kc, kc_new], dim=2), torch.cat([vc, vc_new], dim=2)
@@ -419,11 +436,14 @@ class MemoryCompressedAttention(MultiHeadAttention):
             lead = torch.broadcast_shapes(comp_mask.shape[:-1], raw_mask.shape[:-1])
             dense = torch.cat([comp_mask.expand(*lead, -1), raw_mask.expand(*lead, -1)], dim=-1)  # (B|1, 1, n, Nb+n)
             out, weights = manual_attention(q, torch.cat([kc, k_raw], 2), torch.cat([vc, v_raw], 2), dense)
+            out = rearrange(out, "b h l d -> b l (h d)")
         else:
+            if raw_ok is not None and pad:
+                raw_ok = torch.cat([raw_ok, raw_ok.new_zeros(raw_ok.shape[0], pad)], dim=1)
             out = compressed_attention(q, kc, vc, k_raw, v_raw, c, q_offset=t - start, block_offset=done,
-                                       kc_ok=kc_ok, raw_ok=raw_ok)
+                                       kc_ok=kc_ok, raw_ok=raw_ok)[:, :n]
         if cache is not None:
-            tail = rearrange(x[:, ends:], "b l (h dh) -> b h l dh", h=self.n_heads)
+            tail = rearrange(x[:, ends:m], "b l (h dh) -> b h l dh", h=self.n_heads)
             cache.k, cache.v = torch.cat([kc, tail], dim=2), vc
             cache.n_seen = t + n
-        return AttentionOutput(self.out_proj(rearrange(out, "b h l d -> b l (h d)")), weights)
+        return AttentionOutput(self.out_proj(out), weights)
