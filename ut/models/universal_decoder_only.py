@@ -48,7 +48,11 @@ from ut.nn.embedding import TokenEmbedding
 
 @dataclass
 class UniversalDecoderOnlyConfig(UniversalCommonConfig):
-    """UniversalCommonConfig (steps, ACT, timestep, norm, widths) plus the decoder-only / long-input fields."""
+    """UniversalCommonConfig (steps, ACT, timestep, norm, widths) plus the decoder-only / long-input fields.
+
+    ``act_skip_halted`` has no effect here: the long attentions compute whole blocks, so every position runs each
+    executed step (halted ones from their frozen state, as the ACT loop requires); outputs are the same either way.
+    """
 
     vocab_size: int = 32  # vocabulary size V (input and target share it)
     layer_pattern: str = "locm/redm"  # ONE recurrence step: "/"-separated T-DMCA layer kinds, weights shared over T
