@@ -17,6 +17,7 @@ same dropout placement where the peer allows it:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,10 +100,12 @@ class TorchTransformerSeq2Seq(nn.Module):
         self.d_model = dims.d_model
         self.embed = nn.Embedding(dims.vocab_size, dims.d_model, padding_idx=0)
         self.positions = PositionSignal("sinusoidal", dims.d_model, max(dims.src_len, dims.tgt_len) + 8)
-        self.transformer = nn.Transformer(
-            dims.d_model, dims.n_heads, dims.n_encoder_layers, dims.n_decoder_layers, dims.d_ff, dims.dropout,
-            batch_first=True, norm_first=True,
-        )
+        with warnings.catch_warnings():  # "enable_nested_tensor is True, but ... norm_first": irrelevant here
+            warnings.simplefilter("ignore", UserWarning)
+            self.transformer = nn.Transformer(
+                dims.d_model, dims.n_heads, dims.n_encoder_layers, dims.n_decoder_layers, dims.d_ff, dims.dropout,
+                batch_first=True, norm_first=True,
+            )
         self.drop = nn.Dropout(dims.dropout)
 
     def embed_tokens(self, tokens: Tensor) -> Tensor:

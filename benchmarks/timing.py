@@ -43,11 +43,13 @@ def sync(device: torch.device | str = "cpu") -> None:
 
 
 def time_interleaved(
-    contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, inner: int = 1, device="cpu"
+    contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, inner: int = 1, device="cpu",
+    collect_garbage: bool = True,
 ) -> dict[str, Timing]:
     """Time each zero-argument callable ``repeats`` times, interleaved, after ``warmup`` untimed rounds.
 
-    Each timed sample is the mean over ``inner`` back-to-back calls. Returns name -> :class:`Timing`.
+    Each timed sample is the mean over ``inner`` back-to-back calls; with ``collect_garbage`` the Python garbage
+    collector runs before each sample (outside the timed region). Returns name -> :class:`Timing`.
     """
     for _ in range(warmup):
         for fn in contenders.values():
@@ -58,7 +60,8 @@ def time_interleaved(
         names = list(contenders)
         names = names[r % len(names) :] + names[: r % len(names)]
         for name in names:
-            gc.collect()
+            if collect_garbage:
+                gc.collect()
             sync(device)
             t0 = time.perf_counter()
             for _ in range(inner):
