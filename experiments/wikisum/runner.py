@@ -69,7 +69,8 @@ def load_experiment(path: str | Path, common: str | Path | None = CONFIG_DIR / "
     if sweep:
         for model in sweep["models"]:
             for length in sweep["lengths"]:
-                run = deep_merge(model, {"name": f"{model['name']} L={length}", "data": {"input_length": length}})
+                run = deep_merge(model, {"name": f"{model['name']} L={length}",
+                                         "data": {"input_length": length, "train_min_input_tokens": length}})
                 run["group"] = model["name"]
                 runs.append(run)
     config["runs"] = [deep_merge(defaults, run) for run in runs]

@@ -151,6 +151,8 @@ class WikiSumDataModule(L.LightningDataModule):
         max_tokens: padded-token budget per training batch (longest row x rows); None = fixed ``batch_size``.
         eval_batch_size: examples per validation / test / generation batch (default ``batch_size``).
         max_examples: keep at most this many examples per split (quick runs); None = all.
+        train_min_input_tokens: keep only training examples with at least this many input tokens (after the cut
+            to L): the L sweep sets it to L so that every timed step really sees L input tokens.
         seed: shuffling seed.
         num_workers: DataLoader workers (0 keeps everything in this process: the data is a few MB).
     """
@@ -158,7 +160,8 @@ class WikiSumDataModule(L.LightningDataModule):
     def __init__(self, data_dir: str = "data/wikisum_sample", format: str = "seq2seq", extractor: str = "tfidf",
                  input_length: int = 500, target_length: int = 256, batch_size: int = 8,
                  max_tokens: int | None = None, eval_batch_size: int | None = None,
-                 max_examples: int | None = None, seed: int = 0, num_workers: int = 0):
+                 max_examples: int | None = None, seed: int = 0, num_workers: int = 0,
+                 train_min_input_tokens: int | None = None):
         super().__init__()
         if format not in FORMATS:
             raise ValueError(f"format={format!r} is not one of {FORMATS}")
@@ -174,6 +177,7 @@ class WikiSumDataModule(L.LightningDataModule):
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.eval_batch_size = eval_batch_size or batch_size
         self.max_examples, self.seed, self.num_workers = max_examples, seed, num_workers
+        self.train_min_input_tokens = train_min_input_tokens
         self._splits: dict[str, _Examples] = {}
         self._rows: dict[str, dict[str, list]] = {}
         self._tokenizer = None
@@ -257,6 +261,13 @@ class WikiSumDataModule(L.LightningDataModule):
             cols = ds.select_columns([column, "target_ids", "title", "target"]).to_dict()
             inputs = [list(x[: self.input_length]) for x in cols[column]]
             targets = [list(y[: self.target_length - 1]) for y in cols["target_ids"]]
+            if split == "train" and self.train_min_input_tokens:
+                keep = [i for i, x in enumerate(inputs) if len(x) >= self.train_min_input_tokens]
+                if not keep:
+                    raise ValueError(f"no training example of {path} has >= {self.train_min_input_tokens} input "
+                                     f"tokens ({self.extractor})")
+                inputs, targets = [inputs[i] for i in keep], [targets[i] for i in keep]
+                cols = {k: [v[i] for i in keep] for k, v in cols.items()}
             self._splits[split] = _Examples(inputs, targets)
             self._rows[split] = {"title": cols["title"], "target": cols["target"]}
         if len(self._splits["train"]) == 0:

@@ -104,3 +104,12 @@ def test_bucket_sampler_groups_lengths_and_covers_all():
         assert len(b) * max(lengths[i] for i in b) <= 200 or len(b) == 1
     assert sorted(i for b in budget for i in b) == list(range(8))
     assert len(budget) == len(list(budget))
+
+
+def test_train_min_input_tokens_keeps_only_long_inputs(tiny):
+    dm = WikiSumDataModule(str(tiny), input_length=128, train_min_input_tokens=100)
+    dm.setup()
+    assert all(len(x) >= 100 for x in dm.split_data("train").inputs)
+    assert len(dm.titles("train")) == len(dm.split_data("train"))
+    with pytest.raises(ValueError, match="no training example"):
+        WikiSumDataModule(str(tiny), input_length=128, train_min_input_tokens=10_000).setup()
