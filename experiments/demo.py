@@ -2,10 +2,10 @@
 
 Trains each model for a few hundred steps on copy inputs of length <= 20 (random position offsets, as in the UT
 paper §3.3) and tests on inputs of exactly 40 symbols: twice the training length, so the table shows length
-generalisation, not memorisation. About 2 minutes per model on 2 CPU cores. Runs are tracked with W&B OFFLINE
+generalisation, not memorisation. About 1-2 minutes per model on 2 CPU cores. Runs are tracked with W&B OFFLINE
 (``outputs/demo/...``; nothing waits on the network) with attention maps of a fixed validation example.
 
-    python -m experiments.demo [--steps 300]
+    python -m experiments.demo [--steps 400]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ CONFIGS = {"Transformer": "experiments/ut_paper/configs/algorithmic_transformer.
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=300, help="training steps per model")
+    p.add_argument("--steps", type=int, default=400, help="training steps per model")
     p.add_argument("--out", default="outputs/demo", help="logs, checkpoints and results")
     args = p.parse_args(argv)
     warmup = max(args.steps // 4, 1)

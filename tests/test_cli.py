@@ -97,6 +97,9 @@ def test_csv_logger_run_logs_config_params_images_and_table(tmp_path, tiny_data)
     assert {"val_attention_encoder_example0", "val_ponder_map_encoder", "val_ponder_hist_encoder"} <= media
     cli_main(["test", *args, "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt")])
     assert "test" in (run_dir / "csv" / "media" / "results_table.md").read_text()
+    # an interrupted run continues from its last checkpoint with `--ckpt_path last`
+    resumed = cli_main(["fit", *args, "--trainer.max_steps", "3", "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == 3
 
 
 @pytest.mark.slow
@@ -116,3 +119,18 @@ def test_ddp_two_processes_on_cpu(tmp_path, tiny_data):
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert state["global_step"] == 3
+
+
+@pytest.mark.gpu
+def test_fsdp_from_config_on_gpu(tmp_path, tiny_data):
+    """FSDP is selected by the config's trainer.strategy; Lightning's FSDP needs CUDA (on CPU it refuses clearly)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("FSDP needs a CUDA device")
+    path = REPO / "experiments/ut_paper/configs/algorithmic_ut.yaml"
+    cli = cli_main(["fit", "--config", str(path), "--trainer.strategy", "fsdp", "--trainer.accelerator", "gpu",
+                    "--trainer.devices", "1", "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+                    "--trainer.limit_val_batches", "1", "--run.logger", "none", "--run.save_dir", str(tmp_path),
+                    *tiny_overrides(path, tiny_data)])
+    assert type(cli.trainer.strategy).__name__ == "FSDPStrategy" and cli.trainer.global_step == 2

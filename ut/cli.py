@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
@@ -42,8 +43,6 @@ class LogConfigCallback(SaveConfigCallback):
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
         cfg = self.parser.dump(self.config, skip_none=False, format="yaml")
-        import yaml
-
         for lg in trainer.loggers:
             lg.log_hyperparams({"config": yaml.safe_load(cfg)})
 

@@ -9,6 +9,7 @@ folder ``<save_dir>/<experiment>/<name>``) and tagged by model name.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,10 +55,12 @@ class RunConfig:
         if self.logger == "tensorboard":
             return TensorBoardLogger(save_dir=str(run_dir), name="tb", version="")
         run_dir.mkdir(parents=True, exist_ok=True)
+        # a run id from the folder, so that resuming a run continues the same W&B run; under a W&B sweep agent
+        # (which sets WANDB_SWEEP_ID) the agent's own run id must be used instead
+        ids = {} if os.environ.get("WANDB_SWEEP_ID") else {"id": _slug(f"{self.experiment}-{name}")[-64:],
+                                                            "resume": "allow"}
         return WandbLogger(project=self.project, name=name, save_dir=str(run_dir), offline=not self.online,
-                           group=self.experiment, tags=sorted({model_name, *self.tags}), job_type="train",
-                           # a run id from the folder: resuming the same run name continues the same W&B run
-                           id=_slug(f"{self.experiment}-{name}")[-64:], resume="allow")
+                           group=self.experiment, tags=sorted({model_name, *self.tags}), job_type="train", **ids)
 
 
 def _slug(text: str) -> str:
