@@ -61,6 +61,20 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
     return out
 
 
+def _is_cpu_and_all_true(mask: Tensor) -> bool:
+    # CPU only: on an accelerator, reading the answer back would stall the queue for a small gain
+    return mask.device.type == "cpu" and bool(mask.all())
+
+
+def elide_mask(mask: Tensor | None) -> Tensor | None:
+    """None for a CPU mask that allows everything (e.g. a key-padding mask of a batch without padding), else mask.
+
+    The same result either way; without a mask SDPA skips reading mask blocks, and no row can be empty (so the
+    NaN-guard passes are skipped too). HF models drop all-ones padding masks the same way.
+    """
+    return None if mask is not None and _is_cpu_and_all_true(mask) else mask
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # caches
 
@@ -311,6 +325,7 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache.append(k, v)
         lq, lk = q.shape[2], k.shape[2]
         dropout_p = self.dropout if self.training else 0.0
+        mask = elide_mask(mask)
 
         if dropout_p > 0 and not need_weights and q.device.type == "cpu":  # CUDA: SDPA has fused dropout
             out = dropout_attention(q, k, v, mask, causal and lq > 1, dropout_p)
@@ -328,7 +343,10 @@ class MultiHeadAttention(nn.Module):
                 row_ok = None
                 if mask is not None:
                     row_ok = mask.any(-1, keepdim=True)  # queries with at least one allowed key
-                    mask = mask | ~row_ok  # SDPA would give NaN on empty rows; zero them below instead
+                    if _is_cpu_and_all_true(row_ok):
+                        row_ok = None  # no empty row: nothing to zero (saves a pass over the output)
+                    else:
+                        mask = mask | ~row_ok  # SDPA would give NaN on empty rows; zero them below instead
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
                 if row_ok is not None:
                     out = out * row_ok.to(out.dtype)

@@ -170,3 +170,30 @@ def test_multihead_attention_with_dropout_uses_the_chunked_path_and_matches_eval
     eval_out = mha.eval()(x, causal=True).out
     assert calls, "training with attention dropout must take the chunked dropout path"
     torch.testing.assert_close(train_out, eval_out, atol=1e-5, rtol=1e-5)  # p = 1e-6 still rescales by 1/(1-p)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# mask elision: an all-True mask is dropped (SDPA without mask), a mask without empty rows skips the NaN guard
+
+
+@pytest.mark.parametrize("mask_kind", ["all_true", "padding_no_empty_rows", "empty_row"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_multihead_attention_mask_fast_paths_equal_the_manual_path(mask_kind, causal):
+    from ut.nn.attention import MultiHeadAttention, elide_mask, key_padding_mask
+
+    torch.manual_seed(8)
+    mha = MultiHeadAttention(16, 4).double().eval()
+    x = torch.randn(3, 11, 16, dtype=torch.float64)
+    tokens = torch.ones(3, 11, dtype=torch.bool)
+    if mask_kind != "all_true":
+        tokens[1, 7:] = False
+    if mask_kind == "empty_row":
+        tokens[2, :] = False  # an all-padding row: outputs must be zeros, not NaN
+    mask = key_padding_mask(tokens)
+    assert (elide_mask(mask) is None) == (mask_kind == "all_true")
+    fast = mha(x, mask=mask, causal=causal).out
+    manual = mha(x, mask=mask, causal=causal, need_weights=True).out  # the plain softmax(QK^T)V path
+    torch.testing.assert_close(fast, manual, atol=1e-6, rtol=1e-5)
+    assert not fast.isnan().any()
+    if mask_kind == "all_true":
+        torch.testing.assert_close(fast, mha(x, mask=None, causal=causal).out)
