@@ -1,7 +1,9 @@
 """Row: attention dropout never forces the quadratic path (memory and time of one attention forward + backward).
 
-Each case runs in a FRESH subprocess, so that its peak resident memory (``ru_maxrss``) minus the resident memory
-just before the attention call is that call's own peak (CPU has no allocator statistics to reset):
+Each case runs in a FRESH subprocess; its peak resident memory (``VmHWM``, the high-water mark of the process's
+own address space, reset through ``/proc/self/clear_refs`` after a warm-up) minus the resident memory just before
+the attention call is that call's own peak (CPU has no allocator statistics to reset). ``ru_maxrss`` would not
+do: Linux carries it across ``exec`` from the launching process.
 
 - ``sdpa_p0``: ``F.scaled_dot_product_attention`` with dropout 0 (flash-style kernel, O(L) memory): the reference;
 - ``sdpa_dropout``: SDPA with ``dropout_p=0.1`` (on CPU its quadratic math path) -- only run at lengths where the
@@ -32,6 +34,25 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def _high_water_mb() -> float:
+    """Peak resident memory of this process's address space (VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _reset_high_water() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _child(mode: str, length: int, causal: bool) -> dict:
     from ut.nn.attention import dropout_attention
 
@@ -52,12 +73,13 @@ def _child(mode: str, length: int, causal: bool) -> dict:
     attention(*inputs(600)).sum().backward()
     q, k, v = inputs(length)
     grad = torch.randn(1, HEADS, length, HEAD_DIM)
+    reset = _reset_high_water()
     before = _rss_mb()
     t0 = time.perf_counter()
     attention(q, k, v).backward(grad)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"mode": mode, "length": length, "causal": causal, "seconds": seconds, "peak_mb": peak - before}
+    return {"mode": mode, "length": length, "causal": causal, "seconds": seconds,
+            "peak_mb": _high_water_mb() - before, "high_water_reset": reset}
 
 
 def measure(mode: str, length: int, causal: bool = True, timeout: float = 900) -> dict:

@@ -48,7 +48,7 @@ def plan(quick: bool) -> dict:
             "bf16": Seq2SeqDims(**D512, batch_size=2, src_len=256, tgt_len=64, dropout=0.0),
             "bf16_curve": (Seq2SeqDims(**D256, batch_size=4, src_len=64, tgt_len=16, dropout=0.0), 8),
             "compile": None,
-            "decoding": dict(dims=Seq2SeqDims(**D256, batch_size=2, src_len=64), out_lengths=(16, 64), beam=2),
+            "decoding": dict(dims=Seq2SeqDims(**D256, batch_size=2, src_len=64), out_lengths=(16, 48), beam=2),
             "ut_vs_transformer": Seq2SeqDims(**D256, batch_size=2, src_len=64, tgt_len=16, dropout=0.0),
             "act": dict(**D256, batch_size=2, length=128, halted_shares=(0.0, 0.5, 0.9)),
             "attention_memory": ([1024, 2048], [1024, 2048]),
@@ -121,7 +121,7 @@ def run_suite(quick: bool, skip: set[str]) -> dict:
         }
         src = torch.randint(5, d.vocab_size, (d.batch_size, d.src_len), generator=torch.Generator().manual_seed(0))
         results["decoding"] = decoding_rows(models, {"src": src}, p["decoding"]["out_lengths"], p["decoding"]["beam"],
-                                            p["repeats"])
+                                            2 if quick else p["repeats"])
     if "universal" not in skip:
         _log("UT step vs Transformer layer; ACT skipping")
         results["ut_vs_transformer"] = ut_vs_transformer_row(p["ut_vs_transformer"], p["repeats"])

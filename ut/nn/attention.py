@@ -157,8 +157,8 @@ def manual_attention(
     return torch.matmul(attn, v), weights
 
 
-# most score elements (B * H * query-chunk * Lk) one chunk of :func:`dropout_attention` materialises: 4M floats = 16 MB
-DROPOUT_ATTENTION_MAX_SCORES = 1 << 22
+# most score elements (B * H * query-chunk * Lk) one chunk of :func:`dropout_attention` materialises: 1M floats = 4 MB
+DROPOUT_ATTENTION_MAX_SCORES = 1 << 20
 
 
 class _ChunkPlan:
@@ -170,31 +170,44 @@ class _ChunkPlan:
         self.size = max(1, max_scores // max(1, b * h * self.lk))
 
     def __iter__(self):
-        """Yields (index, query slice, number of keys visible to the chunk, boolean mask or None)."""
+        """Yields (index, query slice, keys visible to the chunk, boolean mask or None, causal block or None).
+
+        Without a user mask, the causal constraint only bites in the chunk's last (rows x rows) block of keys:
+        it comes as that block's lower-triangular mask alone, so the other keys are never masked."""
         lq, lk = self.lq, self.lk
         for index, start in enumerate(range(0, lq, self.size)):
             stop = min(lq, start + self.size)
             n_keys = min(lk, stop + lk - lq) if self.causal else lk  # causal: later keys are masked for the chunk
-            chunk_mask = None
+            chunk_mask, causal_block = None, None
             if self.mask is not None:
                 chunk_mask = self.mask[..., start:stop, :] if self.mask.shape[-2] > 1 else self.mask
                 chunk_mask = chunk_mask[..., :n_keys] if chunk_mask.shape[-1] > 1 else chunk_mask
-            if self.causal:
-                rows = torch.arange(start + lk - lq, stop + lk - lq, device=self.device)[:, None]
-                chunk_mask = combine_masks(chunk_mask, torch.arange(n_keys, device=self.device)[None, :] <= rows)
-            yield index, slice(start, stop), n_keys, chunk_mask
+                if self.causal:
+                    rows = torch.arange(start + lk - lq, stop + lk - lq, device=self.device)[:, None]
+                    chunk_mask = combine_masks(chunk_mask, torch.arange(n_keys, device=self.device)[None, :] <= rows)
+            elif self.causal:
+                causal_block = causal_mask(stop - start, device=self.device)
+            yield index, slice(start, stop), n_keys, chunk_mask, causal_block
 
 
-def _chunk_weights(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
-    """softmax(q k^T / sqrt(Dh)) over the allowed keys, zeros on rows with none (float32 softmax for 16-bit)."""
-    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.shape[-1]))
+def _chunk_weights(q_scaled: Tensor, k: Tensor, mask: Tensor | None, causal_block: Tensor | None) -> Tensor:
+    """softmax(q k^T) over the allowed keys (q already scaled by 1/sqrt(Dh)); zeros on rows with no allowed key;
+    float32 softmax for 16-bit inputs."""
+    scores = torch.matmul(q_scaled, k.transpose(-2, -1))  # (B, H, c, n)
     if mask is not None:
         scores.masked_fill_(~mask, float("-inf"))
+    if causal_block is not None:
+        c = causal_block.shape[0]
+        scores[..., -c:].masked_fill_(~causal_block, float("-inf"))
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32 if scores.dtype in (torch.float16, torch.bfloat16)
-                            else None).to(q.dtype)
+                            else None).to(q_scaled.dtype)
     if mask is not None:
         weights.masked_fill_(~mask.any(-1, keepdim=True), 0.0)
     return weights
+
+
+def _drop_mask(shape, dropout_p: float, device, generator) -> Tensor:
+    return ~keep_mask(shape, dropout_p, device=device, generator=generator)
 
 
 class _ChunkedDropoutAttention(torch.autograd.Function):
@@ -202,7 +215,8 @@ class _ChunkedDropoutAttention(torch.autograd.Function):
 
     Nothing of size Lq x Lk is saved: the backward pass recomputes a chunk's weights from q, k and regenerates its
     dropout mask from a per-chunk generator seeded (in forward) from ONE draw of the global generator, so results
-    are reproducible under ``torch.manual_seed``. Softmax backward: dS = P * (dP - rowsum(dP * P)).
+    are reproducible under ``torch.manual_seed``. Softmax backward as in FlashAttention-2:
+    dS = P * (dP - D) with D = rowsum(dO * O) (equal to rowsum(dP * P), but over Dh instead of Lk columns).
     """
 
     @staticmethod
@@ -210,37 +224,42 @@ class _ChunkedDropoutAttention(torch.autograd.Function):
         plan = _ChunkPlan(q, k, mask, causal, max_scores)
         seed = int(torch.randint(0, 2**62, (1,)).item())
         scale = 1.0 / (1.0 - realised_drop_probability(dropout_p))
+        q_scaled = q * (1.0 / math.sqrt(q.shape[-1]))
         out = q.new_empty(q.shape[:3] + (v.shape[-1],))
         gen = torch.Generator(device=q.device)
-        for index, rows, n_keys, chunk_mask in plan:
-            weights = _chunk_weights(q[:, :, rows], k[:, :, :n_keys], chunk_mask)
+        for index, rows, n_keys, chunk_mask, causal_block in plan:
+            weights = _chunk_weights(q_scaled[:, :, rows], k[:, :, :n_keys], chunk_mask, causal_block)
             gen.manual_seed(seed + index)
-            weights.mul_(keep_mask(weights.shape, dropout_p, device=q.device, generator=gen))
+            weights.masked_fill_(_drop_mask(weights.shape, dropout_p, q.device, gen), 0.0)
             out[:, :, rows] = torch.matmul(weights, v[:, :, :n_keys]).mul_(scale)
-        ctx.save_for_backward(q, k, v, mask if mask is not None else torch.empty(0))
+        ctx.save_for_backward(q, k, v, out, mask if mask is not None else torch.empty(0))
         ctx.has_mask, ctx.causal, ctx.dropout_p, ctx.max_scores, ctx.seed = (
             mask is not None, causal, dropout_p, max_scores, seed)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, mask = ctx.saved_tensors
+        q, k, v, out, mask = ctx.saved_tensors
         mask = mask if ctx.has_mask else None
         plan = _ChunkPlan(q, k, mask, ctx.causal, ctx.max_scores)
         scale = 1.0 / (1.0 - realised_drop_probability(ctx.dropout_p))
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
+        q_scaled = q * sm_scale
+        grad_out = grad_out.contiguous()
+        row_dot = (grad_out * out).sum(-1, keepdim=True)  # D = rowsum(dO * O) (B, H, Lq, 1)
         grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         gen = torch.Generator(device=q.device)
-        for index, rows, n_keys, chunk_mask in plan:
-            q_c, k_c, v_c, g_c = q[:, :, rows], k[:, :, :n_keys], v[:, :, :n_keys], grad_out[:, :, rows]
-            weights = _chunk_weights(q_c, k_c, chunk_mask)  # P (B, H, c, n)
+        for index, rows, n_keys, chunk_mask, causal_block in plan:
+            q_c, k_c, v_c = q_scaled[:, :, rows], k[:, :, :n_keys], v[:, :, :n_keys]
+            g_c = grad_out[:, :, rows] * scale
+            weights = _chunk_weights(q_c, k_c, chunk_mask, causal_block)  # P (B, H, c, n)
             gen.manual_seed(ctx.seed + index)
-            keep = keep_mask(weights.shape, ctx.dropout_p, device=q.device, generator=gen)
-            grad_v[:, :, :n_keys] += torch.matmul((weights * keep).transpose(-2, -1), g_c).mul_(scale)
-            grad_p = torch.matmul(g_c, v_c.transpose(-2, -1)).mul_(scale).mul_(keep)  # dL/dP
-            grad_s = grad_p.sub_((grad_p * weights).sum(-1, keepdim=True)).mul_(weights)  # softmax backward
+            drop = _drop_mask(weights.shape, ctx.dropout_p, q.device, gen)
+            grad_v[:, :, :n_keys] += torch.matmul(weights.masked_fill(drop, 0.0).transpose(-2, -1), g_c)
+            grad_p = torch.matmul(g_c, v_c.transpose(-2, -1)).masked_fill_(drop, 0.0)  # dL/dP
+            grad_s = grad_p.sub_(row_dot[:, :, rows]).mul_(weights)  # softmax backward
             grad_q[:, :, rows] = torch.matmul(grad_s, k_c).mul_(sm_scale)
-            grad_k[:, :, :n_keys] += torch.matmul(grad_s.transpose(-2, -1), q_c).mul_(sm_scale)
+            grad_k[:, :, :n_keys] += torch.matmul(grad_s.transpose(-2, -1), q_c)  # q_c carries sm_scale
         return grad_q, grad_k, grad_v, None, None, None, None
 
 
