@@ -56,7 +56,7 @@ def plan(quick: bool) -> dict:
         }
     six = dict(n_encoder_layers=6, n_decoder_layers=6)
     return {
-        "repeats": 4,
+        "repeats": 3,
         "peak_sizes": (1024, 2048), "peak_repeats": 5,
         "peer_configs": [Seq2SeqDims(**D256, **layers, batch_size=16, src_len=256, tgt_len=64, dropout=p)
                          for layers in ({}, six) for p in (0.1, 0.0)]
@@ -65,7 +65,7 @@ def plan(quick: bool) -> dict:
         "bf16": Seq2SeqDims(**D512, batch_size=4, src_len=512, tgt_len=128, dropout=0.0),
         "bf16_curve": (Seq2SeqDims(**D512, batch_size=4, src_len=128, tgt_len=32, dropout=0.0), 40),
         "compile": Seq2SeqDims(**D256, batch_size=8, src_len=256, tgt_len=64, dropout=0.1),
-        "decoding": dict(dims=Seq2SeqDims(**D256, batch_size=4, src_len=256), out_lengths=(64, 256), beam=4),
+        "decoding": dict(dims=Seq2SeqDims(**D256, batch_size=2, src_len=256), out_lengths=(64, 256), beam=4),
         "ut_vs_transformer": Seq2SeqDims(**D256, **six, batch_size=8, src_len=256, tgt_len=64, dropout=0.1),
         "act": dict(**D256, batch_size=8, length=256, halted_shares=(0.0, 0.25, 0.5, 0.75, 0.9)),
         "attention_memory": ([2048, 11000], [2048]),
@@ -94,7 +94,7 @@ def run_suite(quick: bool, skip: set[str]) -> dict:
         results["training"] = []
         for dims in p["peer_configs"]:
             _log(f"training step: {dims.label()}")
-            results["training"].append(peer_rows(dims, peaks["float32"], p["repeats"]))
+            results["training"].append(peer_rows(dims, peaks["float32"], p["repeats"], warmup=1))
     if "bf16" not in skip:
         _log("bf16 autocast vs fp32")
         curve_dims, curve_steps = p["bf16_curve"]
