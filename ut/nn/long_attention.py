@@ -168,22 +168,38 @@ def blockwise_local_attention(q: Tensor, k: Tensor, v: Tensor, block_size: int, 
         raise ValueError(f"keys ({m}) must end with the queries (q_offset {q_offset} + {n})")
     if q_offset:  # incremental decoding: dummy queries for the cached positions (at most two blocks)
         q = F.pad(q, (0, 0, q_offset, 0))
+    parts = blockwise_local_attention_parts(q, k, v, block_size, look_back, key_ok, dropout_p)
+    out = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0].contiguous()  # (B, q_offset + n, H*Dh)
+    return out[:, q_offset:]
+
+
+def blockwise_local_attention_parts(q: Tensor, k: Tensor, v: Tensor, block_size: int, look_back: bool,
+                                    key_ok: Tensor | None = None, dropout_p: float = 0.0) -> list[Tensor]:
+    """:func:`blockwise_local_attention` for aligned queries (q_offset = 0) as consecutive pieces (B, l_i, H*Dh):
+    views of SDPA's outputs (the whole blocks, then the shorter last block), so that a caller projecting each
+    piece saves a (B, L, D) copy and the memory that would keep it for backward."""
+    m = k.shape[2]
     if key_ok is not None:
         key_ok = key_ok.expand(q.shape[0], -1)
     w = block_size
     full = m // w  # whole blocks are reshaped views (no copies); a shorter last block is its own call
     parts = []
+    if full * w == m:
+        return [_local_whole_blocks(q, k, v, w, look_back, key_ok, dropout_p).flatten(2)]
+    # split (not slice): the backward of a split is one concatenation, that of two slices two zero-filled copies
+    sizes = [full * w, m - full * w]
+    (qf, qt), (kf, kt), (vf, vt) = (t.split(sizes, dim=2) for t in (q, k, v))
     if full:
-        parts.append(_local_whole_blocks(q[:, :, : full * w], k[:, :, : full * w], v[:, :, : full * w], w, look_back,
-                                         None if key_ok is None else key_ok[:, : full * w], dropout_p))
+        parts.append(_local_whole_blocks(qf, kf, vf, w, look_back, None if key_ok is None else key_ok[:, : full * w],
+                                         dropout_p))
     if m > full * w:
         lo = (full - 1) * w if look_back and full else full * w  # keys of the last block (and of the one before)
-        qt, kt, vt = q[:, :, full * w :], k[:, :, lo:], v[:, :, lo:]
+        if lo < full * w:
+            kt, vt = k[:, :, lo:], v[:, :, lo:]
         mask = causal_window(qt.shape[2], kt.shape[2], q.device)
         mask = mask if key_ok is None else mask & key_ok[:, None, None, lo:]
         parts.append(rearrange(_local_sdpa(qt, kt, vt, mask, dropout_p), "b h l d -> b l h d"))
-    out = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0].contiguous()  # (B, q_offset + n, H, Dh)
-    return out.flatten(2)[:, q_offset:]
+    return [part.flatten(2) for part in parts]
 
 
 def causal_window(q_len: int, k_len: int, device=None) -> Tensor:
@@ -267,13 +283,17 @@ class LocalAttention(MultiHeadAttention):
             dense = dense if ok is None else dense & ok[:, None, None, :]
             out, weights = manual_attention(q, k, v, dense, dropout_p, self.training)
             out = rearrange(out, "b h l d -> b l (h d)")
+        elif t == 0:  # project each piece: no concatenated copy of the attention output
+            parts = blockwise_local_attention_parts(q, k, v, self.block_size, self.look_back, ok, dropout_p)
+            out = [self.out_proj(part) for part in parts]
         else:
             out = blockwise_local_attention(q, k, v, self.block_size, self.look_back, t - start, ok, dropout_p)
         if cache is not None:
             keep = self.window_start(t + n) - start
             cache.k, cache.v = k[:, :, keep:], v[:, :, keep:]
             cache.n_seen = t + n
-        return AttentionOutput(self.out_proj(out), weights)
+        out = torch.cat(out, dim=1) if isinstance(out, list) else self.out_proj(out)
+        return AttentionOutput(out, weights)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -413,14 +433,19 @@ class MemoryCompressedAttention(MultiHeadAttention):
         ends = (m // c) * c  # the finished blocks end here
         pad = 0 if need_weights else -m % c  # fast path: pad the INPUT to whole blocks (no copies of q, k, v later)
         xp = F.pad(x, (0, 0, 0, pad)) if pad else x
-        q = self.split_heads(self.q_proj(xp[:, m - n :]))  # (B, H, n + pad, Dh)
+        q = self.split_heads(self.q_proj(xp if m == n else xp[:, m - n :]))  # (B, H, n + pad, Dh)
         kf, vf = self.k_proj(xp), self.v_proj(xp)  # (B, m + pad, D)
         raw_ok = None if key_ok is None else key_ok[:, start:]
-        zero_pad = (lambda z: z) if raw_ok is None else (lambda z: z * raw_ok[:, :ends, None].to(z.dtype))
-        kc_new, vc_new = self.compressed_kv(zero_pad(x[:, :ends]), zero_pad(kf[:, :ends]), zero_pad(vf[:, :ends]))
-        if kc is not None:
-            kc_new, vc_new = torch.cat([kc, kc_new], dim=2), torch.cat([vc, vc_new], dim=2)
-        kc, vc = kc_new, vc_new  # (B, H, Nb, Dh), all blocks finished so far
+        if t == 0 and raw_ok is None and not need_weights:
+            # training fast path: compress every block of the padded input without slicing (a slice's backward
+            # allocates a zero-filled copy); the last, padded block is seen by no query (group g sees blocks < g)
+            kc, vc = self.compressed_kv(xp, kf, vf)
+        else:
+            zero_pad = (lambda z: z) if raw_ok is None else (lambda z: z * raw_ok[:, :ends, None].to(z.dtype))
+            kc_new, vc_new = self.compressed_kv(zero_pad(x[:, :ends]), zero_pad(kf[:, :ends]), zero_pad(vf[:, :ends]))
+            if kc is not None:
+                kc_new, vc_new = torch.cat([kc, kc_new], dim=2), torch.cat([vc, vc_new], dim=2)
+            kc, vc = kc_new, vc_new  # (B, H, Nb, Dh), all blocks finished so far
         n_blocks = kc.shape[2]
         kc_ok = None if key_ok is None else key_ok[:, : n_blocks * c].reshape(-1, n_blocks, c).any(-1)
         k_raw, v_raw = self.split_heads(kf), self.split_heads(vf)
@@ -444,6 +469,7 @@ class MemoryCompressedAttention(MultiHeadAttention):
                                        kc_ok=kc_ok, raw_ok=raw_ok)[:, :n]
         if cache is not None:
             tail = rearrange(x[:, ends:m], "b l (h dh) -> b h l dh", h=self.n_heads)
-            cache.k, cache.v = torch.cat([kc, tail], dim=2), vc
+            done_now = (t + n) // c
+            cache.k, cache.v = torch.cat([kc[:, :, :done_now], tail], dim=2), vc[:, :, :done_now]
             cache.n_seen = t + n
         return AttentionOutput(self.out_proj(out), weights)
