@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.ablations.runner import RunSpec, mean_std, metric, run_all
+from experiments.ablations.runner import RunSpec, collect, mean_std, metric, run_all
 from experiments.ut_paper.report import MODELS, bar_plot, fmt, provenance
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--test-size", type=int, default=64, help="length-400 test examples")
     p.add_argument("--peak-lr", type=float, default=3e-3, help="schedule peak (sets lr_scale c for d and warmup)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    p.add_argument("--report-only", action="store_true", help="write the report from the finished runs only")
     p.add_argument("--logger", default="wandb", choices=["wandb", "csv", "tensorboard", "none"])
     p.add_argument("--out", default=str(HERE / "results" / "algorithmic"))
     args = p.parse_args(argv)
@@ -54,8 +55,41 @@ def main(argv: list[str] | None = None) -> None:
     specs = [RunSpec(f"experiments/ut_paper/configs/algorithmic_{m}.yaml", task, seed,
                      (*common, f"--data.init_args.task={task}", f"--seed_everything={seed}"))
              for task in args.tasks for m in args.models for seed in args.seeds]
-    results = run_all(specs, out, "ut_paper/algorithmic", jobs=args.jobs)
-    write_report(results, args, out, sys.argv if argv is None else ["run_algorithmic", *argv])
+    if args.report_only:
+        results = collect(out, specs)
+    else:
+        results = run_all(specs, out, "ut_paper/algorithmic", jobs=args.jobs)
+    for r in results:
+        add_in_distribution_metrics(r, out, args.test_size)
+    command = sys.argv if argv is None else ["run_algorithmic", *argv]
+    write_report(results, args, out, [a for a in command if a != "--report-only"])  # the command that ran them
+
+
+def add_in_distribution_metrics(result: dict, out: Path, n: int, length: int = 40) -> None:
+    """Test the run's final checkpoint on the TRAINING length distribution (uniform 1..40, no offsets): did the
+    model learn the task at all? Stored in its JSON as ``metrics["test_le40"]`` (computed once)."""
+    import json
+
+    import lightning as L
+
+    from ut.data.algorithmic import AlgorithmicDataModule
+    from ut.lit import Seq2SeqModule
+    from ut.lit.run_config import RunConfig
+
+    key = f"test_le{length}"
+    if key in result["metrics"]:
+        return
+    run = RunConfig(experiment="ut_paper/algorithmic", name=result["run_id"])
+    ckpt = run.run_dir(result["model_name"], result["seed"]) / "checkpoints" / "last.ckpt"
+    module = Seq2SeqModule.load_from_checkpoint(ckpt, map_location="cpu")
+    data = AlgorithmicDataModule(task=result["variant"], train_max_len=length, eval_max_len=length,
+                                 eval_length="uniform", test_size=n, eval_batch_size=32)
+    L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).test(module, data, verbose=False)
+    result["metrics"][key] = dict(module.last_eval_metrics["test"])
+    path = out / "runs" / f"{result['run_id']}.json"
+    saved = json.loads(path.read_text())
+    saved["metrics"][key] = result["metrics"][key]
+    path.write_text(json.dumps(saved, indent=1, sort_keys=True))
 
 
 def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
@@ -70,6 +104,10 @@ def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
         ch = mean_std([metric(r, "test/token_acc") for r in rs])
         sq = mean_std([metric(r, "test/seq_acc") for r in rs])
         sd = f" (± {ch[1]:.2f} / {sq[1]:.2f})" if len(rs) > 1 else ""
+        if all(metric(r, "test_le40/token_acc") is not None for r in rs):
+            ich = mean_std([metric(r, "test_le40/token_acc") for r in rs])[0]
+            isq = mean_std([metric(r, "test_le40/seq_acc") for r in rs])[0]
+            sd += f" [len <= 40: {ich:.2f} / {isq:.2f}]"
         return ch[0], sq[0], sd
 
     head = ("| task | " + " | ".join(f"{MODELS[m]} char-acc / seq-acc" for m in args.models)
@@ -97,6 +135,8 @@ def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
 
 Train on inputs of length <= 40 with random position offsets (positions up to 400 seen), test on {args.test_size}
 inputs of length exactly 400; teacher-forced char (token, EOS included) and sequence accuracy of the final model.
+In brackets: the same model on {args.test_size} inputs from the TRAINING length distribution (uniform 1..40, no
+offsets): did it learn the task at all?
 Small scale: d_model {args.d_model}, {args.steps} steps at batch {args.batch_size} (the paper / t2t: d 128+, 100k+
 steps), seeds {args.seeds}; the paper's columns are for reference of the SHAPE (who wins), not for equality.
 

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.ablations.runner import RunSpec, metric, run_all
+from experiments.ablations.runner import RunSpec, collect, metric, run_all
 from experiments.ut_paper.report import MODELS, bar_plot, fmt, provenance
 
 HERE = Path(__file__).resolve().parent
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--steps", type=int, default=300, help="training steps per run")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    p.add_argument("--report-only", action="store_true", help="write the report from the finished runs only")
     p.add_argument("--logger", default="wandb", choices=["wandb", "csv", "tensorboard", "none"])
     p.add_argument("--out", default=None, help="default: experiments/ut_paper/results/babi_<1k|10k>")
     args = p.parse_args(argv)
@@ -44,8 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     specs = [RunSpec(f"experiments/ut_paper/configs/babi_1k_{m}.yaml", f"task{t}", seed,
                      (*common, f"--data.init_args.tasks={t}", f"--seed_everything={seed}"))
              for t in args.tasks for m in args.models for seed in args.seeds]
-    results = run_all(specs, out, f"ut_paper/babi_{args.subset}", jobs=args.jobs)
-    write_report(results, args, out, sys.argv if argv is None else ["run_babi", *argv])
+    if args.report_only:
+        results = collect(out, specs)
+    else:
+        results = run_all(specs, out, f"ut_paper/babi_{args.subset}", jobs=args.jobs)
+    command = sys.argv if argv is None else ["run_babi", *argv]
+    write_report(results, args, out, [a for a in command if a != "--report-only"])  # the command that ran them
 
 
 def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
