@@ -18,7 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	@# torch first: the tested version unless an importable torch is already there,
 	@# so that resolving the project never pulls a different (CUDA) build.
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install -q -e ".[test,sample,beam]"
+	@# extras: test (pytest, ruff), sample (gensim ships the embedded enwiki excerpt), beam (Apache Beam pipeline),
+	@# bench (HF transformers: benchmark peer only, never imported by ut/ or data_prep/)
+	$(PY) -m pip install -q -e ".[test,sample,beam,bench]"
 	@$(PY) -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 	@touch $@
 
@@ -37,7 +39,6 @@ lint: install
 	$(PY) -m ruff check ut data_prep experiments benchmarks tests
 
 bench: install
-	$(PY) -m pip install -q -e ".[test,sample,beam,bench]"
 	$(PY) -m benchmarks.run_all
 
 clean:
