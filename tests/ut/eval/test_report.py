@@ -58,6 +58,15 @@ def test_report_has_tables_figures_maps_and_samples(recorded):
     assert "mathematician / pipe" in text  # a | in a sample does not break the table
 
 
+def test_collapsed_outputs_are_flagged(tmp_path):
+    row = _row("T-ED", 500)
+    row["metrics"].update(decoded_examples=5, distinct_outputs=0.2)
+    text = write_report({"rows": [row]}, tmp_path).read_text()
+    assert "same output for all 5 inputs" in text
+    row["metrics"].update(distinct_outputs=1.0, repeated_sentences=0.8)
+    assert "repeats sentences" in write_report({"rows": [row]}, tmp_path).read_text()
+
+
 def test_table_and_groups_without_optional_fields():
     rows = [{"name": "x", "L": 100, "status": "failed: boom"}]
     table = results_table(rows)
