@@ -14,7 +14,7 @@ The training module is issue 3's :class:`ut.lit.seq2seq.Seq2SeqModule` (``format
 :class:`ut.lit.language_model.LanguageModelModule` (``format: lm``), on a Lightning ``Trainer`` with W&B in
 offline mode (``logger="wandb"``) or no logger. Measured: parameters, seconds per training step (median, the
 first two steps excluded), peak resident memory of the process (``ru_maxrss``; with ``isolate=True`` each run has
-its own process, so the peak is that run's), the training-loss curve, and the evaluation of
+its own process, so the peak is that run's; VmHWM, see ``_rss_mb``), the training-loss curve, and the evaluation of
 :func:`ut.eval.summarization.evaluate_summarization`. One attention map (last layer, mean over heads, first test
 example) and, for ACT models, the ponder times are saved for the report (``maps/<slug>.npz``).
 
@@ -99,6 +99,15 @@ def machine_info() -> dict[str, Any]:
 
 
 def _rss_mb() -> float:
+    """Peak resident memory of this process image: VmHWM (Linux); ru_maxrss elsewhere. ru_maxrss survives exec, so
+    in a child it would also count the parent's peak (e.g. the dataset build of the driver)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
 
 
