@@ -80,6 +80,8 @@ def parser(name: str) -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, help="training wall time per run (overrides the config)")
     p.add_argument("--max-steps", type=int, help="training steps per run (overrides the config)")
     p.add_argument("--only", nargs="*", help="run only these run names")
+    p.add_argument("--timeout-s", type=float, help="per-run limit (isolated runs); a run over it is reported as such")
+    p.add_argument("--decode-max-len", type=int, help="decoded tokens per example (overrides the config)")
     p.add_argument("--no-isolate", action="store_true", help="run in this process (peak memory then accumulates)")
     p.add_argument("--logger", default="wandb", choices=("wandb", "none"), help="W&B runs in offline mode")
     p.add_argument("--fast-dev-run", action="store_true", help="1 step + 1 decoded example per run (a smoke test)")
@@ -91,7 +93,7 @@ def run_experiment(name: str, argv: list[str] | None = None) -> dict:
     """Parse ``argv``, run the experiment ``name`` and write its results and report; returns the results dict."""
     args = parser(name).parse_args(argv)
     config = load_experiment(args.config)
-    timeout = (config.get("sweep") or {}).get("timeout_s")
+    timeout = args.timeout_s or (config.get("sweep") or {}).get("timeout_s")
     runs = config["runs"]
     if args.only:
         missing = sorted(set(args.only) - {r["name"] for r in runs})
@@ -104,6 +106,8 @@ def run_experiment(name: str, argv: list[str] | None = None) -> dict:
     if args.max_steps is not None:
         override["train"]["max_steps"] = args.max_steps
     runs = [deep_merge(r, override) for r in runs]
+    if args.decode_max_len is not None:
+        runs = [deep_merge(r, {"eval": {"max_len": args.decode_max_len}}) if r.get("eval") else r for r in runs]
     if args.fast_dev_run:
         runs = [deep_merge(r, {k: v for k, v in FAST_DEV_RUN.items() if k != "eval" or r.get("eval")}) for r in runs]
     data_dir = ensure_dataset(args.data_dir)
