@@ -196,7 +196,8 @@ class DecoderLayer(nn.Module):
     """Masked self-attention -> [encoder-decoder attention] -> transition, each with Add & Norm (Vaswani §3.1).
 
     ``cross_attention=False`` gives the decoder-only (language-model) layer of T-D (Liu et al. 2018).
-    ``self_attn`` may be any module with MultiHeadAttention's call signature (the long-input attentions).
+    ``self_attn`` may be any module with MultiHeadAttention's call signature (the long-input attentions); its
+    ``cache_factory`` attribute, when present, builds its decoding cache (default :class:`KVCache`).
     Decoding caches live in a :class:`DecodingCache` under ``(cache_key, "self" | "cross" | "conv")``.
     """
 
@@ -255,7 +256,7 @@ class DecoderLayer(nn.Module):
             self.self_res.inner_input(x),
             mask=self_mask,
             causal=True,
-            cache=site("self") if site else None,
+            cache=site("self", getattr(self.self_attn, "cache_factory", KVCache)) if site else None,
             need_weights=need_weights,
         )
         x = self.self_res.combine(x, a.out)

@@ -61,7 +61,7 @@ of the given tensor, so with left padding a row's block boundaries follow its pa
 attention padding tokens are zeroed before compression, and a compressed block with no real token is not attended.
 
 Incremental decoding: the modules take the :class:`~ut.nn.attention.KVCache` a decoder layer hands them (the
-:class:`LongAttentionCache` subclass, or a plain KVCache, which they extend with a token counter ``n_seen``). What it
+:class:`LongAttentionCache`: a KVCache with a token counter ``n_seen``, built through ``cache_factory``). What it
 holds (``cache.k`` / ``cache.v``, so that ``reorder_`` follows beams):
 
 - local attention: the raw keys / values of the current block (``look_back=True``: of the previous and current
@@ -97,9 +97,9 @@ class LongAttentionCache(KVCache):
 def _tokens_seen(cache: KVCache | None) -> int:
     if cache is None:
         return 0
-    if cache.static:
-        raise ValueError("long-input attentions are self-attentions; a static (cross-attention) cache is not valid")
-    return getattr(cache, "n_seen", 0)
+    if not isinstance(cache, LongAttentionCache):
+        raise TypeError(f"long-input attentions need a LongAttentionCache (their cache_factory), got {type(cache)}")
+    return cache.n_seen
 
 
 def key_padding_from_mask(mask: Tensor | None, k_len: int) -> Tensor | None:
@@ -250,6 +250,8 @@ class LocalAttention(MultiHeadAttention):
         dropout: attention-weight dropout, applied per block (memory stays linear in L).
     """
 
+    cache_factory = LongAttentionCache  # DecoderLayer builds this module's decoding cache with it
+
     def __init__(self, d_model: int, n_heads: int, block_size: int = 256, look_back: bool = False,
                  dropout: float = 0.0, bias: bool = True):
         super().__init__(d_model, n_heads, dropout, bias)
@@ -385,6 +387,8 @@ class MemoryCompressedAttention(MultiHeadAttention):
         order: ``"project_compress"`` (the paper, default) or ``"compress_project"`` (t2t); see the module docstring.
         dropout: must be 0 (see the module docstring).
     """
+
+    cache_factory = LongAttentionCache  # DecoderLayer builds this module's decoding cache with it
 
     def __init__(self, d_model: int, n_heads: int, compression: int = 3, order: str = "project_compress",
                  dropout: float = 0.0, bias: bool = True):

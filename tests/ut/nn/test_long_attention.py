@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import ut.nn.long_attention as la
 from ut.nn.attention import KVCache, MultiHeadAttention, key_padding_mask
-from ut.nn.long_attention import LocalAttention, LongAttentionCache, MemoryCompressedAttention
+from ut.nn.long_attention import LocalAttention, MemoryCompressedAttention
 
 D, H = 16, 2
 
@@ -76,14 +76,13 @@ def test_local_never_builds_a_sequence_long_score_matrix(monkeypatch, look_back)
 
 
 @pytest.mark.parametrize("look_back", [False, True])
-@pytest.mark.parametrize("cache_cls", [LongAttentionCache, KVCache])
-def test_local_cache_equals_no_cache(look_back, cache_cls):
+def test_local_cache_equals_no_cache(look_back):
     attn = LocalAttention(D, H, block_size=4, look_back=look_back).double()
     x = torch.randn(2, 19, D, dtype=torch.float64)
     real = torch.ones(2, 19, dtype=torch.bool)
     real[0, :3] = False
     full = attn(x, mask=key_padding_mask(real)).out
-    cache = cache_cls()
+    cache = attn.cache_factory()
     outs = [attn(x[:, :6], mask=key_padding_mask(real[:, :6]), cache=cache).out]  # a prefix, then one at a time
     for i in range(6, 19):
         outs.append(attn(x[:, i : i + 1], mask=key_padding_mask(real[:, : i + 1]), cache=cache).out)
@@ -193,14 +192,13 @@ def test_memory_compressed_sees_earlier_blocks():
 
 
 @pytest.mark.parametrize("order", ["project_compress", "compress_project"])
-@pytest.mark.parametrize("cache_cls", [LongAttentionCache, KVCache])
-def test_memory_compressed_cache_equals_no_cache(order, cache_cls):
+def test_memory_compressed_cache_equals_no_cache(order):
     attn = MemoryCompressedAttention(D, H, compression=3, order=order).double()
     x = torch.randn(2, 17, D, dtype=torch.float64)
     real = torch.ones(2, 17, dtype=torch.bool)
     real[0, :4] = False
     full = attn(x, mask=key_padding_mask(real)).out
-    cache = cache_cls()
+    cache = attn.cache_factory()
     outs = [attn(x[:, :5], mask=key_padding_mask(real[:, :5]), cache=cache).out]
     for i in range(5, 17):
         outs.append(attn(x[:, i : i + 1], mask=key_padding_mask(real[:, : i + 1]), cache=cache).out)
@@ -249,3 +247,9 @@ def test_local_gradients_equal_masked_full_attention(look_back):
     (ref(x, mask=band_mask(14, 4, look_back)).out ** 2).sum().backward()
     torch.testing.assert_close(got, x.grad, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(attn.q_proj.weight.grad, ref.q_proj.weight.grad, rtol=1e-9, atol=1e-10)
+
+
+def test_long_attention_rejects_a_plain_kv_cache():
+    for attn in (LocalAttention(D, H, block_size=4), MemoryCompressedAttention(D, H)):
+        with pytest.raises(TypeError, match="LongAttentionCache"):
+            attn(torch.randn(1, 3, D), cache=KVCache())
