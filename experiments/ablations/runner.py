@@ -193,11 +193,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--results", default=str(DEFAULT_RESULTS), help="results root folder")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="override the grid's seeds")
     p.add_argument("--aggregate-only", action="store_true", help="only aggregate the finished runs")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more ut-train arguments for every run")
     args = p.parse_args(argv)
     grid = Grid.load(args.grid)
     grid.common = [*grid.common, *args.extra]
+    if args.seeds is not None:
+        grid.seeds = args.seeds
     out_dir = Path(args.results) / grid.name
     specs = grid.specs()
     if args.aggregate_only:
