@@ -92,6 +92,13 @@ def write_markdown(results: dict, path: Path, plot_name: str) -> None:
         f"Python {m['python']}. Load average at start {tuple(round(x, 1) for x in m['load_average_at_start'])}, "
         f"at end {tuple(round(x, 1) for x in m['load_average_at_end'])}.",
         "",
+    ]
+    for u in results.get("updates", []):
+        load = tuple(round(x, 1) for x in u["machine"]["load_average_at_start"])
+        lines += [f"Rows {', '.join(u['rows'])} were rerun at {u['started']} by `{u['command'].strip()}` "
+                  f"({u['seconds'] / 60:.1f} min, {u['machine']['torch_threads']} threads; load average then "
+                  f"{load}) and merged in.", ""]
+    lines += [
         "**The machine was shared** with other engineers' test runs while this ran, so absolute figures are noisy. "
         "Mitigation: every comparison runs its contenders in one process, interleaved (A B C, B C A, ...), after "
         "warm-up, and reports the median over repeats; ratios are taken within a row, never across runs.",

@@ -140,12 +140,31 @@ def run_suite(quick: bool, skip: set[str]) -> dict:
     return results
 
 
+ROW_KEYS = ("training", "bf16", "compile", "decoding", "ut_vs_transformer", "act_skip", "attention_dropout_memory",
+            "data_pipeline", "rouge")
+
+
+def merge_update(previous: dict, update: dict) -> dict:
+    """``previous`` with the rows that ``update`` ran replaced; the update's command and time are recorded."""
+    merged = dict(previous)
+    rows = [k for k in ROW_KEYS if k in update]
+    for key in rows:
+        merged[key] = update[key]
+    merged.setdefault("updates", []).append({"command": update["command"], "started": update["started"],
+                                             "rows": rows, "machine": update["machine"],
+                                             "seconds": update["total_seconds"]})
+    merged["targets"] = evaluate_targets(merged)
+    return merged
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, ~1-2 minutes (smoke run)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="where to write suite.{json,md,png} (default benchmarks/results; --quick: suite_quick.*)")
+    parser.add_argument("--update", action="store_true",
+                        help="rerun only the rows not skipped and merge them into the existing results file")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["training", "bf16", "compile", "decoding", "universal", "attention_memory",
                                  "pipeline"])
@@ -156,6 +175,8 @@ def main(argv=None) -> None:
     out_dir = args.out_dir or RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "suite_quick" if args.quick else "suite"
+    if args.update and (out_dir / f"{stem}.json").exists():
+        results = merge_update(json.loads((out_dir / f"{stem}.json").read_text()), results)
     (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
     write_plot(results, out_dir / f"{stem}.png")
     write_markdown(results, out_dir / f"{stem}.md", plot_name=f"{stem}.png")

@@ -50,11 +50,12 @@ def peer_rows(dims: Seq2SeqDims, peak_fp32_gflops: float, repeats: int, warmup: 
 def loss_curves(dims: Seq2SeqDims, steps: int, n_batches: int = 4, lr: float = 1e-3) -> dict[str, list[float]]:
     """fp32 and bf16-autocast training from the same initial weights on the same cycle of batches."""
     torch.manual_seed(0)
-    base = build_ours(dims)
+    initial = build_ours(dims).model.state_dict()
     batches = [make_batch(dims, seed=i) for i in range(n_batches)]
     curves = {}
     for label, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        contender = copy.deepcopy(base)
+        contender = build_ours(dims)
+        contender.model.load_state_dict(copy.deepcopy(initial))
         torch.manual_seed(1)  # same dropout masks' seed for both runs
         opt = torch.optim.Adam(contender.model.parameters(), lr=lr)
         contender.model.train()

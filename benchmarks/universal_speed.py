@@ -33,7 +33,7 @@ def build_universal(dims: Seq2SeqDims, recurrence: str = "fixed"):
     )
     model = UniversalTransformerEncoderDecoder(cfg)
 
-    def loss(batch):
+    def loss(model, batch):
         out = model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"])
         ce = F.cross_entropy(out.logits.flatten(0, 1), batch["tgt_out"].flatten())
         return ce if out.aux_loss is None else ce + out.aux_loss

@@ -52,6 +52,16 @@ def test_every_peer_trains_on_the_same_batch(name):
     assert first[-1] < first[0]  # it learns the batch: the loss and the optimizer are wired up
 
 
+def test_contender_loss_trains_the_model_it_holds_now():
+    """Replacing ``contender.model`` (a compiled model, a copy) changes what the loss runs (no stale closure)."""
+    a, b = BUILDERS["ours"](TINY), BUILDERS["ours"](TINY)
+    b.model.eval()  # no dropout: the two calls must agree
+    batch = make_batch(TINY)
+    loss_b = b.loss(batch)
+    a.model = b.model
+    torch.testing.assert_close(a.loss(batch), loss_b)
+
+
 @pytest.mark.parametrize("model_name", ["transformer", "universal"])
 def test_uncached_decoding_gives_the_cached_sequences(model_name):
     from ut.models import build_model
