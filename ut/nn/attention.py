@@ -62,7 +62,10 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
 
 
 def _is_cpu_and_all_true(mask: Tensor) -> bool:
-    # CPU only: on an accelerator, reading the answer back would stall the queue for a small gain
+    # CPU only: on an accelerator, reading the answer back would stall the queue for a small gain; not under
+    # torch.compile either (a data-dependent branch would break the graph)
+    if torch.compiler.is_compiling():
+        return False
     return mask.device.type == "cpu" and bool(mask.all())
 
 
