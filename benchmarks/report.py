@@ -199,6 +199,9 @@ def write_markdown(results: dict, path: Path, plot_name: str) -> None:
         r = results["rouge"]
         lines += ["", f"ROUGE-1/2/L/Lsum (`ut.eval.rouge.rouge_scores`, stemming) on {r['pairs']} synthetic "
                   f"300-word pairs: **{r['seconds_per_1000_pairs']:.1f} s per 1,000 pairs**.", ""]
+    if results.get("notes"):
+        lines += ["## Notes (written after the run, stored in the JSON's `notes`)", ""]
+        lines += [f"- {note}" for note in results["notes"]] + [""]
     lines += ["## Plot", "", f"![suite]({plot_name})", ""]
     path.write_text("\n".join(lines))
 
