@@ -17,7 +17,7 @@ def provenance(results: list[dict], argv: list[str] | None = None) -> str:
     total = sum(r.get("total_seconds", 0) for r in results)
     return (f"- command: `python -m {_module(argv[0])} {shlex.join(argv[1:])}`\n"
             f"- machine: {machine}\n"
-            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {len(results)} runs, "
+            f"- report written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {len(results)} runs, "
             f"{total / 60:.1f} min of run time in total\n"
             f"- one run: `{results[0]['command']}`\n" if results else "- no finished runs\n")
 

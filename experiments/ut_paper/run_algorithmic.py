@@ -125,8 +125,10 @@ def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
         paper = PAPER.get(task, {})
         ref = [f"{paper[k][0]:.2f} / {paper[k][1]:.2f}" if k in paper else "n/a" for k in ("transformer", "ut")]
         lines.append(f"| {task} | " + " | ".join(cells) + " | " + " | ".join(ref) + " |")
-    ponder = [f"{MODELS['ut_act']} mean ponder time on {t}: encoder {fmt(metric(r, 'test/ponder_encoder'))}, "
-              f"decoder {fmt(metric(r, 'test/ponder_decoder'))}"
+    ponder = [f"{MODELS['ut_act']} on {t}: mean ponder time n + r encoder {fmt(metric(r, 'test/ponder_encoder'))}, "
+              f"decoder {fmt(metric(r, 'test/ponder_decoder'))}; mean updates n encoder "
+              f"{fmt(metric(r, 'test/n_updates_encoder'))}, decoder {fmt(metric(r, 'test/n_updates_decoder'))} "
+              "(n + r = 2.0 is one step: n = 1, r = 1)"
               for t in args.tasks for r in by.get((t, "ut_act"), [])[:1]]
     params = {m: rs[0]["params"] for (_, m), rs in by.items()}
     bar_plot(args.tasks, charts, "char-acc (test length 400)", "algorithmic tasks: char-acc", out / "char_acc.png")

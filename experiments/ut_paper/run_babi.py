@@ -76,6 +76,8 @@ def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
                      + " | ".join(fmt(e, 1) for e in errs) + f" | {PAPER[args.subset][m]} |")
     ponder = [f"task {t}: {fmt(metric(by[(t, 'ut_act')][0], 'test/ponder_encoder'))}"
               for t in args.tasks if by.get((t, "ut_act"))]
+    updates = [f"task {t}: {fmt(metric(by[(t, 'ut_act')][0], 'test/n_updates_encoder'))}"
+               for t in args.tasks if by.get((t, "ut_act"))]
     notes = sorted({n for r in results for n in r.get("notes", [])})
     bar_plot([f"task {t}" for t in args.tasks], series, "test error %", f"bAbI {args.subset}: error per task",
              out / "error.png")
@@ -88,8 +90,9 @@ SHAPE (who wins), not the values. Avg error and failed tasks (error > 5%) are ov
 
 {chr(10).join(lines)}
 
-UT+ACT mean ponder time (encoder steps per token) per task: {", ".join(ponder) or "n/a"} (paper: grows with the
-number of supporting facts, 2.3 / 3.1 / 3.8 on tasks 1 / 2 / 3).
+UT+ACT mean ponder time n + r per token, per task: {", ".join(ponder) or "n/a"} (2.0 is the floor: a position that
+halts after ONE step has n = 1, r = 1); mean updates n: {", ".join(updates) or "n/a"} (paper: ponder time grows with
+the number of supporting facts, 2.3 / 3.1 / 3.8 on tasks 1 / 2 / 3).
 {chr(10).join("- data note: " + n for n in notes)}
 
 ![error per task](error.png)
