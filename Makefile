@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m experiments.demo
+	$(PY) -m experiments.wikisum.demo
 
 test: install
 	$(PY) -m pytest -q
