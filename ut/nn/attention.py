@@ -153,7 +153,7 @@ def manual_attention(
     scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Lq, Lk)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(q.dtype)
     if mask is not None:  # rows with no allowed key: zeros instead of NaN
         weights = weights.masked_fill(~mask.any(-1, keepdim=True), 0.0)
     attn = apply_dropout(weights, dropout_p, training) if dropout_p > 0 else weights

@@ -88,6 +88,18 @@ def test_causal_self_attention_matches_torch_with_attn_mask():
     torch.testing.assert_close(mha(x, causal=True).out, theirs)
 
 
+def test_manual_path_keeps_float64_precision():
+    """The manual path (attention maps, float64 references) softmaxes in at least float32, never below the input."""
+    from ut.nn.attention import manual_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, H, L, D // H, generator=g, dtype=torch.float64) for _ in range(3))
+    out, weights = manual_attention(q, k, v, causal_mask(L))
+    ref = torch.softmax((q @ k.transpose(-2, -1) / math.sqrt(D // H)).masked_fill(~causal_mask(L), float("-inf")), -1)
+    torch.testing.assert_close(weights, ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out, ref @ v, rtol=0, atol=1e-12)
+
+
 def test_sdpa_path_equals_manual_path_and_weights_are_distributions():
     mha = MultiHeadAttention(D, H)
     x = torch.randn(B, L, D)
