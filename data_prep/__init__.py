@@ -9,6 +9,8 @@ Pure per-record stages (reused unchanged by the Beam pipeline of issue 8):
   :func:`data_prep.reference_store.canonical_url`
 - :func:`data_prep.example.make_example` (target, clone removal, paragraphs, rankers)
 - :func:`data_prep.splits.split_of_title`, :func:`data_prep.tokenizer.encode`
+- shared by both builds (:mod:`data_prep.build`): ``page_to_article`` (page filter + parse),
+  ``fit_tokenizer``, ``example_row`` (token ids), ``dataset_features`` (the schema), ``data_card``
 
 Orchestration (single machine): :func:`data_prep.build.build_dataset`. Layout: data_prep/README.md.
 """

@@ -73,21 +73,25 @@ from data_prep.beam.dump_shards import (
     stream_offsets,
 )
 from data_prep.build import (
+    CARD_HISTOGRAMS,
     CONFIG_FILE,
     DATASET_DIR,
     SPECIAL_TOKENS_FILE,
     TOKENIZER_FILE,
     BuildConfig,
+    add_length_counts,
     article_documents,
-    cli_args_of,
+    data_card,
+    dataset_features,
+    example_row,
+    fit_tokenizer,
+    page_to_article,
 )
-from data_prep.build import _dataset_features as dataset_features  # the one schema of both builds
-from data_prep.data_card import HISTOGRAM_EDGES, length_histogram, write_card
+from data_prep.data_card import write_card
 from data_prep.dump import DumpFormatError, iter_dump_pages
 from data_prep.embedded_dump import embedded_dump_path
 from data_prep.example import ExampleConfig, make_example
 from data_prep.extractive_eval import example_rouge_l, rouge_table, write_results
-from data_prep.page_filter import page_skip_reason
 from data_prep.reference_store import (
     JSONL_SUFFIXES,
     WARC_SUFFIXES,
@@ -98,8 +102,7 @@ from data_prep.reference_store import (
 )
 from data_prep.sources import load_search_results
 from data_prep.splits import SPLIT_NAMES, split_of_title
-from data_prep.tokenizer import default_vocab_size, encode, special_token_ids, train_tokenizer
-from data_prep.wikitext import parse_article
+from data_prep.tokenizer import special_token_ids
 
 BEAM_MISSING = (
     "the Beam pipeline needs Apache Beam: pip install 'universal-transformers[beam]' "
@@ -224,15 +227,6 @@ def read_multistream_shard(shard):
         yield (file_index, start), name, chunk
 
 
-def page_to_article(page: dict, max_wikitext_chars: int) -> tuple[dict | None, str | None]:
-    """Adapter over the single-machine per-page step (``build.process_record``'s first lines, which read
-    worker globals): the skip reason of :func:`page_skip_reason`, else :func:`parse_article`'s record."""
-    reason = page_skip_reason(page, max_wikitext_chars)
-    if reason:
-        return None, reason
-    return parse_article(page.get("title", ""), page["wikitext"]), None
-
-
 def parse_chunk(element, max_wikitext_chars: int):
     """A chunk in, ``(order key, article)`` out; skipped pages counted as ``skip_<reason>``."""
     (file_index, part), name, chunk = element
@@ -323,8 +317,8 @@ def read_store_file(item):
 # ---- the join --------------------------------------------------------------------------------------------
 
 
-class CitedUrls(beam.DoFn):
-    """``(canonical_url, article key)`` for every URL an article looks up in the store."""
+class _SourceDoFn(beam.DoFn):
+    """A DoFn that knows the source; with ``search`` it loads the search results once per worker."""
 
     def __init__(self, source: str, search_results_path: str | None):
         self.source, self.search_results_path = source, search_results_path
@@ -333,6 +327,10 @@ class CitedUrls(beam.DoFn):
     def setup(self):
         if self.source == "search":
             self.search_results = load_search_results(self.search_results_path)
+
+
+class CitedUrls(_SourceDoFn):
+    """``(canonical_url, article key)`` for every URL an article looks up in the store."""
 
     def process(self, element):
         key, article = element
@@ -375,16 +373,12 @@ class _FoundDocuments:
         return self.found.get(canonical_url(url))
 
 
-class MakeExample(beam.DoFn):
+class MakeExample(_SourceDoFn):
     """``article_documents`` + ``make_example``: target, clone removal, paragraph filter, rankers."""
 
     def __init__(self, example_config: ExampleConfig, source: str, search_results_path: str | None):
-        self.example_config, self.source, self.search_results_path = example_config, source, search_results_path
-        self.search_results = None
-
-    def setup(self):
-        if self.source == "search":
-            self.search_results = load_search_results(self.search_results_path)
+        super().__init__(source, search_results_path)
+        self.example_config = example_config
 
     def process(self, element):
         key, groups = element
@@ -444,9 +438,7 @@ def train_and_save_tokenizer(sample, vocab_size: int | None, work_dir: str):
         return ""
     rows = [r for r in sample if not r[0][0]] or list(sample)
     rows.sort(key=lambda r: r[1])
-    texts = [t for r in rows for t in (r[2], r[3])]
-    size = vocab_size or default_vocab_size(len({w for t in texts for w in t.split()}))
-    tokenizer = train_tokenizer(texts, size)
+    tokenizer = fit_tokenizer([t for r in rows for t in (r[2], r[3])], vocab_size)
     _write_text(f"{work_dir}/{TOKENIZER_FILE}", tokenizer.to_str(pretty=True))
     _write_text(
         f"{work_dir}/{SPECIAL_TOKENS_FILE}", json.dumps(special_token_ids(tokenizer), indent=2, sort_keys=True) + "\n"
@@ -473,31 +465,18 @@ class Encode(beam.DoFn):
         if tokenizer_json != self._source:
             self._tokenizer, self._source = Tokenizer.from_str(tokenizer_json), tokenizer_json
         _, example = keyed
-        row = {k: v for k, v in example.items() if k != "split"}
-        row["target_ids"] = encode(self._tokenizer, example["target"])
-        row["n_target_tokens"] = len(row["target_ids"])
-        for name in self.rankers:
-            row[f"input_ids_{name}"] = encode(self._tokenizer, example[f"input_{name}"], self.max_tokens)
+        row = example_row(example, self._tokenizer, self.rankers, self.max_tokens)
         yield beam.pvalue.TaggedOutput(example["split"], row)
-
-
-HISTOGRAMS = {
-    "target words": "n_target_words",
-    "target tokens": "n_target_tokens",
-    "source words (all kept paragraphs)": "n_source_words",
-    "paragraphs": "n_paragraphs",
-}
 
 
 class SummaryFn(beam.CombineFn):
     """Exact length counts for the data card's histograms (a Counter per quantity: small at any scale)."""
 
     def create_accumulator(self):
-        return {name: collections.Counter() for name in (*HISTOGRAMS, "articles_with_any_document")}
+        return {name: collections.Counter() for name in (*CARD_HISTOGRAMS, "articles_with_any_document")}
 
     def add_input(self, accumulator, row):
-        for name, column in HISTOGRAMS.items():
-            accumulator[name][row[column]] += 1
+        add_length_counts(accumulator, row)
         accumulator["articles_with_any_document"][int(row["n_found_documents"] > 0)] += 1
         return accumulator
 
@@ -591,13 +570,7 @@ def build_pipeline(
 ) -> None:
     """Add the WikiSum build to ``pipeline``, writing under ``work_dir`` (see the module docstring)."""
     dumps, tables = _input_files(config)
-    example_config = ExampleConfig(
-        rankers=config.rankers,
-        max_input_words=max(config.input_lengths),
-        target_mode=config.target_mode,
-        remove_clones=config.remove_clones,
-        source_is_article=config.source == "wiki-body",
-    )
+    example_config = config.example_config()
     p = pipeline
 
     # 1. articles ------------------------------------------------------------------------------------------
@@ -732,67 +705,22 @@ def query_counters(result) -> dict[str, int]:
     return dict(totals)
 
 
-def _histogram(counts: dict[str, int]) -> dict:
-    lengths = [int(k) for k, n in counts.items() for _ in range(n)]
-    return length_histogram(lengths)
-
-
-def beam_card(
-    config: BuildConfig, counters: dict, summary: dict, tokenizer_info: dict, special_ids: dict, runner, out
-) -> dict:
-    """The data card (same sections as the single-machine build's), counts from the Beam metrics."""
-    skips = {k[len("skip_") :]: v for k, v in counters.items() if k.startswith("skip_")}
-    cited, found = counters.get("n_cited_urls", 0), counters.get("n_found_documents", 0)
-    store_skips = {k[len("store_skip_") :]: v for k, v in counters.items() if k.startswith("store_skip_")}
-    command = "python -m data_prep beam --runner " + runner + " " + " ".join(cli_args_of(config))
-    return {
-        "name": Path(str(out)).name,
-        "description": (
-            "WikiSum-style dataset (Liu et al. 2018), built with Apache Beam: target = "
-            + ("the lead section" if config.target_mode == "lead" else "the whole article")
-            + f"; source = {config.source}"
-            + (" (STAND-IN: the article's own non-lead sections)" if config.source == "wiki-body" else "")
-            + ". Counts are Beam metrics (namespace 'wikisum')."
-        ),
-        "command": command,
-        "inputs": [Path(p).name for p in (config.dumps or config.articles)] or ["embedded enwiki excerpt"],
-        "split_counts": {s: counters.get(f"split_{s}", 0) for s in SPLIT_NAMES},
-        "counts": {
-            "records_read": counters.get("records_read", 0),
-            "examples": counters.get("examples", 0),
-            "skipped": sum(skips.values()),
-            "paragraphs_kept": counters.get("n_paragraphs_kept", 0),
-            "paragraphs_dropped_by_filter": counters.get("n_paragraphs_dropped", 0),
-            "documents_removed_as_clones": counters.get("n_clones_removed", 0),
-            "dump_chunks": counters.get("dump_chunks", 0),
-            "dump_file_errors": counters.get("dump_file_errors", 0),
-        },
-        "skip_reasons": dict(sorted(skips.items())),
-        "coverage": {
-            "source": config.source,
-            "cited_or_searched_urls": cited,
-            "documents_found": found,
-            "url_coverage": round(found / cited, 4) if cited else None,
-            "articles_with_any_document": summary.get("articles_with_any_document", {}).get("1", 0),
-            "reference_store_documents": counters.get("store_urls", 0),
-            "reference_store_records": counters.get("store_records", 0),
-            "reference_store_file_errors": counters.get("store_file_errors", 0),
-        },
-        "reference_store_skipped": dict(sorted(store_skips.items())),
-        "histograms": {name: _histogram(summary.get(name, {})) for name in HISTOGRAMS},
-        "tokenizer": {
-            "file": TOKENIZER_FILE,
-            **special_ids,
-            "vocab_size": tokenizer_info.get("vocab_size"),
-            "trained_on": (
-                f"a sample of {tokenizer_info.get('sample_examples')} examples of the "
-                + ("train split" if tokenizer_info.get("sample_is_train") else "build (the train split was empty)")
-                + f" ({counters.get('split_train', 0)} train examples; sample cap {tokenizer_info.get('cap')})"
-            ),
-        },
-        "input_lengths": list(config.input_lengths),
-        "histogram_edges": list(HISTOGRAM_EDGES),
-    }
+def beam_card(config: BuildConfig, counters: dict, summary: dict, tokenizer_info: dict, special_ids: dict, runner):
+    """The data card (:func:`data_prep.build.data_card`) from the Beam metrics and the pipeline's summaries."""
+    length_counts = {name: {int(k): n for k, n in summary.get(name, {}).items()} for name in CARD_HISTOGRAMS}
+    with_documents = summary.get("articles_with_any_document", {}).get("1", 0)
+    trained_on = (
+        f"a sample of {tokenizer_info.get('sample_examples')} examples of the "
+        + ("train split" if tokenizer_info.get("sample_is_train") else "build (the train split was empty)")
+        + f" ({counters.get('split_train', 0)} train examples; sample cap {tokenizer_info.get('cap')})"
+    )
+    return data_card(
+        config,
+        {**counters, "articles_with_any_document": with_documents},
+        length_counts,
+        {**special_ids, "vocab_size": tokenizer_info.get("vocab_size"), "trained_on": trained_on},
+        runner=runner,
+    )
 
 
 def run_beam_build(
@@ -858,7 +786,7 @@ def run_beam_build(
     tokenizer_info = json.loads(_read_text(f"{work_dir}/{WORK_DIR}/tokenizer_sample.json") or "{}")
     tokenizer_info["cap"] = tokenizer_sample
     special_ids = json.loads(_read_text(f"{work_dir}/{SPECIAL_TOKENS_FILE}") or "{}")
-    card = beam_card(config, counters, summary, tokenizer_info, special_ids, runner, out)
+    card = beam_card(config, counters, summary, tokenizer_info, special_ids, runner)
     rouge = json.loads(_read_text(f"{work_dir}/{WORK_DIR}/rouge.json") or "null")
     with tempfile.TemporaryDirectory() as local:
         local_dir = Path(local)

@@ -31,7 +31,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from data_prep.articles_table import iter_table_rows, row_to_article
-from data_prep.data_card import length_histogram, write_card
+from data_prep.data_card import HISTOGRAM_EDGES, length_histogram, write_card
 from data_prep.dump import iter_dump_pages
 from data_prep.embedded_dump import embedded_dump_path
 from data_prep.example import DEFAULT_RANKERS, ExampleConfig, make_example
@@ -100,6 +100,16 @@ class BuildConfig:
         self.split_fractions = tuple(self.split_fractions)
         ExampleConfig(rankers=self.rankers, target_mode=self.target_mode)  # validates rankers / target_mode
 
+    def example_config(self) -> ExampleConfig:
+        """How each article of this build becomes an example (the same for the Beam pipeline)."""
+        return ExampleConfig(
+            rankers=self.rankers,
+            max_input_words=max(self.input_lengths),
+            target_mode=self.target_mode,
+            remove_clones=self.remove_clones,
+            source_is_article=self.source == "wiki-body",
+        )
+
     def identity(self) -> dict:
         """The fields that decide the output (``num_proc`` and ``out`` do not)."""
         fields = asdict(self)
@@ -135,14 +145,23 @@ def article_documents(article: dict, source: str, store, search_results) -> tupl
     return search_documents(article, search_results or {}, lookup)
 
 
+def page_to_article(
+    page: dict, max_wikitext_chars: int = DEFAULT_MAX_WIKITEXT_CHARS
+) -> tuple[dict | None, str | None]:
+    """A dump page to ``(article, None)``, or ``(None, skip reason)`` (:func:`page_skip_reason`)."""
+    reason = page_skip_reason(page, max_wikitext_chars)
+    if reason:
+        return None, reason
+    return parse_article(page.get("title", ""), page["wikitext"]), None
+
+
 def process_record(record: dict) -> dict:
     """A dump page or a parsed article in, ``{"title", "example" | "skip", "counts"}`` out."""
     title = record.get("title", "")
     if "wikitext" in record:  # a dump page
-        reason = page_skip_reason(record, _WORKER["max_wikitext_chars"])
+        article, reason = page_to_article(record, _WORKER["max_wikitext_chars"])
         if reason:
             return {"title": title, "skip": reason, "counts": {}}
-        article = parse_article(title, record["wikitext"])
     else:
         article = record
     documents, source_counts = article_documents(
@@ -189,7 +208,8 @@ def _parallel_map(function, items, num_proc: int, initializer=None, initargs=(),
 # ---- output ------------------------------------------------------------------------------------------
 
 
-def _dataset_features(rankers):
+def dataset_features(rankers):
+    """The HF features (hence the Arrow schema) of a build's rows; the Beam pipeline writes the same."""
     import datasets
 
     features = {"title": datasets.Value("string"), "target": datasets.Value("string")}
@@ -216,7 +236,7 @@ def _save_dataset(rows_by_split: dict[str, list[dict]], rankers, path: Path) -> 
     """Save a DatasetDict with a content-derived fingerprint (HF would use a random one: not reproducible)."""
     import datasets
 
-    features = _dataset_features(rankers)
+    features = dataset_features(rankers)
     splits = {}
     for split in SPLIT_NAMES:
         rows = rows_by_split[split]
@@ -234,6 +254,123 @@ def _save_dataset(rows_by_split: dict[str, list[dict]], rankers, path: Path) -> 
         )
     # one shard per split, also for an empty split (HF would write zero shards, which it cannot load back)
     datasets.DatasetDict(splits).save_to_disk(str(path), num_shards={split: 1 for split in SPLIT_NAMES})
+
+
+def fit_tokenizer(texts: list[str], vocab_size: int | None):
+    """The build's BPE tokenizer on these texts; ``vocab_size`` None: :func:`default_vocab_size`."""
+    distinct_words = len({w for t in texts for w in t.split()})
+    return train_tokenizer(texts, vocab_size or default_vocab_size(distinct_words))
+
+
+def example_row(example: dict, tokenizer, rankers, max_tokens: int) -> dict:
+    """The dataset row of an example: its columns (no ``split``) plus token ids cut at ``max_tokens``."""
+    row = {k: v for k, v in example.items() if k != "split"}
+    row["target_ids"] = encode(tokenizer, example["target"])
+    row["n_target_tokens"] = len(row["target_ids"])
+    for name in rankers:
+        row[f"input_ids_{name}"] = encode(tokenizer, example[f"input_{name}"], max_tokens)
+    return row
+
+
+# the data card's length histograms: card name -> row column
+CARD_HISTOGRAMS = {
+    "target words": "n_target_words",
+    "target tokens": "n_target_tokens",
+    "source words (all kept paragraphs)": "n_source_words",
+    "paragraphs": "n_paragraphs",
+}
+
+
+def add_length_counts(length_counts: dict[str, collections.Counter], row: dict) -> None:
+    """Count one row's lengths into ``{card histogram name: Counter(length -> rows)}``."""
+    for name, column in CARD_HISTOGRAMS.items():
+        length_counts.setdefault(name, collections.Counter())[row[column]] += 1
+
+
+def _prefixed(counters: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in sorted(counters.items()) if k.startswith(prefix)}
+
+
+def build_command(config: BuildConfig, runner: str | None = None) -> str:
+    """The command line that reproduces ``config`` (``runner``: the Beam pipeline's ``--runner``)."""
+    head = "python -m data_prep build" if runner is None else f"python -m data_prep beam --runner {runner}"
+    return head + " " + " ".join(shlex.quote(a) for a in cli_args_of(config))
+
+
+def data_card(
+    config: BuildConfig, counters: dict, length_counts: dict, tokenizer_info: dict, runner: str | None = None
+) -> dict:
+    """The data card of a build (both engines): counts, skip reasons, coverage, histograms, tokenizer.
+
+    ``counters`` holds the build's counts under the Beam metric names: ``records_read``, ``examples``,
+    ``split_<split>``, ``skip_<reason>``, ``n_cited_urls``, ``n_found_documents``, ``n_clones_removed``,
+    ``n_paragraphs_kept``, ``n_paragraphs_dropped``, ``articles_with_any_document``, ``store_urls``,
+    ``store_skip_<reason>`` (and, for Beam, ``dump_chunks``, ``dump_file_errors``, ``store_records``,
+    ``store_file_errors``). ``length_counts``: see :func:`add_length_counts`. ``tokenizer_info``:
+    ``vocab_size``, the special ids and ``trained_on``. ``runner``: the Beam runner, None for this module.
+    """
+    beam = runner is not None
+    skip_reasons = _prefixed(counters, "skip_")
+    cited, found = counters.get("n_cited_urls", 0), counters.get("n_found_documents", 0)
+    counts = {
+        "records_read": counters.get("records_read", 0),
+        "examples": counters.get("examples", 0),
+        "skipped": sum(skip_reasons.values()),
+        "paragraphs_kept": counters.get("n_paragraphs_kept", 0),
+        "paragraphs_dropped_by_filter": counters.get("n_paragraphs_dropped", 0),
+        "documents_removed_as_clones": counters.get("n_clones_removed", 0),
+    }
+    coverage = {
+        "source": config.source,
+        "cited_or_searched_urls": cited,
+        "documents_found": found,
+        "url_coverage": round(found / cited, 4) if cited else None,
+        "articles_with_any_document": counters.get("articles_with_any_document", 0),
+        "reference_store_documents": counters.get("store_urls", 0),
+    }
+    if beam:
+        counts.update(
+            dump_chunks=counters.get("dump_chunks", 0), dump_file_errors=counters.get("dump_file_errors", 0)
+        )
+        coverage.update(
+            reference_store_records=counters.get("store_records", 0),
+            reference_store_file_errors=counters.get("store_file_errors", 0),
+        )
+    card = {
+        "name": Path(str(config.out)).name,
+        "description": (
+            "WikiSum-style dataset (Liu et al. 2018)"
+            + (", built with Apache Beam" if beam else "")
+            + ": target = "
+            + ("the lead section" if config.target_mode == "lead" else "the whole article")
+            + f"; source = {config.source}"
+            + (
+                " (STAND-IN: the article's own non-lead sections, not its cited references)"
+                if config.source == "wiki-body"
+                else ""
+            )
+            + "."
+            + (" Counts are Beam metrics (namespace 'wikisum')." if beam else "")
+        ),
+        "command": build_command(config, runner),
+        "inputs": [Path(p).name for p in (config.dumps or config.articles)] or ["embedded enwiki excerpt"],
+        "split_counts": {split: counters.get(f"split_{split}", 0) for split in SPLIT_NAMES},
+        "counts": counts,
+        "skip_reasons": skip_reasons,
+        "coverage": coverage,
+        "reference_store_skipped": _prefixed(counters, "store_skip_"),
+        "histograms": {
+            name: length_histogram(
+                [length for length, n in sorted(length_counts.get(name, {}).items()) for _ in range(n)]
+            )
+            for name in CARD_HISTOGRAMS
+        },
+        "tokenizer": {"file": TOKENIZER_FILE, **tokenizer_info},
+        "input_lengths": list(config.input_lengths),
+    }
+    if beam:
+        card["histogram_edges"] = list(HISTOGRAM_EDGES)
+    return card
 
 
 def _write_json(path: Path, obj) -> None:
@@ -263,13 +400,7 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
 
     store = ReferenceStore.from_paths(config.reference_store) if config.reference_store else None
     search_results = load_search_results(config.search_results) if config.search_results else None
-    example_config = ExampleConfig(
-        rankers=config.rankers,
-        max_input_words=max(config.input_lengths),
-        target_mode=config.target_mode,
-        remove_clones=config.remove_clones,
-        source_is_article=config.source == "wiki-body",
-    )
+    example_config = config.example_config()
 
     # 1. the per-article stage
     skip_reasons: collections.Counter = collections.Counter()
@@ -314,22 +445,18 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
     # 2. splits, tokenizer on the training split, token ids
     for example in examples:
         example["split"] = split_of_title(example["title"], config.split_fractions)
-    train = [e for e in examples if e["split"] == "train"] or examples
-    tokenizer_texts = [t for e in train for t in (e["target"], e[f"input_{config.rankers[0]}"])]
-    distinct_words = len({w for t in tokenizer_texts for w in t.split()})
-    vocab_size = config.vocab_size or default_vocab_size(distinct_words)
-    tokenizer = train_tokenizer(tokenizer_texts, vocab_size)
+    train = [e for e in examples if e["split"] == "train"]
+    tokenizer_texts = [t for e in train or examples for t in (e["target"], e[f"input_{config.rankers[0]}"])]
+    tokenizer = fit_tokenizer(tokenizer_texts, config.vocab_size)
     tokenizer.save(str(partial / TOKENIZER_FILE))
     special_ids = special_token_ids(tokenizer)
     _write_json(partial / SPECIAL_TOKENS_FILE, special_ids)
     max_tokens = max(config.input_lengths)
     rows_by_split: dict[str, list[dict]] = {split: [] for split in SPLIT_NAMES}
+    length_counts: dict[str, collections.Counter] = {}
     for example in tqdm(examples, desc="tokenize", unit="ex", dynamic_ncols=True, disable=None):
-        row = {k: v for k, v in example.items() if k != "split"}
-        row["target_ids"] = encode(tokenizer, example["target"])
-        row["n_target_tokens"] = len(row["target_ids"])
-        for name in config.rankers:
-            row[f"input_ids_{name}"] = encode(tokenizer, example[f"input_{name}"], max_tokens)
+        row = example_row(example, tokenizer, config.rankers, max_tokens)
+        add_length_counts(length_counts, row)
         rows_by_split[example["split"]].append(row)
     _save_dataset(rows_by_split, config.rankers, partial / DATASET_DIR)
 
@@ -340,59 +467,21 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
         write_results(rouge_table(per_example, config.rankers, config.eval_lengths), partial)
 
     # 4. data card
-    cited, found = totals["n_cited_urls"], totals["n_found_documents"]
-    card = {
-        "name": out.name,
-        "description": (
-            "WikiSum-style dataset (Liu et al. 2018): target = "
-            + ("the lead section" if config.target_mode == "lead" else "the whole article")
-            + f"; source = {config.source}"
-            + (
-                " (STAND-IN: the article's own non-lead sections, not its cited references)"
-                if config.source == "wiki-body"
-                else ""
-            )
-            + "."
-        ),
-        "command": "python -m data_prep build " + " ".join(shlex.quote(a) for a in cli_args_of(config)),
-        "inputs": [Path(p).name for p in (config.dumps or config.articles)] or ["embedded enwiki excerpt"],
-        "split_counts": {split: len(rows) for split, rows in rows_by_split.items()},
-        "counts": {
-            "records_read": totals["records_read"],
-            "examples": len(examples),
-            "skipped": sum(skip_reasons.values()),
-            "paragraphs_kept": totals["n_paragraphs_kept"],
-            "paragraphs_dropped_by_filter": totals["n_paragraphs_dropped"],
-            "documents_removed_as_clones": totals["n_clones_removed"],
-        },
-        "skip_reasons": dict(sorted(skip_reasons.items())),
-        "coverage": {
-            "source": config.source,
-            "cited_or_searched_urls": cited,
-            "documents_found": found,
-            "url_coverage": round(found / cited, 4) if cited else None,
-            "articles_with_any_document": sum(1 for e in examples if e["n_found_documents"] > 0),
-            "reference_store_documents": len(store) if store is not None else 0,
-        },
-        "reference_store_skipped": dict(sorted(store.skipped.items())) if store is not None else {},
-        "histograms": {
-            "target words": length_histogram([e["n_target_words"] for e in examples]),
-            "target tokens": length_histogram(
-                [r["n_target_tokens"] for rs in rows_by_split.values() for r in rs]
-            ),
-            "source words (all kept paragraphs)": length_histogram([e["n_source_words"] for e in examples]),
-            "paragraphs": length_histogram([e["n_paragraphs"] for e in examples]),
-        },
-        "tokenizer": {
-            "file": TOKENIZER_FILE,
-            "vocab_size": tokenizer.get_vocab_size(),
-            **special_ids,
-            "trained_on": "train split"
-            if len(train) < len(examples) or len(examples) == 1
-            else "all examples (the train split was empty)",
-        },
-        "input_lengths": list(config.input_lengths),
+    counters = {
+        **totals,
+        "examples": len(examples),
+        **{f"split_{split}": len(rows) for split, rows in rows_by_split.items()},
+        **{f"skip_{reason}": n for reason, n in skip_reasons.items()},
+        "articles_with_any_document": sum(1 for e in examples if e["n_found_documents"] > 0),
+        "store_urls": len(store) if store is not None else 0,
+        **({f"store_skip_{reason}": n for reason, n in store.skipped.items()} if store is not None else {}),
     }
+    tokenizer_info = {
+        "vocab_size": tokenizer.get_vocab_size(),
+        **special_ids,
+        "trained_on": "train split" if train else "all examples (the train split was empty)",
+    }
+    card = data_card(config, counters, length_counts, tokenizer_info)
     write_card(card, partial)
     _write_json(partial / CONFIG_FILE, config.identity())  # written last: its presence marks completion
 

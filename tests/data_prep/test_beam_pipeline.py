@@ -347,3 +347,12 @@ def test_search_source_matches_the_single_machine_build(beam, tmp_path):
     card, single_card = _card(tmp_path / "beam"), _card(single)
     assert card["coverage"]["cited_or_searched_urls"] == single_card["coverage"]["cited_or_searched_urls"] == 13
     assert card["coverage"]["documents_found"] == single_card["coverage"]["documents_found"] == 7
+
+
+def test_beam_path_calls_the_single_machine_functions(beam):
+    """One implementation: the Beam module imports build's per-page, row, tokenizer, schema and card code."""
+    import data_prep.beam_pipeline as beam_pipeline
+    import data_prep.build as build
+
+    for name in ("page_to_article", "example_row", "fit_tokenizer", "dataset_features", "data_card"):
+        assert getattr(beam_pipeline, name) is getattr(build, name), name

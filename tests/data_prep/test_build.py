@@ -119,3 +119,16 @@ def test_embedded_sample_end_to_end(tmp_path, shared_data):
     out = build_dataset(out=str(tmp_path / "sample"), eval_lengths=(100,), rankers=("identity", "tfidf"))
     card = json.loads((out / "data_card.json").read_text())
     assert card["counts"]["examples"] > 90 and card["skip_reasons"]["redirect"] == 99
+
+
+@pytest.mark.parametrize(("fractions", "trained_on"), [
+    ((1.0, 0.0, 0.0), "train split"),  # every example in train: the card said "the train split was empty"
+    ((0.0, 0.0, 1.0), "all examples (the train split was empty)"),
+])
+def test_card_says_what_the_tokenizer_was_trained_on(tmp_path, fractions, trained_on):
+    dump = write_dump(tmp_path / "d.xml", standard_pages(3))
+    out = build_dataset(out=str(tmp_path / "out"), dumps=[str(dump)], split_fractions=fractions,
+                        eval_lengths=(), rankers=("identity",), input_lengths=(32,))
+    card = json.loads((out / "data_card.json").read_text())
+    assert card["tokenizer"]["trained_on"] == trained_on
+    assert card["split_counts"]["train" if fractions[0] else "test"] == 3
