@@ -187,6 +187,33 @@ def left_align(ids: Tensor, mask: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
     return ids.masked_fill(~mask, pad_id), mask
 
 
+def decoding_prefix(batch: dict[str, Tensor], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The decoding protocol's prefix ``[input; sep]`` of an LM batch (any padding side), left-aligned so that every
+    row's next token sits at the same index -> ``(ids Long[B, P], mask Bool[B, P], positions Long[B, P])``.
+
+    The model runs ``[:, :-1]`` into its cache and feeds ``ids[:, -1]`` first; :func:`lm_decode_state` and
+    :func:`next_step_inputs` keep the key mask and the next position (shared by every decoder-only model)."""
+    ids = batch["input_ids"]
+    mask = batch.get("attention_mask")
+    mask = ids != pad_id if mask is None else mask.bool()
+    ids, mask = left_align(ids, mask, pad_id)
+    return ids, mask, (mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+def lm_decode_state(cache: DecodingCache, mask: Tensor, positions: Tensor) -> DecodeState:
+    """DecodeState after the prefix ``[:, :-1]`` ran into ``cache`` (``mask`` / ``positions`` of the whole prefix)."""
+    return DecodeState(cache, {"key_mask": mask[:, :-1], "next_pos": positions[:, -1]})
+
+
+def next_step_inputs(tokens: Tensor, state: DecodeState) -> tuple[Tensor, Tensor]:
+    """Advance ``state`` by one fed token per row: -> (self-attention mask over cached + new keys, positions (B, 1))."""
+    t = state.tensors
+    key_mask = torch.cat([t["key_mask"], torch.ones_like(tokens[:, None], dtype=torch.bool)], dim=1)
+    state.tensors = {"key_mask": key_mask, "next_pos": t["next_pos"] + 1}
+    state.step += 1
+    return key_padding_mask(key_mask), t["next_pos"][:, None]
+
+
 class DecoderOnlyLM(nn.Module):
     """Decoder-only LM (T-D; with a long-attention ``layer_pattern``, T-DMCA)."""
 
@@ -230,27 +257,17 @@ class DecoderOnlyLM(nn.Module):
     def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
         """Run the prefix ``[input; sep]`` (``input_ids``, ``attention_mask``; any padding side) into the cache.
 
-        The prefix is left-aligned so that every row's next token sits at the same index; the last prefix token
-        (the separator) is returned as the first token to feed.
+        The prefix is left-aligned (:func:`decoding_prefix`) so that every row's next token sits at the same index;
+        the last prefix token (the separator) is returned as the first token to feed.
         """
-        ids = batch["input_ids"]
-        mask = batch.get("attention_mask")
-        mask = ids != self.cfg.pad_id if mask is None else mask.bool()
-        ids, mask = left_align(ids, mask, self.cfg.pad_id)
-        pos = (mask.long().cumsum(1) - 1).clamp(min=0)
+        ids, mask, pos = decoding_prefix(batch, self.cfg.pad_id)
         cache = DecodingCache()
         if ids.shape[1] > 1:
-            pre_ids, pre_mask = ids[:, :-1], mask[:, :-1]
-            x = self.embed(pre_ids, pos[:, :-1])
-            self.run_layers(x, pre_mask, key_padding_mask(pre_mask), cache, False)
-        state = DecodeState(cache, {"key_mask": mask[:, :-1], "next_pos": pos[:, -1]})
-        return state, ids[:, -1]
+            pre_mask = mask[:, :-1]
+            self.run_layers(self.embed(ids[:, :-1], pos[:, :-1]), pre_mask, key_padding_mask(pre_mask), cache, False)
+        return lm_decode_state(cache, mask, pos), ids[:, -1]
 
     def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
-        t = state.tensors
-        key_mask = torch.cat([t["key_mask"], torch.ones_like(tokens[:, None], dtype=torch.bool)], dim=1)
-        x = self.embed(tokens[:, None], t["next_pos"][:, None])
-        logits, _, _ = self.run_layers(x, None, key_padding_mask(key_mask), state.cache, False)
-        state.tensors = {"key_mask": key_mask, "next_pos": t["next_pos"] + 1}
-        state.step += 1
+        self_mask, pos = next_step_inputs(tokens, state)
+        logits, _, _ = self.run_layers(self.embed(tokens[:, None], pos), None, self_mask, state.cache, False)
         return logits[:, -1]

@@ -34,11 +34,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from ut.decoding import DecodeState
-from ut.models.decoder_only import ATTENTION_KINDS, build_decoder_layer, check_long_input_fields, kind_base, left_align
+from ut.models.decoder_only import (
+    ATTENTION_KINDS,
+    build_decoder_layer,
+    check_long_input_fields,
+    decoding_prefix,
+    kind_base,
+    lm_decode_state,
+    next_step_inputs,
+)
 from ut.models.outputs import ModelOutput
 from ut.models.universal import UniversalCommonConfig, UniversalStack
 from ut.nn.act import FrozenStates
@@ -196,24 +203,16 @@ class UniversalDecoderOnlyLM(nn.Module):
     # ------------------------------------------------------------------ incremental decoding
     def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
         """Run the prefix ``[input; sep]`` (left-aligned) into the per-step caches; return the separator to feed."""
-        ids = batch["input_ids"]
-        mask = batch.get("attention_mask")
-        mask = ids != self.cfg.pad_id if mask is None else mask.bool()
-        ids, mask = left_align(ids, mask, self.cfg.pad_id)
-        pos = (mask.long().cumsum(1) - 1).clamp(min=0)
+        ids, mask, pos = decoding_prefix(batch, self.cfg.pad_id)
         cache = DecodingCache()
         if ids.shape[1] > 1:
             pre_mask = mask[:, :-1]
             self.run(self.embed(ids[:, :-1]), self.embed.positions(pos[:, :-1]), pre_mask,
                      key_padding_mask(pre_mask), cache)
-        return DecodeState(cache, {"key_mask": mask[:, :-1], "next_pos": pos[:, -1]}), ids[:, -1]
+        return lm_decode_state(cache, mask, pos), ids[:, -1]
 
     def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
         """Feed one token per row (Long[B]) -> next-token logits (B, V); extends every step's cache."""
-        t = state.tensors
-        key_mask = torch.cat([t["key_mask"], torch.ones_like(tokens[:, None], dtype=torch.bool)], dim=1)
-        h, _, _, _ = self.run(self.embed(tokens[:, None]), self.embed.positions(t["next_pos"][:, None]), None,
-                              key_padding_mask(key_mask), state.cache)
-        state.tensors = {"key_mask": key_mask, "next_pos": t["next_pos"] + 1}
-        state.step += 1
+        self_mask, pos = next_step_inputs(tokens, state)
+        h, _, _, _ = self.run(self.embed(tokens[:, None]), self.embed.positions(pos), None, self_mask, state.cache)
         return self.output(h)[:, -1]
