@@ -43,7 +43,7 @@ class TransformerConfig(ConfigBase):
     transition: str = "ffn"  # "ffn" or "sepconv"
     activation: str = "relu"  # "relu" (paper) or "gelu"
     position: str = "sinusoidal"  # "sinusoidal" (paper) or "learned"
-    max_len: int = 1024  # largest position for learned positions (and a sanity bound on inputs)
+    max_len: int = 1024  # largest learned position (position="learned" only; sinusoids have no bound)
     share_embeddings: bool = False  # one embedding matrix for source and target (needs equal vocabularies)
     tie_output: bool = True  # output softmax weight = target embedding (paper §3.4)
     pad_id: int = 0
