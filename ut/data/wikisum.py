@@ -33,6 +33,7 @@ Deviations from the paper, named:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -153,6 +154,9 @@ class WikiSumDataModule(L.LightningDataModule):
         max_examples: keep at most this many examples per split (quick runs); None = all.
         train_min_input_tokens: keep only training examples with at least this many input tokens (after the cut
             to L): the L sweep sets it to L so that every timed step really sees L input tokens.
+        loss_on: the loss mask of TRAINING ``lm`` batches: "target" (T-D, Liu et al. §4.2: the target only) or
+            "all" (every next token of ``[input; sep; target]``); evaluation batches always score the target only,
+            so log-perplexities stay comparable.
         seed: shuffling seed.
         num_workers: DataLoader workers (0 keeps everything in this process: the data is a few MB).
     """
@@ -161,8 +165,10 @@ class WikiSumDataModule(L.LightningDataModule):
                  input_length: int = 500, target_length: int = 256, batch_size: int = 8,
                  max_tokens: int | None = None, eval_batch_size: int | None = None,
                  max_examples: int | None = None, seed: int = 0, num_workers: int = 0,
-                 train_min_input_tokens: int | None = None):
+                 train_min_input_tokens: int | None = None, loss_on: str = "target"):
         super().__init__()
+        if loss_on not in ("target", "all"):
+            raise ValueError(f"loss_on={loss_on!r} is not one of ('target', 'all')")
         if format not in FORMATS:
             raise ValueError(f"format={format!r} is not one of {FORMATS}")
         if extractor not in EXTRACTORS:
@@ -178,6 +184,7 @@ class WikiSumDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.max_examples, self.seed, self.num_workers = max_examples, seed, num_workers
         self.train_min_input_tokens = train_min_input_tokens
+        self.loss_on = loss_on
         self._splits: dict[str, _Examples] = {}
         self._rows: dict[str, dict[str, list]] = {}
         self._tokenizer = None
@@ -298,11 +305,12 @@ class WikiSumDataModule(L.LightningDataModule):
         """Padded length a row occupies (the bucketing key)."""
         return n_input + n_target + 2 if self.format == "lm" else max(n_input, n_target + 1)
 
-    def collate(self, items: list[tuple[int, list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        """Training / teacher-forced batch in the format's keys (CONTRIBUTING.md)."""
+    def collate(self, items: list[tuple[int, list[int], list[int]]],
+                loss_on: str = "target") -> dict[str, torch.Tensor]:
+        """Teacher-forced batch in the format's keys (CONTRIBUTING.md); ``loss_on`` for ``lm`` batches."""
         _, inputs, targets = zip(*items)
         if self.format == "lm":
-            return pack_input_target(list(inputs), list(targets), self.sep_id, self.eos_id, self.pad_id)
+            return pack_input_target(list(inputs), list(targets), self.sep_id, self.eos_id, self.pad_id, loss_on)
         src, src_mask = pad(inputs, self.pad_id)
         tgt_in, tgt_mask = pad([[self.bos_id, *y] for y in targets], self.pad_id)
         tgt_out, _ = pad([[*y, self.eos_id] for y in targets], self.pad_id)
@@ -330,7 +338,8 @@ class WikiSumDataModule(L.LightningDataModule):
                           collate_fn=collate, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size, self.max_tokens, self.collate)
+        return self._loader("train", True, self.batch_size, self.max_tokens,
+                            functools.partial(self.collate, loss_on=self.loss_on))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", False, self.eval_batch_size, None, self.collate)

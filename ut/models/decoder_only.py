@@ -2,8 +2,9 @@
 
 "Generating Wikipedia by Summarizing Long Sequences", §4.2: drop the encoder, concatenate input and target with a
 separator, and train a language model; at test time the input and separator are the prefix and the target is
-generated. The loss covers the target only by default (``loss_on="target"``) or the whole sequence (``"all"``);
-:func:`pack_input_target` builds the sequence and its loss mask.
+generated. The loss covers the target only by default (``loss_on="target"``) or the whole sequence (``"all"``):
+:func:`pack_input_target` builds the sequence and its loss mask (a data choice, so it is an argument of the data
+module, ``WikiSumDataModule(loss_on=...)``, not of the model).
 
 Layers are chosen by ``layer_pattern``, a "/"-separated string of self-attention kinds, one per layer, like
 tensor2tensor's ``"locm/redm/locm/redm/locm"``; an empty pattern means ``n_layers`` full-attention layers.
@@ -47,7 +48,6 @@ class DecoderOnlyConfig(ConfigBase):
     position: str = "sinusoidal"  # "sinusoidal" or "learned"
     max_len: int = 4096  # largest learned position
     tie_output: bool = True  # output softmax weight = token embedding
-    loss_on: str = "target"  # "target" (T-D: loss on the target only) or "all" (the whole sequence)
     # long-input attention settings (used by the kinds that need them; see ut/nn/long_attention.py)
     block_size: int = 256  # local attention block (Liu et al.: 256)
     compression: int = 3  # memory-compressed attention kernel = stride (Liu et al.: 3)
@@ -68,7 +68,6 @@ class DecoderOnlyConfig(ConfigBase):
         self._check_choice("norm", ("pre", "post"))
         self._check_choice("transition", ("ffn", "sepconv"))
         self._check_choice("position", ("sinusoidal", "learned"))
-        self._check_choice("loss_on", ("target", "all"))
         for kind in self.layer_kinds():
             self._check(kind_base(kind) in ATTENTION_KINDS,
                         f"unknown layer kind {kind!r} in layer_pattern; known: {sorted(ATTENTION_KINDS)}")

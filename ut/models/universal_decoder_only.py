@@ -71,7 +71,6 @@ class UniversalDecoderOnlyConfig(UniversalCommonConfig):
     moe_aux_loss_weight: float = 0.01  # load-balancing loss weight (per application of a MoE layer)
     max_len: int = 16384  # largest learned position (long inputs)
     tie_output: bool = True  # output softmax weight = token embedding
-    loss_on: str = "target"  # "target" (loss on the target only) or "all"
     bos_id: int = 1
     eos_id: int = 2
     sep_id: int = 3
@@ -80,7 +79,6 @@ class UniversalDecoderOnlyConfig(UniversalCommonConfig):
         super().__post_init__()
         self._check(self.vocab_size > 0, "vocab_size must be > 0")
         self._check(bool(self.layer_pattern.strip()), "layer_pattern must name at least one layer kind")
-        self._check_choice("loss_on", ("target", "all"))
         for kind in self.layer_kinds():
             self._check(kind_base(kind) in ATTENTION_KINDS,
                         f"unknown layer kind {kind!r} in layer_pattern; known: {sorted(ATTENTION_KINDS)}")

@@ -69,6 +69,18 @@ def test_lm_batches_target_only_loss(tiny):
     assert dm.max_positions == 30 + 1 + 12
 
 
+def test_loss_on_all_covers_the_whole_sequence_in_training_only(tiny):
+    dm = WikiSumDataModule(str(tiny), format="lm", input_length=30, target_length=12, batch_size=3, loss_on="all")
+    dm.setup()
+    train = next(iter(dm.train_dataloader()))
+    # every real next token counts: the mask is the attention mask shifted by one
+    assert torch.equal(train["loss_mask"][:, :-1], train["attention_mask"][:, 1:])
+    val = next(iter(dm.val_dataloader()))
+    assert not torch.equal(val["loss_mask"][:, :-1], val["attention_mask"][:, 1:]), "eval must stay target-only"
+    with pytest.raises(ValueError, match="loss_on"):
+        WikiSumDataModule(str(tiny), loss_on="input")
+
+
 def test_generation_batches_and_references(tiny):
     for fmt in ("seq2seq", "lm"):
         dm = WikiSumDataModule(str(tiny), format=fmt, input_length=30, target_length=12, eval_batch_size=2)
