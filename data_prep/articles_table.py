@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 MAX_HEADING_WORDS = 10
@@ -61,16 +62,23 @@ def iter_table_rows(path: str | Path) -> Iterator[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"articles file not found: {path}")
     if path.suffix == ".parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
-            yield from batch.to_pylist()
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=256)
+            for batch in batches:
+                yield from batch.to_pylist()
+        except (pa.ArrowException, OSError) as err:
+            raise ValueError(f"{path}: cannot read the Parquet file ({err})") from err
     elif path.suffix in (".jsonl", ".json"):
         with open(path, encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
                 try:
-                    yield json.loads(line)
+                    row = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise ValueError(f"{path}:{number}: malformed JSON line ({err})") from err
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{number}: not a {{title, text}} JSON object")
+                yield row
     else:
         raise ValueError(f"{path}: articles table must be .jsonl or .parquet")

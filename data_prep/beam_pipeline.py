@@ -57,6 +57,7 @@ import os
 import shutil
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 from data_prep.articles_table import iter_table_rows, row_to_article
@@ -195,7 +196,7 @@ def read_dump_file(item, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK):
             for chunk in iter_dump_chunks(_Prefixed(head, stream), pages_per_chunk):
                 _count("dump_chunks")
                 yield (file_index, 0), name, chunk
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         _count("dump_file_errors")
         log.error("dump %s: cannot be read to its end (%s); the pages after this point are lost", path, err)
 
@@ -230,16 +231,7 @@ def read_multistream_shard(shard):
 def parse_chunk(element, max_wikitext_chars: int):
     """A chunk in, ``(order key, article)`` out; skipped pages counted as ``skip_<reason>``."""
     (file_index, part), name, chunk = element
-    if "whole_file" in chunk:
-        try:
-            pages = enumerate(iter_dump_pages(chunk["whole_file"]))
-            pages = list(pages)
-        except DumpFormatError as err:
-            _count("dump_file_errors")
-            log.error("%s", err)
-            return
-    else:
-        pages = read_chunk_pages(chunk, name)
+    pages = _whole_file_pages(chunk["whole_file"]) if "whole_file" in chunk else read_chunk_pages(chunk, name)
     for ordinal, page in pages:
         _count("records_read")
         if "skip" in page:
@@ -252,6 +244,16 @@ def parse_chunk(element, max_wikitext_chars: int):
             continue
         article["source_file"] = name
         yield _order_key(file_index, part, ordinal), article
+
+
+def _whole_file_pages(path: str):
+    """``(ordinal, page)`` of a dump read whole (not cut into chunks), streamed; an error ends the file
+    (counted as ``dump_file_errors``), the pages before it are kept."""
+    try:
+        yield from enumerate(iter_dump_pages(path))
+    except DumpFormatError as err:
+        _count("dump_file_errors")
+        log.error("%s", err)
 
 
 def read_articles_file(item):
@@ -307,7 +309,7 @@ def read_store_file(item):
                     continue
                 _count("store_documents")
                 yield canonical_url(document["url"]), (_order_key(file_index, 0, ordinal), document["text"])
-    except (ArchiveLoadFailed, OSError, EOFError) as err:
+    except (ArchiveLoadFailed, OSError, EOFError, zlib.error) as err:
         _count("store_file_errors")
         log.error(
             "reference store %s: unreadable after record %d (%s); the rest of the file is skipped", name, ordinal, err

@@ -24,6 +24,7 @@ import bz2
 import gzip
 import io
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,14 +115,14 @@ def iter_dump_pages(path: str | Path) -> Iterator[dict]:
                 if name == "namespace" and page is None:
                     key = elem.get("key")
                     if key is not None and elem.text:
-                        namespace_names[elem.text.strip()] = int(key)
+                        namespace_names[elem.text.strip()] = _number(key, path, "<namespace key>")
                 elif name == "siteinfo":
                     saw_siteinfo = True
                 elif page is not None:
                     if name == "title":
                         page["title"] = (elem.text or "").strip()
                     elif name == "ns":
-                        page["namespace"] = int((elem.text or "0").strip())
+                        page["namespace"] = _number(elem.text or "0", path, f"<ns> of {page['title']!r}")
                     elif name == "id" and not page["page_id"]:
                         page["page_id"] = (elem.text or "").strip()  # the first <id> is the page's
                     elif name == "redirect":
@@ -144,7 +145,14 @@ def iter_dump_pages(path: str | Path) -> Iterator[dict]:
         raise DumpFormatError(f"{path}: malformed XML at line {line}, column {column}: {err}") from err
     except EOFError as err:
         raise DumpFormatError(f"{path}: compressed file is truncated ({err})") from err
-    except (OSError, gzip.BadGzipFile) as err:
+    except (OSError, gzip.BadGzipFile, zlib.error) as err:
         if isinstance(err, FileNotFoundError):
             raise
         raise DumpFormatError(f"{path}: cannot decompress ({err})") from err
+
+
+def _number(text: str, path: Path, what: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise DumpFormatError(f"{path}: {what} is not a number: {text!r}") from None

@@ -20,6 +20,7 @@ import collections
 import gzip
 import json
 import logging
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -90,7 +91,13 @@ def json_line_to_document(line: str) -> dict:
         obj = json.loads(line)
     except json.JSONDecodeError:
         return {"url": "", "skip": "malformed_json"}
+    if not isinstance(obj, dict):  # a JSON list, string or number: not a {url, text} record
+        return {"url": "", "skip": "malformed_json"}
     url = obj.get("url") or ""
+    if not isinstance(url, str) or not isinstance(obj.get("text") or "", str) or not isinstance(
+        obj.get("html") or "", str
+    ):
+        return {"url": str(url), "skip": "malformed_json"}
     if not url:
         return {"url": "", "skip": "no_url"}
     if obj.get("text"):
@@ -130,7 +137,7 @@ def iter_store_documents(path: str | Path) -> Iterator[dict]:
             with open(path, "rb") as stream:
                 for record in ArchiveIterator(stream):
                     yield warc_record_to_document(record)
-    except (ArchiveLoadFailed, OSError, EOFError, UnicodeDecodeError) as err:
+    except (ArchiveLoadFailed, OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
         raise ReferenceStoreError(f"{path}: cannot read reference store file ({err})") from err
 
 

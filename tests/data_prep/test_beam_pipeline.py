@@ -305,13 +305,22 @@ def test_cli_beam_errors_are_clear(beam, tmp_path, capsys):
     assert "--reference-store" in capsys.readouterr().err
 
 
-def test_truncated_dump_is_counted_not_fatal(beam, tmp_path):
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_truncated_dump_is_counted_not_fatal(beam, tmp_path, damage):
     from data_prep.beam_pipeline import run_beam_build
     from data_prep.build import BuildConfig
 
-    data = gzip.compress(dump_xml(standard_pages(12)))  # gzip decompresses up to the cut; bz2 by 900 kB blocks
+    xml = dump_xml(standard_pages(12))
+    data = gzip.compress(xml)  # gzip decompresses up to the cut; bz2 by 900 kB blocks
     dump = tmp_path / "cut.xml.gz"
-    dump.write_bytes(data[: len(data) * 3 // 4])
+    if damage == "truncated":
+        dump.write_bytes(data[: len(data) * 3 // 4])
+    else:  # two gzip members, bytes flipped in the second: zlib.error, not an OSError (it failed the pipeline)
+        middle = xml.index(b"<page>", len(xml) // 2)
+        second = bytearray(gzip.compress(xml[middle:]))
+        for k in range(len(second) // 3, len(second) // 3 + 40):
+            second[k] ^= 0xFF
+        dump.write_bytes(gzip.compress(xml[:middle]) + bytes(second))
     config = BuildConfig(out=str(tmp_path / "out"), dumps=[str(dump)], eval_lengths=(), rankers=("identity",))
     out = run_beam_build(config, "direct", [], pages_per_chunk=2)
     card = json.loads((tmp_path / "out" / "data_card.json").read_text())

@@ -132,3 +132,14 @@ def test_card_says_what_the_tokenizer_was_trained_on(tmp_path, fractions, traine
     card = json.loads((out / "data_card.json").read_text())
     assert card["tokenizer"]["trained_on"] == trained_on
     assert card["split_counts"]["train" if fractions[0] else "test"] == 3
+
+
+def test_bad_articles_tables_name_the_file(tmp_path):
+    listed = tmp_path / "listed.jsonl"
+    listed.write_text(json.dumps({"title": "A", "text": "x"}) + "\n" + json.dumps(["not", "a", "row"]) + "\n")
+    with pytest.raises(ValueError, match=r"listed.jsonl:2: not a \{title, text\} JSON object"):
+        build_dataset(out=str(tmp_path / "o1"), articles=[str(listed)], **FAST)  # was an AttributeError
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match="broken.parquet: cannot read the Parquet file"):
+        build_dataset(out=str(tmp_path / "o2"), articles=[str(broken)], **FAST)

@@ -90,3 +90,26 @@ def test_every_real_dump(shared_data):
     reasons = _reasons(sample)
     assert len(reasons) == 206 and reasons.count("redirect") == 99 and reasons.count("disambiguation") == 8
     assert total_articles > 100
+
+
+def _corrupt_middle(data: bytes) -> bytes:
+    cut = bytearray(data)
+    for k in range(len(cut) // 2, len(cut) // 2 + 40):
+        cut[k] ^= 0xFF
+    return bytes(cut)
+
+
+def test_corrupt_gzip_names_the_file(tmp_path):
+    import gzip
+
+    path = tmp_path / "d.xml.gz"
+    path.write_bytes(_corrupt_middle(gzip.compress(dump_xml(standard_pages(40)))))
+    with pytest.raises(DumpFormatError, match=r"d.xml.gz: cannot decompress"):  # was a bare zlib.error
+        list(iter_dump_pages(path))
+
+
+def test_non_numeric_namespace_names_the_file(tmp_path):
+    path = tmp_path / "ns.xml"
+    path.write_bytes(dump_xml([page_xml("A", "'''A''' is a page.", 1).replace("<ns>0</ns>", "<ns>zero</ns>")]))
+    with pytest.raises(DumpFormatError, match=r"ns.xml: <ns> of 'A' is not a number"):  # was a bare ValueError
+        list(iter_dump_pages(path))

@@ -90,3 +90,27 @@ def test_jsonl_store_and_missing_store(tmp_path):
     (tmp_path / "empty" / "x.txt").write_text("x")
     with pytest.raises(ReferenceStoreError, match="empty"):
         ReferenceStore.from_paths(tmp_path / "empty")
+
+
+def test_jsonl_store_lines_that_are_not_records_are_counted_not_a_crash(tmp_path):
+    path = tmp_path / "store.jsonl"
+    lines = ['[1, 2]', '"a string"', '{"url": 5, "text": "x"}', '{"url": "http://b.org", "text": 7}',
+             json.dumps({"url": "http://c.org", "text": "kept"})]
+    path.write_text("\n".join(lines) + "\n")
+    store = ReferenceStore.from_paths(path)  # was AttributeError: 'list' object has no attribute 'get'
+    assert store.documents == {"http://c.org": "kept"} and store.skipped["malformed_json"] == 4
+
+
+def test_corrupt_gzip_store_names_the_file(tmp_path):
+    import random
+
+    rng, words = random.Random(0), "river castle museum garden engine harbour valley tower bridge market".split()
+    lines = "".join(json.dumps({"url": f"http://a.org/{i}", "text": " ".join(rng.choices(words, k=30))}) + "\n"
+                    for i in range(300))
+    data = bytearray(gzip.compress(lines.encode()))
+    for k in range(len(data) // 4, len(data) // 4 + 40):
+        data[k] ^= 0xFF  # a bad deflate stream: zlib.error, which is not an OSError (it escaped unnamed)
+    path = tmp_path / "refs.jsonl.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ReferenceStoreError, match="refs.jsonl.gz"):
+        ReferenceStore.from_paths(path)
