@@ -14,6 +14,11 @@ which is not the same. Hypotheses are finalised as in fairseq: a candidate endin
 the top ``beam`` candidates of its step, and a batch row is done once it holds ``beam`` finished hypotheses (so beam
 1 is exactly greedy decoding, for any alpha). Rows that reach ``max_len`` finalise their live beams unterminated.
 
+Padded prefixes: decoder-only models left-align their prefixes, which is exact for full attention. A model whose
+attention cuts blocks by tensor index (local, memory-compressed: T-DMCA, UT-DMCA) says
+``exact_with_padded_prefixes = False``; for it, a batch whose prefixes differ in length is decoded one row at a time
+(each row then has no padding), so batched decoding equals decoding each example alone.
+
 Shape legend: B batch, K beams, V vocabulary, T generated length.
 """
 
@@ -57,9 +62,35 @@ class GreedyOutput:
     lengths: Tensor  # Long[B], tokens up to and including EOS
 
 
+def _rows_needing_separate_decoding(model, batch: dict[str, Tensor]) -> bool:
+    """True for a model that is inexact on padded prefixes and a batch whose prefixes differ in length."""
+    if getattr(model, "exact_with_padded_prefixes", True) or "attention_mask" not in batch:
+        return False
+    lengths = batch["attention_mask"].sum(1)
+    return bool((lengths != lengths[0]).any())
+
+
+def _row(batch: dict[str, Tensor], i: int) -> dict[str, Tensor]:
+    return {k: v[i : i + 1] for k, v in batch.items()}
+
+
+def _pad_cat(tensors: list[Tensor], dim: int, value) -> Tensor:
+    """Concatenate along dim 0 after right-padding ``dim`` to the longest."""
+    n = max(t.shape[dim] for t in tensors)
+    padded = []
+    for t in tensors:
+        pad = [0, 0] * (t.dim() - 1 - dim) + [0, n - t.shape[dim]]
+        padded.append(torch.nn.functional.pad(t, pad, value=value))
+    return torch.cat(padded, 0)
+
+
 @torch.no_grad()
 def greedy_decode(model, batch: dict[str, Tensor], max_len: int, eos_id: int, pad_id: int = 0) -> GreedyOutput:
     """Greedy decoding: the most likely token at every step, until EOS or ``max_len`` tokens."""
+    if _rows_needing_separate_decoding(model, batch):
+        rows = [greedy_decode(model, _row(batch, i), max_len, eos_id, pad_id) for i in range(len(batch["input_ids"]))]
+        return GreedyOutput(_pad_cat([r.sequences for r in rows], 1, pad_id), torch.cat([r.scores for r in rows]),
+                            torch.cat([r.lengths for r in rows]))
     state, tokens = model.start_decoding(batch)
     b = tokens.shape[0]
     out = torch.full((b, max_len), pad_id, dtype=torch.long, device=tokens.device)
@@ -94,6 +125,11 @@ def beam_search(
     pad_id: int = 0,
 ) -> BeamSearchOutput:
     """Batched beam search with the GNMT length penalty (see module docstring)."""
+    if _rows_needing_separate_decoding(model, batch):
+        rows = [beam_search(model, _row(batch, i), beam_size, alpha, max_len, eos_id, pad_id)
+                for i in range(len(batch["input_ids"]))]
+        return BeamSearchOutput(_pad_cat([r.sequences for r in rows], 2, pad_id), torch.cat([r.scores for r in rows]),
+                                torch.cat([r.log_probs for r in rows]), torch.cat([r.lengths for r in rows]))
     k = beam_size
     state, first = model.start_decoding(batch)
     b, device = first.shape[0], first.device

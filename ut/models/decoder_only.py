@@ -196,7 +196,16 @@ def decoding_prefix(batch: dict[str, Tensor], pad_id: int) -> tuple[Tensor, Tens
     mask = batch.get("attention_mask")
     mask = ids != pad_id if mask is None else mask.bool()
     ids, mask = left_align(ids, mask, pad_id)
+    n_pad_columns = int((~mask).all(0).long().sum())  # columns of padding in every row (all of it, for one row)
+    ids, mask = ids[:, n_pad_columns:], mask[:, n_pad_columns:]
     return ids, mask, (mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+def blocks_follow_tensor_index(kinds: list[str]) -> bool:
+    """True when some layer's attention (local, memory-compressed) cuts blocks by tensor index: such a model decodes
+    a left-padded batch differently from each row alone (block boundaries move with the padding), so the decoding
+    functions decode its rows one at a time when their prefixes differ in length (:mod:`ut.decoding`)."""
+    return any(kind_base(k) != "full" for k in kinds)
 
 
 def lm_decode_state(cache: DecodingCache, mask: Tensor, positions: Tensor) -> DecodeState:
@@ -219,6 +228,8 @@ class DecoderOnlyLM(nn.Module):
     def __init__(self, cfg: DecoderOnlyConfig):
         super().__init__()
         self.cfg = cfg
+        # ut.decoding: rows with prefixes of different lengths are decoded one at a time when this is False
+        self.exact_with_padded_prefixes = not blocks_follow_tensor_index(cfg.layer_kinds())
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.position, cfg.max_len, cfg.dropout, cfg.pad_id)
         self.layers = nn.ModuleList(build_decoder_layer(cfg, kind) for kind in cfg.layer_kinds())
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()

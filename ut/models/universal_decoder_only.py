@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from ut.decoding import DecodeState
 from ut.models.decoder_only import (
     ATTENTION_KINDS,
+    blocks_follow_tensor_index,
     build_decoder_layer,
     check_long_input_fields,
     decoding_prefix,
@@ -104,6 +105,7 @@ class UniversalDecoderOnlyLM(nn.Module):
     def __init__(self, cfg: UniversalDecoderOnlyConfig):
         super().__init__()
         self.cfg = cfg
+        self.exact_with_padded_prefixes = not blocks_follow_tensor_index(cfg.layer_kinds())  # see ut.decoding
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.position, cfg.max_len, cfg.dropout, cfg.pad_id)
         # the shared block: one layer per kind of the pattern, applied at every step (UniversalStack: S_t, ACT, LN)
         self.stack = UniversalStack(cfg, nn.ModuleList(build_decoder_layer(cfg, k) for k in cfg.layer_kinds()))

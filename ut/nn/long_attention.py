@@ -451,7 +451,7 @@ class MemoryCompressedAttention(MultiHeadAttention):
                 kc_new, vc_new = torch.cat([kc, kc_new], dim=2), torch.cat([vc, vc_new], dim=2)
             kc, vc = kc_new, vc_new  # (B, H, Nb, Dh), all blocks finished so far
         n_blocks = kc.shape[2]
-        kc_ok = None if key_ok is None else key_ok[:, : n_blocks * c].reshape(-1, n_blocks, c).any(-1)
+        kc_ok = None if key_ok is None else key_ok[:, : n_blocks * c].unflatten(1, (n_blocks, c)).any(-1)  # (B, Nb)
         k_raw, v_raw = self.split_heads(kf), self.split_heads(vf)
         weights = None
         if need_weights:

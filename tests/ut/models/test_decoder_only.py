@@ -106,3 +106,24 @@ def test_tiny_decoder_only_overfits_copy_with_target_only_loss():
     prefix_ids = torch.tensor([x + [SEP] for x in xs])
     out = greedy_decode(m, {"input_ids": prefix_ids}, max_len=6, eos_id=EOS)
     assert out.sequences.tolist() == [x + [EOS] for x in xs]
+
+
+@pytest.mark.parametrize("pattern", ["locm/redm", "full/full"])
+def test_batched_decoding_equals_each_row_alone(pattern):
+    """Prefixes of different lengths: batched greedy and beam outputs equal decoding every example alone, also for
+    T-DMCA, whose local / memory-compressed blocks follow the tensor index (decoded row by row)."""
+    torch.manual_seed(0)
+    m = tiny(layer_pattern=pattern, block_size=4, compression=2).eval()
+    assert m.exact_with_padded_prefixes == (pattern == "full/full")
+    prefixes = [[5, 6, 7, 8, 9, 10, 3], [9, 3], [10, 11, 12, 3]]
+    ids, mask = padded(prefixes)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    g = greedy_decode(m, batch, max_len=5, eos_id=EOS)
+    b = beam_search(m, batch, beam_size=2, alpha=0.6, max_len=5, eos_id=EOS)
+    for i, p in enumerate(prefixes):
+        alone = {"input_ids": torch.tensor([p])}
+        ga = greedy_decode(m, alone, max_len=5, eos_id=EOS)
+        assert g.sequences[i, : ga.sequences.shape[1]].tolist() == ga.sequences[0].tolist()
+        torch.testing.assert_close(g.scores[i], ga.scores[0])
+        ba = beam_search(m, alone, beam_size=2, alpha=0.6, max_len=5, eos_id=EOS)
+        torch.testing.assert_close(b.scores[i], ba.scores[0])

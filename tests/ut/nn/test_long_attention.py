@@ -253,3 +253,13 @@ def test_long_attention_rejects_a_plain_kv_cache():
     for attn in (LocalAttention(D, H, block_size=4), MemoryCompressedAttention(D, H)):
         with pytest.raises(TypeError, match="LongAttentionCache"):
             attn(torch.randn(1, 3, D), cache=KVCache())
+
+
+def test_memory_compressed_shorter_than_one_block_with_padding():
+    """No finished block yet (L < c) with a key-padding mask: only the raw own-block keys are attended."""
+    attn = MemoryCompressedAttention(D, H, compression=3).double()
+    x = torch.randn(2, 2, D, dtype=torch.float64)
+    real = torch.tensor([[True, True], [False, True]])
+    out = attn(x, mask=key_padding_mask(real)).out
+    ref = MultiHeadAttention.forward(attn, x, mask=key_padding_mask(real), causal=True).out
+    torch.testing.assert_close(out[real], ref[real])
