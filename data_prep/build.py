@@ -516,6 +516,8 @@ def cli_args_of(config: BuildConfig) -> list[str]:
     ]
     if config.vocab_size:
         args += ["--vocab-size", str(config.vocab_size)]
+    if tuple(config.split_fractions) != DEFAULT_FRACTIONS:
+        args += ["--split-fractions", ",".join(map(str, config.split_fractions))]
     if config.max_articles:
         args += ["--max-articles", str(config.max_articles)]
     if not config.remove_clones:

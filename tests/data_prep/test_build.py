@@ -143,3 +143,19 @@ def test_bad_articles_tables_name_the_file(tmp_path):
     broken.write_bytes(b"not parquet at all")
     with pytest.raises(ValueError, match="broken.parquet: cannot read the Parquet file"):
         build_dataset(out=str(tmp_path / "o2"), articles=[str(broken)], **FAST)
+
+
+def test_card_command_reproduces_the_configuration():
+    import shlex
+
+    from data_prep.__main__ import parser
+    from data_prep.build import build_command
+
+    config = BuildConfig(out="o", dumps=["d.xml"], source="search", search_results="s.jsonl", rankers=("tfidf",),
+                         input_lengths=(64, 8), eval_lengths=(), target_mode="article", vocab_size=600,
+                         split_fractions=(0.5, 0.25, 0.25), max_articles=3, remove_clones=False)
+    args = vars(parser().parse_args(shlex.split(build_command(config))[3:]))
+    for key in ("command", "verbose", "num_proc"):
+        args.pop(key)
+    args["dumps"] = args.pop("dump")
+    assert BuildConfig(**args).identity() == config.identity()  # --split-fractions was left out
