@@ -762,6 +762,8 @@ def run_beam_build(
             log.warning("removing %s left by an interrupted build", work_dir)
             shutil.rmtree(work_dir)
         Path(work_dir).mkdir(parents=True)
+    else:
+        _remove_stale_outputs(work_dir)
 
     options = pipeline_options(runner, list(pipeline_args or []), config.num_proc)
     pipeline = beam.Pipeline(options=options)
@@ -808,6 +810,30 @@ def run_beam_build(
         os.replace(work_dir, out)
     log.info("built %s: %s", out, card["split_counts"])
     return out
+
+
+# what a build writes in its output folder (a remote output is written in place)
+_OUTPUT_PATTERNS = (
+    f"{DATASET_DIR}/*.parquet",
+    f"{WORK_DIR}/*",
+    TOKENIZER_FILE,
+    SPECIAL_TOKENS_FILE,
+    "data_card.*",
+    "extractive_rouge.*",
+)
+
+
+def _remove_stale_outputs(work_dir: str) -> None:
+    """Delete what an interrupted build left in a remote output (no ``build_config.json``): stale Parquet
+    shards of another shard count would otherwise be loaded beside the new ones."""
+    stale = [
+        m.path
+        for result in FileSystems.match([f"{work_dir}/{pattern}" for pattern in _OUTPUT_PATTERNS])
+        for m in result.metadata_list
+    ]
+    if stale:
+        log.warning("removing %d files left in %s by an interrupted build", len(stale), work_dir)
+        FileSystems.delete(stale)
 
 
 def drop_empty_shards(work_dir: str) -> int:

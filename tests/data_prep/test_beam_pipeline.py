@@ -365,3 +365,22 @@ def test_beam_path_calls_the_single_machine_functions(beam):
 
     for name in ("page_to_article", "example_row", "fit_tokenizer", "dataset_features", "data_card"):
         assert getattr(beam_pipeline, name) is getattr(build, name), name
+
+
+def test_rerun_over_an_interrupted_remote_output_drops_its_stale_shards(beam, tmp_path, monkeypatch):
+    """A remote --out is written in place: a stale shard of an interrupted run must not join the new ones."""
+    import data_prep.beam_pipeline as beam_pipeline
+    from data_prep.build import BuildConfig
+
+    monkeypatch.setattr(beam_pipeline, "_is_remote", lambda path: True)  # a local folder standing in for gs://
+    dump = write_dump(tmp_path / "gen.xml", standard_pages(4))
+    out = tmp_path / "out"
+    (out / "dataset").mkdir(parents=True)
+    (out / "dataset" / "train-00000-of-00009.parquet").write_bytes(b"stale shard of an interrupted run")
+    (out / "notes.txt").write_text("not the build's: kept")
+    config = BuildConfig(out=str(out), dumps=[str(dump)], eval_lengths=(), rankers=("identity",), input_lengths=(32,))
+    beam_pipeline.run_beam_build(config, "direct", [], num_shards=1)
+    shards = sorted(p.name for p in (out / "dataset").iterdir())
+    assert "train-00000-of-00009.parquet" not in shards and shards
+    assert (out / "notes.txt").exists()
+    assert sum(len(ds) for ds in beam_pipeline.load_beam_dataset(str(out)).values()) == 4
