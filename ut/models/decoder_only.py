@@ -208,6 +208,19 @@ def blocks_follow_tensor_index(kinds: list[str]) -> bool:
     return any(kind_base(k) != "full" for k in kinds)
 
 
+def lm_forward_masks(input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor | None,
+                     pad_id: int) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Whole-sequence LM inputs -> (token mask Bool[B, L], positions Long[B, L] counting real tokens only,
+    self-attention key-padding mask or None). The key mask only matters when a real token could see a pad, i.e.
+    with left padding (right padding sits after every real token, hidden by causality)."""
+    if attention_mask is None:
+        attention_mask = input_ids != pad_id
+    if position_ids is None:
+        position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+    self_mask = None if bool(attention_mask[:, 0].all()) else key_padding_mask(attention_mask)
+    return attention_mask, position_ids, self_mask
+
+
 def lm_decode_state(cache: DecodingCache, mask: Tensor, positions: Tensor) -> DecodeState:
     """DecodeState after the prefix ``[:, :-1]`` ran into ``cache`` (``mask`` / ``positions`` of the whole prefix)."""
     return DecodeState(cache, {"key_mask": mask[:, :-1], "next_pos": positions[:, -1]})
@@ -253,13 +266,9 @@ class DecoderOnlyLM(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
         """input_ids Long[B, L] (left or right padded) -> ModelOutput with logits (B, L, V)."""
-        if attention_mask is None:
-            attention_mask = input_ids != self.cfg.pad_id
-        if position_ids is None:
-            position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+        attention_mask, position_ids, self_mask = lm_forward_masks(input_ids, attention_mask, position_ids,
+                                                                   self.cfg.pad_id)
         x = self.embed(input_ids, position_ids)
-        # key padding only matters when a real token could see a pad, i.e. with left padding
-        self_mask = None if bool(attention_mask[:, 0].all()) else key_padding_mask(attention_mask)
         logits, weights, aux = self.run_layers(x, attention_mask, self_mask, None, need_weights)
         return ModelOutput(logits, aux, {"decoder_self": weights} if need_weights else {})
 

@@ -45,6 +45,7 @@ from ut.models.decoder_only import (
     decoding_prefix,
     kind_base,
     lm_decode_state,
+    lm_forward_masks,
     next_step_inputs,
 )
 from ut.models.outputs import ModelOutput
@@ -182,11 +183,8 @@ class UniversalDecoderOnlyLM(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
         """input_ids Long[B, L] (left or right padded) -> ModelOutput (logits (B, L, V), aux_loss, ponder time)."""
-        if attention_mask is None:
-            attention_mask = input_ids != self.cfg.pad_id
-        if position_ids is None:
-            position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-        self_mask = None if bool(attention_mask[:, 0].all()) else key_padding_mask(attention_mask)
+        attention_mask, position_ids, self_mask = lm_forward_masks(input_ids, attention_mask, position_ids,
+                                                                   self.cfg.pad_id)
         h, maps, aux_terms, act = self.run(self.embed(input_ids), self.embed.positions(position_ids), attention_mask,
                                            self_mask, None, need_weights)
         out = ModelOutput(self.output(h))

@@ -40,6 +40,17 @@ def loop_reference(mha: MultiHeadAttention, x, mem, allowed):
     return out @ mha.out_proj.weight.T + mha.out_proj.bias
 
 
+def ours_and_torch():
+    """Our attention and torch's nn.MultiheadAttention with the same weights (float64)."""
+    mha = MultiHeadAttention(D, H).double()
+    torch_mha = nn.MultiheadAttention(D, H, batch_first=True).double()
+    with torch.no_grad():
+        torch_mha.in_proj_weight.copy_(torch.cat([mha.q_proj.weight, mha.k_proj.weight, mha.v_proj.weight]))
+        torch_mha.in_proj_bias.copy_(torch.cat([mha.q_proj.bias, mha.k_proj.bias, mha.v_proj.bias]))
+        torch_mha.out_proj.load_state_dict(mha.out_proj.state_dict())
+    return mha, torch_mha
+
+
 def padded_mask(lengths, total):
     return torch.arange(total)[None, :] < torch.tensor(lengths)[:, None]
 
@@ -60,13 +71,7 @@ def test_self_attention_matches_loop_reference_float64(need_weights, causal):
 
 
 def test_cross_attention_matches_torch_multihead_attention():
-    mha = MultiHeadAttention(D, H).double()
-    torch_mha = nn.MultiheadAttention(D, H, batch_first=True).double()
-    with torch.no_grad():
-        torch_mha.in_proj_weight.copy_(torch.cat([mha.q_proj.weight, mha.k_proj.weight, mha.v_proj.weight]))
-        torch_mha.in_proj_bias.copy_(torch.cat([mha.q_proj.bias, mha.k_proj.bias, mha.v_proj.bias]))
-        torch_mha.out_proj.weight.copy_(mha.out_proj.weight)
-        torch_mha.out_proj.bias.copy_(mha.out_proj.bias)
+    mha, torch_mha = ours_and_torch()
     x = torch.randn(B, L, D, dtype=torch.float64)
     mem = torch.randn(B, S, D, dtype=torch.float64)
     mem_tok = padded_mask([5, 2, 3], S)
@@ -77,12 +82,7 @@ def test_cross_attention_matches_torch_multihead_attention():
 
 
 def test_causal_self_attention_matches_torch_with_attn_mask():
-    mha = MultiHeadAttention(D, H).double()
-    torch_mha = nn.MultiheadAttention(D, H, batch_first=True).double()
-    with torch.no_grad():
-        torch_mha.in_proj_weight.copy_(torch.cat([mha.q_proj.weight, mha.k_proj.weight, mha.v_proj.weight]))
-        torch_mha.in_proj_bias.copy_(torch.cat([mha.q_proj.bias, mha.k_proj.bias, mha.v_proj.bias]))
-        torch_mha.out_proj.load_state_dict(mha.out_proj.state_dict())
+    mha, torch_mha = ours_and_torch()
     x = torch.randn(B, L, D, dtype=torch.float64)
     theirs, _ = torch_mha(x, x, x, attn_mask=~causal_mask(L))  # torch: True = NOT allowed
     torch.testing.assert_close(mha(x, causal=True).out, theirs)
