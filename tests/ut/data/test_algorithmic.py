@@ -97,3 +97,32 @@ def test_deterministic_and_seed_dependent():
 def test_bad_task():
     with pytest.raises(ValueError, match="unknown algorithmic task"):
         AlgorithmicDataModule("sort")
+
+
+@pytest.mark.parametrize("task", ["copy", "addition"])  # addition: source longer than target
+def test_shared_offsets_one_per_example_within_bounds(task):
+    dm = AlgorithmicDataModule(task, train_size=2000, batch_size=100)  # shared_offsets is the default
+    assert dm.hparams.shared_offsets
+    maxpos, offs = 0, []
+    for b in dm.train_dataloader():
+        so, to = b["src_pos_offset"], b["tgt_pos_offset"]
+        assert so.dtype == torch.long and so.shape == to.shape == (b["src"].shape[0],)
+        assert torch.equal(so, to)  # ONE offset per example, for source and target
+        longest = max(b["src"].shape[1], b["tgt_in"].shape[1])
+        assert (so >= 0).all() and (so + longest <= dm.max_positions).all()
+        maxpos = max(maxpos, int((so + longest).max()))
+        offs.append(so)
+    assert maxpos > 380  # still covers positions up to ~400
+    assert torch.cat(offs).unique().numel() > 50  # and varies across examples
+
+
+def test_independent_offsets_when_not_shared():
+    dm = AlgorithmicDataModule("addition", train_size=500, batch_size=100, shared_offsets=False)
+    differ = 0
+    for b in dm.train_dataloader():
+        for key, seq in (("src_pos_offset", "src"), ("tgt_pos_offset", "tgt_in")):
+            assert (b[key] >= 0).all() and (b[key] + b[seq].shape[1] <= dm.max_positions).all()
+        differ += int((b["src_pos_offset"] != b["tgt_pos_offset"]).sum())
+    assert differ > 400  # independent draws: almost never equal
+    eval_batch = next(iter(dm.val_dataloader()))
+    assert (eval_batch["src_pos_offset"] == 0).all() and (eval_batch["tgt_pos_offset"] == 0).all()
