@@ -82,11 +82,7 @@ class BuildConfig:
     def __post_init__(self):
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {self.source!r}")
-        if (
-            self.source in ("references", "search")
-            and not self.reference_store
-            and self.source == "references"
-        ):
+        if self.source == "references" and not self.reference_store:
             raise ValueError("--source references needs --reference-store (WARC/WET/JSONL files or folder)")
         if self.source == "search" and not self.search_results:
             raise ValueError("--source search needs --search-results (JSONL of results per title)")

@@ -13,7 +13,7 @@ from warcio.warcwriter import WARCWriter
 from data_prep.build import build_dataset
 from data_prep.clones import is_clone, unigram_recall
 from data_prep.reference_store import ReferenceStore, ReferenceStoreError, canonical_url
-from tests.data_prep.fixtures import article_wikitext, standard_pages, write_dump
+from tests.data_prep.fixtures import standard_pages, write_dump
 
 
 def _write_warc(path, records):
@@ -67,13 +67,11 @@ def test_references_build_reports_coverage(tmp_path, web_pages):
 
 
 def test_clone_is_removed():
-    article_text = article_wikitext(1)
     section = "The castle was first recorded by the monks of the abbey in the old town of the valley long ago."
     assert unigram_recall({"the", "castle"}, {"the", "castle", "x", "y"}) == 0.5
     assert is_clone("Copied: " + section + " and more words here.", ["", section])
     assert not is_clone("An unrelated page about engines and rail timetables.", ["", section])
     assert not is_clone("the", ["the castle"])  # a too-short section is no evidence
-    assert article_text
 
 
 def test_jsonl_store_and_missing_store(tmp_path):
@@ -114,3 +112,9 @@ def test_corrupt_gzip_store_names_the_file(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ReferenceStoreError, match="refs.jsonl.gz"):
         ReferenceStore.from_paths(path)
+
+
+def test_clone_threshold_is_strictly_above_one_half():
+    section = "alpha bravo charlie delta echo foxtrot golf hotel india juliet"  # 10 distinct unigrams
+    assert not is_clone("alpha bravo charlie delta echo and other words", ["", section])  # recall 0.5: kept
+    assert is_clone("alpha bravo charlie delta echo foxtrot and other words", ["", section])  # 0.6: a clone
