@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from experiments.ablations.runner import RunSpec, collect, mean_std, metric, run_all
-from experiments.ut_paper.report import MODELS, bar_plot, fmt, provenance
+from experiments.ut_paper.report import MODELS, bar_plot, fmt, provenance, ranking
 
 HERE = Path(__file__).resolve().parent
 PAPER = {  # Dehghani et al. 2019, Table 3 (char-acc / seq-acc); UT+ACT not reported
@@ -92,6 +92,11 @@ def add_in_distribution_metrics(result: dict, out: Path, n: int, length: int = 4
     path.write_text(json.dumps(saved, indent=1, sort_keys=True))
 
 
+def _mean(results: list[dict], key: str) -> float | None:
+    vals = [metric(r, key) for r in results]
+    return mean_std(vals)[0] if vals and all(v is not None for v in vals) else None
+
+
 def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
     by = {}
     for r in results:
@@ -130,12 +135,19 @@ def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
               f"{fmt(metric(r, 'test/n_updates_encoder'))}, decoder {fmt(metric(r, 'test/n_updates_decoder'))} "
               "(n + r = 2.0 is one step: n = 1, r = 1)"
               for t in args.tasks for r in by.get((t, "ut_act"), [])[:1]]
+    reading = []
+    for task in args.tasks:
+        for key, label in (("test_le40/token_acc", "training lengths (<= 40)"), ("test/token_acc", "length 400")):
+            scores = {MODELS[m]: _mean(by.get((task, m), []), key) for m in args.models}
+            reading.append(f"{task}, char-acc on {label}: {ranking(scores, tie=0.01)}")
     params = {m: rs[0]["params"] for (_, m), rs in by.items()}
     bar_plot(args.tasks, charts, "char-acc (test length 400)", "algorithmic tasks: char-acc", out / "char_acc.png")
     bar_plot(args.tasks, seqs, "seq-acc (test length 400)", "algorithmic tasks: seq-acc", out / "seq_acc.png")
     text = f"""# UT paper §3.3 algorithmic tasks, CPU scale
 
-Train on inputs of length <= 40 with random position offsets (positions up to 400 seen), test on {args.test_size}
+Train on inputs of length <= 40 with random position offsets, ONE per example shared by source and target
+(`shared_offsets: true`, a deviation from t2t's independent draws, see ut/data/algorithmic.py; positions up to
+400 seen), test on {args.test_size}
 inputs of length exactly 400; teacher-forced char (token, EOS included) and sequence accuracy of the final model.
 In brackets: the same model on {args.test_size} inputs from the TRAINING length distribution (uniform 1..40, no
 offsets): did it learn the task at all?
@@ -143,6 +155,9 @@ Small scale: d_model {args.d_model}, {args.steps} steps at batch {args.batch_siz
 steps), seeds {args.seeds}; the paper's columns are for reference of the SHAPE (who wins), not for equality.
 
 {chr(10).join(lines)}
+
+Who wins, by how much (char-acc, mean over seeds; computed from the table):
+{chr(10).join("- " + s for s in reading)}
 
 Parameters: {", ".join(f"{MODELS[m]} {n:,}" for m, n in sorted(params.items()))}.
 {chr(10).join("- " + s for s in ponder)}

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from experiments.ablations.runner import RunSpec, collect, metric, run_all
-from experiments.ut_paper.report import MODELS, bar_plot, fmt, provenance
+from experiments.ut_paper.report import MODELS, bar_plot, fmt, provenance, ranking
 
 HERE = Path(__file__).resolve().parent
 PAPER = {  # Dehghani et al. 2019, Table 1: avg error % (failed tasks), best of 10 seeds
@@ -78,6 +78,11 @@ def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
               for t in args.tasks if by.get((t, "ut_act"))]
     updates = [f"task {t}: {fmt(metric(by[(t, 'ut_act')][0], 'test/n_updates_encoder'))}"
                for t in args.tasks if by.get((t, "ut_act"))]
+    reading = [f"task {t}: " + ranking({MODELS[m]: err(t, m) for m in args.models}, False, 1, tie=1.0)
+               for t in args.tasks]
+    avgs = {MODELS[m]: (sum(e) / len(e) if (e := [v for v in series[MODELS[m]] if v is not None]) else None)
+            for m in args.models}
+    reading.append("average over these tasks: " + ranking(avgs, False, 1, tie=1.0))
     notes = sorted({n for r in results for n in r.get("notes", [])})
     bar_plot([f"task {t}" for t in args.tasks], series, "test error %", f"bAbI {args.subset}: error per task",
              out / "error.png")
@@ -89,6 +94,9 @@ steps at batch 32, d_model 64, 4 layers / steps, stories cut to their last 20 se
 SHAPE (who wins), not the values. Avg error and failed tasks (error > 5%) are over the tasks run here.
 
 {chr(10).join(lines)}
+
+Who wins, by how much (test error %, lower is better; computed from the table):
+{chr(10).join("- " + s for s in reading)}
 
 UT+ACT mean ponder time n + r per token, per task: {", ".join(ponder) or "n/a"} (2.0 is the floor: a position that
 halts after ONE step has n = 1, r = 1); mean updates n: {", ".join(updates) or "n/a"} (paper: ponder time grows with

@@ -23,6 +23,8 @@ def test_algorithmic_table(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "| copy | 0.50 / 0.00 | 0.90 / 0.25 | 0.80 / 0.10 | 0.53 / 0.03 | 0.91 / 0.35 |" in text
     assert "test machine" in text and (tmp_path / "char_acc.png").is_file()
+    assert "copy, char-acc on length 400: UT 0.90 > UT+ACT 0.80 > Transformer 0.50 (UT leads by 0.10)" in text
+    assert "copy, char-acc on training lengths (<= 40): n/a" in text  # no in-distribution metrics in these fakes
 
 
 def test_babi_table_counts_failed_tasks(tmp_path):
@@ -36,3 +38,12 @@ def test_babi_table_counts_failed_tasks(tmp_path):
     assert "| Transformer | 16.0 (1/2) | 30.0 | 2.0 | 21.8 (5/20) |" in text
     assert "| UT+ACT | 7.0 (1/2) | 4.0 | 10.0 | 4.55 (3/20) |" in text
     assert "task 1: 2.00, task 2: 3.00" in text
+    assert "task 1: UT+ACT 4.0 < Transformer 30.0 (UT+ACT leads by 26.0)" in text
+    assert "average over these tasks: UT+ACT 7.0 < Transformer 16.0 (UT+ACT leads by 9.0)" in text
+
+
+def test_ranking_ties_and_missing():
+    from experiments.ut_paper.report import ranking
+
+    assert ranking({"A": 0.50, "B": 0.505, "C": None}, tie=0.01) == "B 0.51 > A 0.50 (tie within 0.01)"
+    assert ranking({"A": None}) == "n/a"
