@@ -68,6 +68,6 @@ def ranking(scores: dict[str, float | None], higher_is_better: bool = True, digi
     text = f" {sign} ".join(f"{k} {v:.{digits}f}" for v, k in done)
     if len(done) > 1:
         lead = abs(done[0][0] - done[1][0])
-        text += (f" (tie within {tie:.{digits}f})" if lead <= tie
+        text += (f" ({done[0][1]} and {done[1][1]} tie within {tie:.{digits}f})" if lead <= tie
                  else f" ({done[0][1]} leads by {lead:.{digits}f})")
     return text

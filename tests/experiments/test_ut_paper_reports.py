@@ -45,5 +45,5 @@ def test_babi_table_counts_failed_tasks(tmp_path):
 def test_ranking_ties_and_missing():
     from experiments.ut_paper.report import ranking
 
-    assert ranking({"A": 0.50, "B": 0.505, "C": None}, tie=0.01) == "B 0.51 > A 0.50 (tie within 0.01)"
+    assert ranking({"A": 0.50, "B": 0.505, "C": None}, tie=0.01) == "B 0.51 > A 0.50 (B and A tie within 0.01)"
     assert ranking({"A": None}) == "n/a"
