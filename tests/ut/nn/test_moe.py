@@ -169,8 +169,15 @@ def test_a_later_first_choice_cannot_evict_an_earlier_second_choice():
 
 
 def test_priority_is_validated():
+    from ut.models import build_model
+
     with pytest.raises(ValueError, match="priority"):
         MoEFeedForward(D, F_, priority="random")
+    for name in ("decoder_only", "universal_decoder_only"):
+        with pytest.raises(ValueError, match="moe_priority='random' is not one of"):
+            build_model(name, {"layer_pattern": "full-moe", "moe_priority": "random"})
+        assert build_model(name, {"d_model": 16, "n_heads": 2, "d_ff": 32, "layer_pattern": "full-moe",
+                                  "n_experts": 2}).layers[0].transition.priority == "position"  # the default
 
 
 @pytest.mark.parametrize("name", ["decoder_only", "universal_decoder_only"])
