@@ -2,12 +2,16 @@
 parameter counts, and exact epoch-level evaluation metrics.
 
 The model is named by ``model_name`` (a key of :data:`ut.models.MODEL_REGISTRY`) and configured by
-``model_config`` (a plain dict, checked by the model's typed config: unknown keys are an error). Sizes that come
-from the data (vocabulary, number of answer classes, number of positions) may be left out of ``model_config``:
-they are filled in from the DataModule in :meth:`configure_model` (``DATA_FILLED_KEYS`` says which key comes from
-which DataModule attribute), and the filled config is written back into ``hparams`` so that a checkpoint rebuilds
-the same model with ``load_from_checkpoint`` and no DataModule. Building in ``configure_model`` is also what
-Lightning's FSDP strategy needs.
+``model_config`` (a plain dict, checked by the model's typed config: unknown keys are an error). Each subclass types
+``model_config`` with :func:`model_config_keys` (the keys of the configs of the models it trains), so that
+LightningCLI rejects a misspelt key or a wrongly typed value at parse time, in one line, and
+``--model.model_config.help <Name>`` documents every key (see :func:`ut.models.config.config_keys_type`).
+
+Sizes that come from the data (vocabulary, number of answer classes, number of positions) may be left out of
+``model_config``: they are filled in from the DataModule in :meth:`configure_model` (``DATA_FILLED_KEYS`` says
+which key comes from which DataModule attribute), and the filled config is written back into ``hparams`` so that
+a checkpoint rebuilds the same model with ``load_from_checkpoint`` and no DataModule. Building in
+``configure_model`` is also what Lightning's FSDP strategy needs.
 
 Subclasses implement ``forward_batch``, ``task_loss`` and the eval accumulation (``accumulate`` / ``finalize``).
 """
@@ -26,6 +30,7 @@ from ut.lit.epoch_metrics import EpochSums
 from ut.lit.losses import SmoothedLoss
 from ut.lit.ponder import add_ponder_sums, batch_ponder_metrics, ponder_metrics
 from ut.models import build_model, model_classes
+from ut.models.config import config_keys_type
 from ut.models.outputs import ModelOutput
 from ut.optim import OptimizerConfig, build_optimizer
 
@@ -42,6 +47,13 @@ def count_parameters(module: torch.nn.Module) -> dict[str, int]:
         total += p.numel()
         trainable += p.numel() if p.requires_grad else 0
     return {"total": total, "trainable": trainable}
+
+
+def model_config_keys(name: str, module_cls: type[TrainingModule]):
+    """The ``TypedDict`` of ``module_cls``'s ``model_config``: every key of the configs of the models it trains
+    (``ACCEPTED_MODELS``), optional; its ``DATA_FILLED_KEYS`` may also be null (filled from the DataModule)."""
+    configs = [model_classes(n)[1] for n in module_cls.ACCEPTED_MODELS]
+    return config_keys_type(name, configs, module_cls.DATA_FILLED_KEYS)
 
 
 class TrainingModule(L.LightningModule):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ut.eval.metrics import babi_summary
-from ut.lit.base import TrainingModule
+from ut.lit.base import TrainingModule, model_config_keys
 from ut.lit.losses import smoothed_cross_entropy
 from ut.models.outputs import ModelOutput
 
@@ -30,7 +30,8 @@ class ClassificationModule(TrainingModule):
     DATA_FILLED_KEYS = {"vocab_size": "vocab_size", "n_classes": "num_classes"}
     ACCEPTED_MODELS = ("transformer_classifier", "universal_classifier")
 
-    def __init__(self, model_name: str = "universal_classifier", model_config: dict[str, Any] | None = None,
+    def __init__(self, model_name: str = "universal_classifier",
+                 model_config: ClassificationModelConfig = {},  # noqa: B006 (copied in TrainingModule, never mutated)
                  optimizer: dict[str, Any] | None = None, label_smoothing: float = 0.1):
         super().__init__(model_name, model_config, optimizer, label_smoothing)
 
@@ -70,3 +71,7 @@ class ClassificationModule(TrainingModule):
             if "task_ponder" in vectors:
                 m.update({f"ponder_task{k}": float(vectors["task_ponder"][k] / total[k]) for k in errors})
         return m
+
+
+# the keys ``model_config`` may hold, checked by LightningCLI while parsing (ut.lit.base.model_config_keys)
+ClassificationModelConfig = model_config_keys("ClassificationModelConfig", ClassificationModule)

@@ -16,7 +16,7 @@ from typing import Any
 from torch import Tensor
 
 from ut.eval.metrics import token_accuracy
-from ut.lit.base import TrainingModule
+from ut.lit.base import TrainingModule, model_config_keys
 from ut.lit.losses import smoothed_cross_entropy
 from ut.models.outputs import ModelOutput
 
@@ -31,7 +31,8 @@ class LanguageModelModule(TrainingModule):
     DATA_FILLED_KEYS = {"vocab_size": "vocab_size"}
     ACCEPTED_MODELS = ("decoder_only", "universal_decoder_only")
 
-    def __init__(self, model_name: str = "decoder_only", model_config: dict[str, Any] | None = None,
+    def __init__(self, model_name: str = "decoder_only",
+                 model_config: LanguageModelConfig = {},  # noqa: B006 (copied in TrainingModule, never mutated)
                  optimizer: dict[str, Any] | None = None, label_smoothing: float = 0.1, unk_id: int | None = 4):
         super().__init__(model_name, model_config, optimizer, label_smoothing)
         self.save_hyperparameters({"unk_id": unk_id})
@@ -65,3 +66,7 @@ class LanguageModelModule(TrainingModule):
     def finalize(self, scalars, vectors):
         return {"token_acc": scalars["correct_tokens"] / max(scalars["count"], 1.0),
                 "seq_acc": scalars["correct_seqs"] / max(scalars["seqs"], 1.0)}
+
+
+# the keys ``model_config`` may hold, checked by LightningCLI while parsing (ut.lit.base.model_config_keys)
+LanguageModelConfig = model_config_keys("LanguageModelConfig", LanguageModelModule)

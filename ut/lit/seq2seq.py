@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ut.decoding import greedy_decode
 from ut.eval.metrics import sequence_accuracy, token_accuracy
-from ut.lit.base import TrainingModule
+from ut.lit.base import TrainingModule, model_config_keys
 from ut.lit.epoch_metrics import EpochSums
 from ut.lit.losses import SmoothedLoss, smoothed_cross_entropy
 from ut.models.outputs import ModelOutput
@@ -37,7 +37,8 @@ class Seq2SeqModule(TrainingModule):
     DATA_FILLED_KEYS = {"src_vocab_size": "vocab_size", "tgt_vocab_size": "vocab_size", "max_len": "max_positions"}
     ACCEPTED_MODELS = ("transformer", "universal")
 
-    def __init__(self, model_name: str = "transformer", model_config: dict[str, Any] | None = None,
+    def __init__(self, model_name: str = "transformer",
+                 model_config: Seq2SeqModelConfig = {},  # noqa: B006 (copied in TrainingModule, never mutated)
                  optimizer: dict[str, Any] | None = None, label_smoothing: float = 0.1,
                  decode_on_test: bool = False, decode_max_extra: int = 5):
         super().__init__(model_name, model_config, optimizer, label_smoothing)
@@ -90,3 +91,7 @@ class Seq2SeqModule(TrainingModule):
             m["decoded_token_acc"] = scalars["decoded_correct_tokens"] / n_tok
             m["decoded_seq_acc"] = scalars["decoded_correct_seqs"] / n_seq
         return m
+
+
+# the keys ``model_config`` may hold, checked by LightningCLI while parsing (ut.lit.base.model_config_keys)
+Seq2SeqModelConfig = model_config_keys("Seq2SeqModelConfig", Seq2SeqModule)

@@ -24,12 +24,13 @@ from torch import Tensor, nn
 
 from ut.decoding import DecodeState
 from ut.models.config import ConfigBase
+from ut.models.inputs import lm_padding, token_mask
 from ut.models.outputs import ModelOutput
 from ut.nn.attention import DecodingCache, MultiHeadAttention, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer
 from ut.nn.long_attention import LocalAttention, MemoryCompressedAttention
-from ut.nn.moe import MoEFeedForward
+from ut.nn.moe import PRIORITIES, MoEFeedForward
 
 
 @dataclass
@@ -56,6 +57,7 @@ class DecoderOnlyConfig(ConfigBase):
     moe_top_k: int = 2  # experts per token
     moe_capacity_factor: float = 1.25  # expert capacity = factor * tokens * k / n_experts
     moe_aux_loss_weight: float = 0.01  # load-balancing loss weight
+    moe_priority: str = "position"  # capacity priority: "position" (causal in training) or "choice" (GShard)
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -104,7 +106,8 @@ def _memory_compressed_attention(order: str) -> Callable:
 
 def _moe_transition(cfg) -> nn.Module:
     return MoEFeedForward(cfg.d_model, cfg.d_ff, cfg.n_experts, cfg.moe_top_k, cfg.moe_capacity_factor,
-                          cfg.moe_aux_loss_weight, dropout=cfg.dropout, activation=cfg.activation)
+                          cfg.moe_aux_loss_weight, dropout=cfg.dropout, activation=cfg.activation,
+                          priority=cfg.moe_priority)
 
 
 # attention kind -> factory(cfg) building the layer's self-attention module (MultiHeadAttention's call signature).
@@ -135,6 +138,7 @@ def check_long_input_fields(cfg) -> None:
     cfg._check(1 <= cfg.moe_top_k <= cfg.n_experts, f"need 1 <= moe_top_k <= n_experts, got {cfg.moe_top_k}")
     cfg._check(cfg.moe_capacity_factor > 0, f"moe_capacity_factor must be > 0, got {cfg.moe_capacity_factor}")
     cfg._check(cfg.moe_aux_loss_weight >= 0, f"moe_aux_loss_weight must be >= 0, got {cfg.moe_aux_loss_weight}")
+    cfg._check_choice("moe_priority", PRIORITIES)
     for kind in cfg.layer_kinds():
         for suffix in kind.split("-")[1:]:
             cfg._check(suffix in TRANSITION_KINDS,
@@ -212,12 +216,16 @@ def lm_forward_masks(input_ids: Tensor, attention_mask: Tensor | None, position_
                      pad_id: int) -> tuple[Tensor, Tensor, Tensor | None]:
     """Whole-sequence LM inputs -> (token mask Bool[B, L], positions Long[B, L] counting real tokens only,
     self-attention key-padding mask or None). The key mask only matters when a real token could see a pad, i.e.
-    with left padding (right padding sits after every real token, hidden by causality)."""
-    if attention_mask is None:
-        attention_mask = input_ids != pad_id
+    with left padding (right padding sits after every real token, hidden by causality). A missing mask is inferred
+    from ``pad_id``; a mask of another shape, or with padding between real tokens, is an error
+    (:mod:`ut.models.inputs`)."""
+    attention_mask = token_mask(input_ids, attention_mask, pad_id, "input_ids", "attention_mask")
     if position_ids is None:
         position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-    self_mask = None if bool(attention_mask[:, 0].all()) else key_padding_mask(attention_mask)
+    elif position_ids.shape != input_ids.shape:
+        raise ValueError(f"position_ids must have the shape of input_ids, {list(input_ids.shape)}, "
+                         f"got {list(position_ids.shape)}")
+    self_mask = None if lm_padding(attention_mask, "attention_mask") else key_padding_mask(attention_mask)
     return attention_mask, position_ids, self_mask
 
 

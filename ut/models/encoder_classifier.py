@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ut.models.config import ConfigBase
+from ut.models.inputs import token_mask
 from ut.models.outputs import ModelOutput
 from ut.models.transformer import TransformerConfig, TransformerEncoder
 from ut.nn.embedding import TokenEmbedding
@@ -107,8 +108,7 @@ class TransformerEncoderClassifier(nn.Module):
     def forward(self, src: Tensor, src_mask: Tensor | None = None, *, src_pos_offset: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
         """src Long[B, S] -> ModelOutput(logits (B, C), attentions {"encoder": one (B, H, S, S) per layer})."""
-        if src_mask is None:
-            src_mask = src != self.cfg.pad_id
+        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
         pos = position_ids(src.shape[1], src.shape[0], src_pos_offset, src.device)
         h, weights, aux = self.encoder(self.embed(src, pos), src_mask, need_weights)
         return ModelOutput(self.head(h, src_mask), aux, {"encoder": weights} if need_weights else {})

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ut.decoding import DecodeState
 from ut.models.config import ConfigBase
+from ut.models.inputs import check_right_padded, token_mask
 from ut.models.outputs import ModelOutput
 from ut.nn.attention import DecodingCache, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
@@ -120,8 +121,7 @@ class TransformerEncoderDecoder(nn.Module):
     def encode(self, src: Tensor, src_mask: Tensor | None = None, src_pos_offset: Tensor | None = None,
                need_weights: bool = False):
         """src Long[B, S] -> memory (B, S, D), encoder self-attention weights, aux loss."""
-        if src_mask is None:
-            src_mask = src != self.cfg.pad_id
+        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
         pos = position_ids(src.shape[1], src.shape[0], src_pos_offset, src.device)
         return self.encoder(self.src_embed(src, pos), src_mask, need_weights)
 
@@ -130,6 +130,9 @@ class TransformerEncoderDecoder(nn.Module):
         """Decoder over ``tgt_in`` (B, T) (all of it, or only new positions with a cache) -> (logits, weights)."""
         if positions is None:
             positions = position_ids(tgt_in.shape[1], tgt_in.shape[0], None, tgt_in.device)
+        if cache is None:  # the full target: its padding inferred from pad_id when no mask is given
+            tgt_mask = token_mask(tgt_in, tgt_mask, self.cfg.pad_id, "tgt_in", "tgt_mask")
+            check_right_padded(tgt_mask, "tgt_mask")
         x = self.tgt_embed(tgt_in, positions)
         self_w, cross_w, aux = [], [], None
         mem_mask = key_padding_mask(src_mask)
@@ -148,8 +151,9 @@ class TransformerEncoderDecoder(nn.Module):
     def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor, tgt_mask: Tensor | None = None, *,
                 src_pos_offset: Tensor | None = None, tgt_pos_offset: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
-        if src_mask is None:
-            src_mask = src != self.cfg.pad_id
+        """src Long[B, S], tgt_in Long[B, T] (BOS + y); a missing ``src_mask`` / ``tgt_mask`` is inferred from
+        ``pad_id`` (the target must be right-padded)."""
+        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
         memory, enc_w, enc_aux = self.encode(src, src_mask, src_pos_offset, need_weights)
         pos = position_ids(tgt_in.shape[1], tgt_in.shape[0], tgt_pos_offset, tgt_in.device)
         logits, self_w, cross_w, dec_aux = self.decode(tgt_in, memory, src_mask, tgt_mask=tgt_mask, positions=pos,
@@ -162,8 +166,7 @@ class TransformerEncoderDecoder(nn.Module):
     def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
         """Encode the source once; the first decoder input is BOS. Returns (state, first tokens Long[B])."""
         src = batch["src"]
-        src_mask = batch.get("src_mask")
-        src_mask = src != self.cfg.pad_id if src_mask is None else src_mask
+        src_mask = token_mask(src, batch.get("src_mask"), self.cfg.pad_id, "src", "src_mask")
         memory, _, _ = self.encode(src, src_mask, batch.get("src_pos_offset"))
         offset = batch.get("tgt_pos_offset")
         offset = torch.zeros(src.shape[0], dtype=torch.long, device=src.device) if offset is None else offset

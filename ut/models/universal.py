@@ -51,6 +51,7 @@ from torch import Tensor, nn
 from ut.decoding import DecodeState
 from ut.models.config import ConfigBase
 from ut.models.encoder_classifier import POOLING, ClassificationHead
+from ut.models.inputs import check_right_padded, token_mask
 from ut.models.outputs import ModelOutput
 from ut.nn.act import (
     ACTOutput,
@@ -358,14 +359,16 @@ class UniversalTransformerEncoderDecoder(nn.Module):
     def encode(self, src: Tensor, src_mask: Tensor | None = None, src_pos_offset: Tensor | None = None,
                need_weights: bool = False) -> StackOutput:
         """src Long[B, S] -> StackOutput (``.output`` is the final encoder state (B, S, D))."""
-        if src_mask is None:
-            src_mask = src != self.cfg.pad_id
+        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
         pos = position_ids(src.shape[1], src.shape[0], src_pos_offset, src.device)
         return self.encoder(self.src_embed(src), self.src_embed.positions(pos), src_mask, need_weights)
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, *, tgt_mask: Tensor | None = None,
                positions: Tensor | None = None, need_weights: bool = False) -> tuple[Tensor, StackOutput]:
-        """Full-sequence decoder over ``tgt_in`` (B, T) -> (logits (B, T, V), StackOutput)."""
+        """Full-sequence decoder over ``tgt_in`` (B, T) -> (logits (B, T, V), StackOutput); a missing ``tgt_mask``
+        is inferred from ``pad_id`` (padding never runs the ACT loop)."""
+        tgt_mask = token_mask(tgt_in, tgt_mask, self.cfg.pad_id, "tgt_in", "tgt_mask")
+        check_right_padded(tgt_mask, "tgt_mask")
         if positions is None:
             positions = position_ids(tgt_in.shape[1], tgt_in.shape[0], None, tgt_in.device)
         dec = self.decoder(self.tgt_embed(tgt_in), self.tgt_embed.positions(positions), memory,
@@ -375,8 +378,10 @@ class UniversalTransformerEncoderDecoder(nn.Module):
     def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor, tgt_mask: Tensor | None = None, *,
                 src_pos_offset: Tensor | None = None, tgt_pos_offset: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
-        if src_mask is None:
-            src_mask = src != self.cfg.pad_id
+        """src Long[B, S], tgt_in Long[B, T] (BOS + y); a missing ``src_mask`` / ``tgt_mask`` is inferred from
+        ``pad_id`` for both, so target padding takes no part in ACT halting or the ponder loss."""
+        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
+        tgt_mask = token_mask(tgt_in, tgt_mask, self.cfg.pad_id, "tgt_in", "tgt_mask")
         enc = self.encode(src, src_mask, src_pos_offset, need_weights)
         pos = position_ids(tgt_in.shape[1], tgt_in.shape[0], tgt_pos_offset, tgt_in.device)
         logits, dec = self.decode(tgt_in, enc.output, src_mask, tgt_mask=tgt_mask, positions=pos,
@@ -395,8 +400,7 @@ class UniversalTransformerEncoderDecoder(nn.Module):
     def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
         """Encode the source once; the first decoder input is BOS. Returns (state, first tokens Long[B])."""
         src = batch["src"]
-        src_mask = batch.get("src_mask")
-        src_mask = src != self.cfg.pad_id if src_mask is None else src_mask
+        src_mask = token_mask(src, batch.get("src_mask"), self.cfg.pad_id, "src", "src_mask")
         memory = self.encode(src, src_mask, batch.get("src_pos_offset")).output
         offset = batch.get("tgt_pos_offset")
         offset = torch.zeros(src.shape[0], dtype=torch.long, device=src.device) if offset is None else offset
@@ -427,8 +431,7 @@ class UniversalTransformerClassifier(nn.Module):
     def forward(self, src: Tensor, src_mask: Tensor | None = None, *, src_pos_offset: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
         """src Long[B, S] -> ModelOutput(logits (B, C), aux_loss = ponder loss under ACT, ponder_time["encoder"])."""
-        if src_mask is None:
-            src_mask = src != self.cfg.pad_id
+        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
         pos = position_ids(src.shape[1], src.shape[0], src_pos_offset, src.device)
         enc = self.encoder(self.embed(src), self.embed.positions(pos), src_mask, need_weights)
         out = ModelOutput(self.head(enc.output, src_mask))

@@ -71,6 +71,7 @@ class UniversalDecoderOnlyConfig(UniversalCommonConfig):
     moe_top_k: int = 2  # experts per token
     moe_capacity_factor: float = 1.25  # expert capacity = factor * tokens * k / n_experts (training)
     moe_aux_loss_weight: float = 0.01  # load-balancing loss weight (per application of a MoE layer)
+    moe_priority: str = "position"  # capacity priority: "position" (causal in training) or "choice" (GShard)
     max_len: int = 16384  # largest learned position (long inputs)
     tie_output: bool = True  # output softmax weight = token embedding
     bos_id: int = 1

@@ -87,9 +87,10 @@ class ACTOutput:
 
 
 def masked_mean(values: Tensor, token_mask: Tensor | None) -> Tensor:
-    """Mean of ``values`` (B, L) over the positions where ``token_mask`` is True (all when None)."""
+    """Mean of ``values`` (B, L) over the positions where ``token_mask`` is True (all when None); 0 (with a
+    gradient) when there is no position at all (an empty batch), not NaN."""
     if token_mask is None:
-        return values.mean()
+        return values.mean() if values.numel() else values.sum()
     m = token_mask.to(values.dtype)
     return (values * m).sum() / m.sum().clamp_min(1.0)
 

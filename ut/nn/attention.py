@@ -61,6 +61,19 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
     return out
 
 
+def check_mask_shape(mask: Tensor | None, batch: int, heads: int, q_len: int, k_len: int) -> None:
+    """Raise unless ``mask`` is None or broadcastable to ``[B, H, Lq, Lk]`` (shapes only: no device read).
+
+    Runs before :func:`elide_mask`, so that a mask of the wrong length is an error even when it allows everything.
+    """
+    if mask is None:
+        return
+    want = (batch, heads, q_len, k_len)
+    if mask.dim() > 4 or any(m not in (1, w) for m, w in zip(reversed(mask.shape), reversed(want))):
+        raise ValueError(f"attention mask of shape {tuple(mask.shape)} is not broadcastable to [B, H, Lq, Lk] = "
+                         f"{list(want)} (key-padding masks: Bool[B, 1, 1, Lk], see key_padding_mask)")
+
+
 def _is_cpu_and_all_true(mask: Tensor) -> bool:
     # CPU only: on an accelerator, reading the answer back would stall the queue for a small gain; not under
     # torch.compile either (a data-dependent branch would break the graph)
@@ -347,6 +360,7 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache.append(k, v)
         lq, lk = q.shape[2], k.shape[2]
         dropout_p = self.dropout if self.training else 0.0
+        check_mask_shape(mask, q.shape[0], self.n_heads, lq, lk)
         mask = elide_mask(mask)
 
         if dropout_p > 0 and not need_weights and q.device.type == "cpu":  # CUDA: SDPA has fused dropout

@@ -7,10 +7,22 @@ network ``W2 act(W1 x)``; a router ``x W_g`` scores the experts, and each token 
 - gating (Shazeer et al. 2017, eq. 3-5, without the noise term): ``G(x) = softmax(KeepTopK(x W_g, k))``, i.e. the
   softmax over the k best logits; the output is ``sum_{e in top-k} G(x)_e E_e(x)``;
 - capacity (GShard, Lepikhin et al. 2020; Switch, Fedus et al. 2021): in training each expert takes at most
-  ``C = ceil(capacity_factor * N * k / n_experts)`` of the N tokens of a call; first choices are placed before
-  second choices (GShard's priority), in token order within a choice, and an assignment beyond C is dropped (its
-  gate contributes nothing; the layer's residual carries the token). In evaluation nothing is dropped, so that a
-  token's output never depends on the other tokens of the batch (incremental decoding equals a full forward);
+  ``C = ceil(capacity_factor * N * k / n_experts)`` of the N tokens of a call, and an assignment beyond C is
+  dropped (its gate contributes nothing; the layer's residual carries the token). Which assignments are kept is
+  the *priority*, ``priority=``:
+
+  * ``"position"`` (default; **causal priority**, a deviation from GShard for decoder-only models): the slots of
+    every expert are filled in sequence-position order over ALL choices -- every assignment (first, second, ...
+    choice) of position i comes before any assignment of position i + 1 (at one position: first choices of the
+    batch rows, then their second choices, ...). A token's routing then depends only on the tokens at its own
+    and earlier positions, so training stays causal: a later token's first choice can never evict an earlier
+    token's second choice (tested). The capacity C itself counts the call's real tokens, so it changes only when
+    the padding changes, not when later tokens do;
+  * ``"choice"`` (GShard's priority): all first choices before all second choices, in token order within a
+    choice. NOT causal in training: a later token's first choice evicts an earlier token's second choice.
+
+  In evaluation nothing is dropped under either priority, so that a token's output never depends on the other
+  tokens of the batch (incremental decoding equals a full forward);
 - load balancing, ``balance=``:
 
   * ``"importance"`` (default; Shazeer et al. 2017, eq. 6, ``L_importance``): the squared coefficient of variation
@@ -40,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 BALANCE_LOSSES = ("importance", "switch")
+PRIORITIES = ("position", "choice")
 
 
 def cv_squared(x: Tensor, eps: float = 1e-10) -> Tensor:
@@ -47,6 +60,12 @@ def cv_squared(x: Tensor, eps: float = 1e-10) -> Tensor:
     if x.numel() <= 1:
         return x.new_zeros(())
     return x.var(unbiased=False) / (x.mean() ** 2 + eps)
+
+
+def queue_positions(assigned: Tensor, n_experts: int) -> Tensor:
+    """Expert index of each assignment, in priority order (M,) -> its place in that expert's queue (M,)."""
+    onehot = F.one_hot(assigned, n_experts)  # (M, E)
+    return ((onehot.cumsum(0) - 1) * onehot).sum(-1)
 
 
 class MoEFeedForward(nn.Module):
@@ -62,11 +81,13 @@ class MoEFeedForward(nn.Module):
         balance: ``"importance"`` (Shazeer et al. 2017) or ``"switch"`` (Fedus et al. 2021).
         dropout: dropout inside each expert, after the activation.
         activation: ``"relu"`` or ``"gelu"``.
+        priority: which assignments take an expert's capacity slots first: ``"position"`` (causal, default) or
+            ``"choice"`` (GShard); see the module docstring.
     """
 
     def __init__(self, d_model: int, d_ff: int, n_experts: int = 16, top_k: int = 2, capacity_factor: float = 1.25,
                  aux_loss_weight: float = 0.01, balance: str = "importance", dropout: float = 0.0,
-                 activation: str = "relu"):
+                 activation: str = "relu", priority: str = "position"):
         super().__init__()
         if not 1 <= top_k <= n_experts:
             raise ValueError(f"need 1 <= top_k ({top_k}) <= n_experts ({n_experts})")
@@ -74,6 +95,9 @@ class MoEFeedForward(nn.Module):
             raise ValueError(f"capacity_factor must be > 0, got {capacity_factor}")
         if balance not in BALANCE_LOSSES:
             raise ValueError(f"balance={balance!r} is not one of {BALANCE_LOSSES}")
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority={priority!r} is not one of {PRIORITIES}")
+        self.priority = priority
         self.n_experts, self.top_k, self.capacity_factor = n_experts, top_k, capacity_factor
         self.aux_loss_weight, self.balance, self.dropout = aux_loss_weight, balance, dropout
         self.activation = {"relu": F.relu, "gelu": F.gelu}[activation]
@@ -113,13 +137,20 @@ class MoEFeedForward(nn.Module):
         gates = torch.softmax(top_logits, dim=-1, dtype=acc).to(x.dtype)  # (N, k) Shazeer's G(x) on the top k
         aux = self.aux_loss_weight * self.balance_loss(probs, experts)
 
-        # queue position of every assignment in its expert: first choices first (GShard), token order within
-        onehot = F.one_hot(experts.t().reshape(-1), e)  # (k*N, E), choice-major
+        # queue position of every assignment in its expert, assignments listed choice-major (k*N,)
+        assigned = experts.t().reshape(-1)
         # evaluation keeps every assignment: the buffer is as deep as the busiest expert's queue
-        cap = self.capacity(n) if self.training else int(onehot.sum(0).max())
-        position = ((onehot.cumsum(0) - 1) * onehot).sum(-1)  # (k*N,)
+        cap = self.capacity(n) if self.training else int(torch.bincount(assigned, minlength=e).max())
+        if self.training and self.priority == "position":
+            # causal priority: sort by (sequence position, choice); the stable sort keeps the row order within
+            pos = torch.arange(n, device=x.device) if idx is None else idx
+            key = (pos % length).repeat(k) * k + torch.arange(k, device=x.device).repeat_interleave(n)
+            order = torch.argsort(key, stable=True)
+            position = torch.empty_like(order).scatter_(0, order, queue_positions(assigned[order], e))
+        else:  # GShard: first choices first, token order within a choice (in evaluation the order is irrelevant)
+            position = queue_positions(assigned, e)
         kept = position < cap
-        slot = experts.t().reshape(-1) * cap + position  # row in the (E*C) dispatch buffer
+        slot = assigned * cap + position  # row in the (E*C) dispatch buffer
         token_of = torch.arange(n, device=x.device).repeat(k)  # (k*N,)
         slot, token_of = slot[kept], token_of[kept]
         gate = gates.t().reshape(-1)[kept]

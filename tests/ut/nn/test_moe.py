@@ -112,3 +112,88 @@ def test_padding_is_not_routed():
     assert bool((out[1, 4:] == 0).all())
     torch.testing.assert_close(out[0], moe(x[:1])[0][0])
     torch.testing.assert_close(out[1, :4], moe(x[1:, :4])[0][0])
+
+
+# ---------------------------------------------------------------------------------------------- causal priority
+def changed_after(x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    y = x.clone()
+    y[:, k:] = torch.randn(y[:, k:].shape, generator=g, dtype=x.dtype)
+    return y
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_position_priority_is_causal_in_training(masked):
+    """Outputs before position k do not move when the tokens at k.. change (train mode, capacity binding)."""
+    worst_choice, dropped = 0.0, 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        moe = MoEFeedForward(D, F_, n_experts=E, top_k=2, capacity_factor=1.25).double().train()
+        choice = MoEFeedForward(D, F_, n_experts=E, top_k=2, capacity_factor=1.25, priority="choice").double().train()
+        choice.load_state_dict(moe.state_dict())
+        x = torch.randn(3, 16, D, dtype=torch.float64)
+        mask = None
+        if masked:
+            mask = torch.ones(3, 16, dtype=torch.bool)
+            mask[0, 12:] = False
+            mask[2, :3] = False
+        y = changed_after(x, 8, seed)
+        out_x, out_y = moe(x, mask)[0], moe(y, mask)[0]
+        torch.testing.assert_close(out_x[:, :8], out_y[:, :8], rtol=0, atol=0)
+        dropped += int((~moe.last_routing["kept"]).sum())
+        with torch.no_grad():
+            worst_choice = max(worst_choice, float((choice(x, mask)[0][:, :8] - choice(y, mask)[0][:, :8]).abs().max()))
+    assert dropped > 0  # the capacity did bind
+    assert worst_choice > 1e-3  # GShard's choice priority is not causal: the test can tell
+
+
+def test_a_later_first_choice_cannot_evict_an_earlier_second_choice():
+    moe = MoEFeedForward(D, F_, n_experts=E, top_k=2, capacity_factor=0.5).double().train()
+    with torch.no_grad():
+        moe.router.weight.zero_()
+        moe.router.weight[0, 0] = 1.0  # expert 0 scores x_0
+        moe.router.weight[1, 1] = 1.0  # expert 1 scores x_1
+    x = torch.zeros(1, 8, D, dtype=torch.float64)
+    x[0, 0, 1], x[0, 0, 0] = 3.0, 2.0  # token 0: first choice expert 1, second choice expert 0
+    x[0, 1:, 0] = 5.0  # every later token: first choice expert 0
+    moe(x)
+    cap = moe.capacity(8)  # ceil(0.5 * 8 * 2 / 4) = 2
+    experts, kept = moe.last_routing["experts"], moe.last_routing["kept"]
+    assert experts[0].tolist() == [1, 0] and bool(kept[0, 1])  # token 0's second choice keeps its slot
+    assert kept[1:, 0].tolist() == [True] * (cap - 1) + [False] * (8 - cap)  # later first choices fill the rest
+
+    gshard = MoEFeedForward(D, F_, n_experts=E, top_k=2, capacity_factor=0.5, priority="choice").double().train()
+    gshard.load_state_dict(moe.state_dict())
+    gshard(x)
+    assert not bool(gshard.last_routing["kept"][0, 1])  # GShard: evicted by later tokens' first choices
+
+
+def test_priority_is_validated():
+    from ut.models import build_model
+
+    with pytest.raises(ValueError, match="priority"):
+        MoEFeedForward(D, F_, priority="random")
+    for name in ("decoder_only", "universal_decoder_only"):
+        with pytest.raises(ValueError, match="moe_priority='random' is not one of"):
+            build_model(name, {"layer_pattern": "full-moe", "moe_priority": "random"})
+        assert build_model(name, {"d_model": 16, "n_heads": 2, "d_ff": 32, "layer_pattern": "full-moe",
+                                  "n_experts": 2}).layers[0].transition.priority == "position"  # the default
+
+
+@pytest.mark.parametrize("name", ["decoder_only", "universal_decoder_only"])
+def test_decoder_only_moe_is_causal_in_training(name):
+    """``layer_pattern="locm-moe/redm"``, 4 experts, capacity 1.25, train mode with dropout 0: logits before
+    position 8 are unchanged when the tokens from 8 on change (GShard's priority moved them by up to ~0.3)."""
+    from ut.models import build_model
+
+    for seed in range(4):
+        torch.manual_seed(seed)
+        cfg = dict(vocab_size=50, d_model=32, n_heads=4, d_ff=64, layer_pattern="locm-moe/redm", n_experts=4,
+                   moe_capacity_factor=1.25, block_size=4, compression=2, dropout=0.0)
+        if name == "universal_decoder_only":
+            cfg["n_steps"] = 2
+        m = build_model(name, cfg).train()
+        x = torch.randint(5, 50, (2, 16))
+        y = x.clone()
+        y[:, 8:] = torch.randint(5, 50, (2, 8))
+        torch.testing.assert_close(m(x).logits[:, :8], m(y).logits[:, :8], rtol=0, atol=1e-6)
