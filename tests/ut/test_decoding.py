@@ -224,7 +224,8 @@ def test_sampling_draws_only_from_the_nucleus_with_the_right_frequencies():
     row = torch.tensor([0.0, 0.0, 0.45, 0.3, 0.15, 0.1]).clamp(min=1e-9).log()
     table = row.expand(v, v).clone()  # same distribution after any token; EOS (2) has 0.45
     model = MarkovModel(table)
-    out = sample_decode(model, {"n": 4000}, max_len=1, eos_id=EOS, top_p=0.7, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    out = sample_decode(model, {"n": 4000}, max_len=1, eos_id=EOS, top_p=0.7, generator=gen)
     drawn = out.sequences[:, 0]
     assert set(drawn.tolist()) == {2, 3}  # nucleus of 0.7: 0.45 + 0.3
     assert (drawn == 2).float().mean().item() == pytest.approx(0.45 / 0.75, abs=0.03)  # renormalised

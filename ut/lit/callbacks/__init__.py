@@ -1,9 +1,10 @@
-"""Training callbacks: resumable data order, attention maps, ACT ponder maps, results tables."""
+"""Training callbacks: resumable data order, attention maps, ACT ponder maps, results tables, prediction writer."""
 
 from ut.lit.callbacks.attention_maps import AttentionMapCallback
 from ut.lit.callbacks.ponder_maps import PonderMapCallback
+from ut.lit.callbacks.prediction_writer import PredictionWriter
 from ut.lit.callbacks.results_table import ResultsTableCallback
 from ut.lit.callbacks.resumable_order import ResumableDataOrder, ResumableShuffleSampler
 
-__all__ = ["AttentionMapCallback", "PonderMapCallback", "ResultsTableCallback", "ResumableDataOrder",
-           "ResumableShuffleSampler"]
+__all__ = ["AttentionMapCallback", "PonderMapCallback", "PredictionWriter", "ResultsTableCallback",
+           "ResumableDataOrder", "ResumableShuffleSampler"]
