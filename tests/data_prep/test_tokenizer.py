@@ -86,3 +86,30 @@ def test_single_texts_are_never_padded(trained):
     _, path = trained
     alone = Tokenizer.from_file(str(path))
     assert 0 not in alone.encode("the universal transformer").ids
+
+
+def test_round_trip_on_real_wikipedia_text(shared_data, tmp_path):
+    """Raw (cased, punctuated, Unicode) paragraphs of the real enwiki excerpt: the saved file alone gives the
+    pipeline's ids, and decodes them to the pipeline's normalised text."""
+    from data_prep.dump import iter_dump_pages
+    from data_prep.wikitext import wikitext_to_sections
+
+    dump = shared_data / "wiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+    paragraphs = []
+    for page in iter_dump_pages(dump):
+        if page["namespace"] != 0 or page["redirect"]:
+            continue
+        for section in wikitext_to_sections(page["wikitext"]):
+            paragraphs += [p for p in section["text"].split("\n") if p.strip()]
+        if len(paragraphs) > 400:
+            break
+    tokenizer = train_tokenizer([normalize_text(p) for p in paragraphs], vocab_size=2048)
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    alone = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    mismatched = [p for p in paragraphs if alone.encode(p).ids != encode(tokenizer, normalize_text(p))]
+    assert not mismatched, mismatched[:2]
+    assert sum(p != normalize_text(p) for p in paragraphs) > 0.9 * len(paragraphs)  # the raw text really is raw
+    for p in paragraphs[:100]:
+        ids = alone.encode(p).ids
+        if tokenizer.token_to_id("<unk>") not in ids:
+            assert alone.decode(ids) == normalize_text(p)
