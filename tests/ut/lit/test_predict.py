@@ -144,3 +144,33 @@ def test_lm_sampling_is_seeded_and_top_k_one_is_greedy(lm_run, tmp_path):
     expected = [model.text.decode(s[:n]) for s, n in zip(out.sequences.tolist(), out.lengths.tolist())]
     assert [r["prediction"] for r in sampled[0]] == expected
     assert model.generate(["the cat sat on the", "and then"], max_len=6, temperature=2.0, seed=3) == expected
+
+
+@pytest.mark.parametrize("fmt", ["lm", "seq2seq"])
+def test_wikisum_predict_on_raw_text_and_the_checkpoint_generates_alone(tmp_path, fmt):
+    import lightning as L
+
+    from tests.experiments.wikisum_fixtures import build_tiny_wikisum
+    from ut.data.wikisum import WikiSumDataModule
+    from ut.lit import LanguageModelModule, Seq2SeqModule
+    from ut.lit.callbacks import PredictionWriter
+
+    build = build_tiny_wikisum(tmp_path / "wikisum")
+    dm = WikiSumDataModule(str(build), format=fmt, input_length=32, target_length=16, batch_size=4)
+    tiny = {"d_model": 16, "n_heads": 2, "d_ff": 32}
+    if fmt == "lm":
+        module = LanguageModelModule("decoder_only", {**tiny, "n_layers": 1, "layer_pattern": "loc", "block_size": 8})
+    else:
+        module = Seq2SeqModule("transformer", {**tiny, "n_encoder_layers": 1, "n_decoder_layers": 1})
+    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, default_root_dir=str(tmp_path))
+    trainer.fit(module, dm)
+    ckpt = tmp_path / "w.ckpt"
+    trainer.save_checkpoint(ckpt)
+    texts = ["Topic 3 is a Famous Castle, close to the old River.", "The Museum near the Bridge!"]
+    writer = PredictionWriter(output=str(tmp_path / "p.jsonl"), texts=texts, max_len=6, beam_size=2)
+    L.Trainer(logger=False, enable_progress_bar=False, callbacks=[writer]).predict(module, dm, return_predictions=False)
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    model = ut.load(ckpt)  # the checkpoint carries the build's tokenizer: no data folder needed from here on
+    assert model.text.tokenizer.to_str() == dm.tokenizer.to_str()
+    assert [r["prediction"] for r in rows] == model.generate(texts, max_len=6, beam_size=2)
