@@ -5,6 +5,8 @@
     ut-train test --config ... --ckpt_path <run>/checkpoints/last.ckpt
     ut-train fit  --config ... --trainer.fast_dev_run true # smoke test
     ut-train fit  --config ... --run.logger csv            # no W&B
+    ut-train predict --config <run>/config.yaml --ckpt_path <run>/checkpoints/last.ckpt \
+        --prediction.output preds.jsonl [--prediction.file texts.txt] [--prediction.beam_size 4]
 
 A config names the LightningModule (``model.class_path``: :class:`ut.lit.Seq2SeqModule`,
 :class:`ut.lit.LanguageModelModule` or :class:`ut.lit.ClassificationModule`), the model in it (``model_name`` +
@@ -18,7 +20,10 @@ What the CLI adds to a plain LightningCLI:
 - a ``ModelCheckpoint`` writing ``<run dir>/checkpoints/last.ckpt`` (so that ``--ckpt_path last`` resumes), unless
   the config has its own;
 - :class:`ut.lit.callbacks.ResumableDataOrder` seeded by ``seed_everything`` (resume with the same data order);
-- the full resolved config logged to every logger and saved as ``config.yaml`` in the run folder.
+- the full resolved config logged to every logger and saved as ``config.yaml`` in the run folder;
+- for ``predict``, the ``prediction`` section (:class:`ut.lit.callbacks.PredictionWriter`: inputs, search, output
+  file, by default ``<run dir>/predictions.jsonl``) as a callback unless the trainer's callbacks hold one, and the
+  config saved as ``predict_config.yaml`` (the run's ``config.yaml`` stays the fit's).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from ut.lit.base import TrainingModule
+from ut.lit.callbacks.prediction_writer import PredictionWriter
 from ut.lit.callbacks.resumable_order import ResumableDataOrder
 from ut.lit.run_config import RunConfig
 
@@ -52,6 +58,7 @@ class UTCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(RunConfig, "run")
+        parser.add_class_arguments(PredictionWriter, "prediction", instantiate=False)
 
     def _run_settings(self):
         cfg = self.config.get(str(self.subcommand), self.config)
@@ -76,6 +83,10 @@ class UTCLI(LightningCLI):
                                              enable_version_counter=False,
                                              every_n_train_steps=run.checkpoint_every_n_steps))
         callbacks.append(ResumableDataOrder(seed=seed))
+        if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
+            cfg = self.config.get(str(self.subcommand), self.config)
+            callbacks.append(PredictionWriter(**cfg["prediction"].as_dict()))
+            self.save_config_kwargs.setdefault("config_filename", "predict_config.yaml")  # keep the fit's config
         kwargs["callbacks"] = callbacks
         self.save_config_kwargs.setdefault("overwrite", True)
         return super().instantiate_trainer(**kwargs)

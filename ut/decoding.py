@@ -14,6 +14,24 @@ which is not the same. Hypotheses are finalised as in fairseq: a candidate endin
 the top ``beam`` candidates of its step, and a batch row is done once it holds ``beam`` finished hypotheses (so beam
 1 is exactly greedy decoding, for any alpha). Rows that reach ``max_len`` finalise their live beams unterminated.
 
+Constraints shared by every search (applied to the next-token log-probabilities before the choice; scores stay
+the model's own log-probabilities of the chosen tokens):
+
+- ``min_len``: EOS is forbidden while fewer than ``min_len`` tokens were generated (so an output holds at least
+  ``min_len`` tokens before its EOS), as Hugging Face's ``min_length`` / fairseq's ``min_len``;
+- ``no_repeat_ngram_size`` n: a token that would complete an n-gram already present in the hypothesis's generated
+  tokens is forbidden (Paulus et al. 2018, "A Deep Reinforced Model for Abstractive Summarization", trigram
+  blocking; fairseq / Hugging Face ``no_repeat_ngram_size``). Only generated tokens count, not the prefix (HF counts
+  a decoder-only model's prompt too). When the constraints leave a row no token at all, it may end with EOS.
+
+Sampling (:func:`sample_decode`, for language models): temperature, then top-k (Fan et al. 2018, "Hierarchical
+Neural Story Generation"), then nucleus / top-p (Holtzman et al. 2020, "The Curious Case of Neural Text
+Degeneration") on the constrained log-probabilities, the order Hugging Face uses. Temperature 0 or top-k 1 is the
+argmax, i.e. greedy decoding. A ``torch.Generator`` makes sampling reproducible.
+
+:class:`GenerationConfig` names one search with its settings and :func:`generate` runs it (used by prediction and
+the ``ut.load`` API).
+
 Padded prefixes: decoder-only models left-align their prefixes, which is exact for full attention. A model whose
 attention cuts blocks by tensor index (local, memory-compressed: T-DMCA, UT-DMCA) says
 ``exact_with_padded_prefixes = False``; for it, a batch whose prefixes differ in length is decoded one row at a time
@@ -55,6 +73,64 @@ def gnmt_length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def _ngram_bans(seq: list[int], n: int) -> list[int]:
+    """Tokens that would complete an n-gram already in ``seq`` (the generated tokens of one hypothesis)."""
+    if n <= 0 or len(seq) < n - 1:
+        return []
+    if n == 1:
+        return list(set(seq))
+    prefix = tuple(seq[len(seq) - n + 1 :])
+    return [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i : i + n - 1]) == prefix]
+
+
+def constrain_log_probs(logp: Tensor, generated: Tensor, eos_id: int, min_len: int = 0,
+                        no_repeat_ngram_size: int = 0) -> Tensor:
+    """Apply ``min_len`` and ``no_repeat_ngram_size`` (module docstring) to next-token log-probabilities.
+
+    Args:
+        logp: Float[R, V], one row per hypothesis.
+        generated: Long[R, t], the tokens each hypothesis generated so far.
+    Returns a copy with forbidden tokens at -inf; a row left with no token gets EOS back.
+    """
+    t = generated.shape[1]
+    if (min_len <= 0 or t >= min_len) and no_repeat_ngram_size <= 0:
+        return logp
+    original, logp = logp, logp.clone()
+    if t < min_len:
+        logp[:, eos_id] = float("-inf")
+    if no_repeat_ngram_size > 0 and t >= no_repeat_ngram_size - 1:
+        for r, seq in enumerate(generated.tolist()):
+            bans = _ngram_bans(seq, no_repeat_ngram_size)
+            if bans:
+                logp[r, bans] = float("-inf")
+    dead = torch.isneginf(logp).all(-1)
+    if bool(dead.any()):
+        logp[dead, eos_id] = original[dead, eos_id]
+    return logp
+
+
+def top_k_filter(logits: Tensor, k: int) -> Tensor:
+    """Keep the ``k`` largest logits of each row (ties at the k-th value kept), the rest -inf; ``k <= 0``: all."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = logits.topk(k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: Tensor, p: float) -> Tensor:
+    """Nucleus filtering (Holtzman et al. 2020): keep the smallest set of most likely tokens whose probability sums
+    to at least ``p`` (the most likely token always), the rest -inf; ``p >= 1``: all."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    mass_before = probs.cumsum(-1) - probs  # probability of the tokens ranked above
+    drop_sorted = mass_before >= p
+    drop_sorted[..., 0] = False
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
 @dataclass
 class GreedyOutput:
     sequences: Tensor  # Long[B, T], generated tokens (EOS included when produced), pad after EOS
@@ -85,10 +161,35 @@ def _pad_cat(tensors: list[Tensor], dim: int, value) -> Tensor:
 
 
 @torch.no_grad()
-def greedy_decode(model, batch: dict[str, Tensor], max_len: int, eos_id: int, pad_id: int = 0) -> GreedyOutput:
-    """Greedy decoding: the most likely token at every step, until EOS or ``max_len`` tokens."""
+def greedy_decode(model, batch: dict[str, Tensor], max_len: int, eos_id: int, pad_id: int = 0, *,
+                  min_len: int = 0, no_repeat_ngram_size: int = 0) -> GreedyOutput:
+    """Greedy decoding: the most likely allowed token at every step, until EOS or ``max_len`` tokens."""
+    return _left_to_right(model, batch, max_len, eos_id, pad_id, min_len, no_repeat_ngram_size, None)
+
+
+@torch.no_grad()
+def sample_decode(model, batch: dict[str, Tensor], max_len: int, eos_id: int, pad_id: int = 0, *,
+                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_len: int = 0,
+                  no_repeat_ngram_size: int = 0, generator: torch.Generator | None = None) -> GreedyOutput:
+    """Ancestral sampling with temperature, top-k and top-p (module docstring); ``scores`` are the model's summed
+    log-probabilities of the sampled tokens (before temperature and filtering)."""
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature >= 0, top_k >= 0, 0 < top_p <= 1; got {temperature}, {top_k}, {top_p}")
+
+    def pick(logp: Tensor) -> Tensor:
+        if temperature == 0 or top_k == 1:
+            return logp.argmax(-1)
+        logits = top_p_filter(top_k_filter(logp / temperature, top_k), top_p)
+        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+    return _left_to_right(model, batch, max_len, eos_id, pad_id, min_len, no_repeat_ngram_size, pick)
+
+
+def _left_to_right(model, batch, max_len, eos_id, pad_id, min_len, no_repeat_ngram_size, pick) -> GreedyOutput:
+    """One token per step per row, chosen by ``pick(constrained log-probs) -> Long[B]`` (None: argmax)."""
     if _rows_needing_separate_decoding(model, batch):
-        rows = [greedy_decode(model, _row(batch, i), max_len, eos_id, pad_id) for i in range(len(batch["input_ids"]))]
+        rows = [_left_to_right(model, _row(batch, i), max_len, eos_id, pad_id, min_len, no_repeat_ngram_size, pick)
+                for i in range(len(batch["input_ids"]))]
         return GreedyOutput(_pad_cat([r.sequences for r in rows], 1, pad_id), torch.cat([r.scores for r in rows]),
                             torch.cat([r.lengths for r in rows]))
     state, tokens = model.start_decoding(batch)
@@ -99,10 +200,12 @@ def greedy_decode(model, batch: dict[str, Tensor], max_len: int, eos_id: int, pa
     done = torch.zeros(b, dtype=torch.bool, device=tokens.device)
     for t in range(max_len):
         logp = torch.log_softmax(model.decode_step(tokens, state).float(), dim=-1)
-        best_lp, tokens = logp.max(dim=-1)
+        allowed = constrain_log_probs(logp, out[:, :t], eos_id, min_len, no_repeat_ngram_size)
+        tokens = allowed.argmax(-1) if pick is None else pick(allowed)
+        chosen_lp = logp.gather(1, tokens[:, None]).squeeze(1)
         tokens = tokens.masked_fill(done, pad_id)
         out[:, t] = tokens
-        scores += best_lp.masked_fill(done, 0.0)
+        scores += chosen_lp.masked_fill(done, 0.0)
         newly = ~done & (tokens == eos_id)
         lengths[newly] = t + 1
         done |= newly
@@ -122,11 +225,12 @@ class BeamSearchOutput:
 @torch.no_grad()
 def beam_search(
     model, batch: dict[str, Tensor], beam_size: int = 4, alpha: float = 0.6, max_len: int = 100, eos_id: int = 2,
-    pad_id: int = 0,
+    pad_id: int = 0, *, min_len: int = 0, no_repeat_ngram_size: int = 0,
 ) -> BeamSearchOutput:
-    """Batched beam search with the GNMT length penalty (see module docstring)."""
+    """Batched beam search with the GNMT length penalty and the shared constraints (see module docstring)."""
     if _rows_needing_separate_decoding(model, batch):
-        rows = [beam_search(model, _row(batch, i), beam_size, alpha, max_len, eos_id, pad_id)
+        rows = [beam_search(model, _row(batch, i), beam_size, alpha, max_len, eos_id, pad_id, min_len=min_len,
+                            no_repeat_ngram_size=no_repeat_ngram_size)
                 for i in range(len(batch["input_ids"]))]
         return BeamSearchOutput(_pad_cat([r.sequences for r in rows], 2, pad_id), torch.cat([r.scores for r in rows]),
                                 torch.cat([r.log_probs for r in rows]), torch.cat([r.lengths for r in rows]))
@@ -143,6 +247,7 @@ def beam_search(
 
     for _ in range(max_len):
         logp = torch.log_softmax(model.decode_step(tokens, state).float(), dim=-1)  # (B*K, V)
+        logp = constrain_log_probs(logp, alive_seqs.reshape(b * k, -1), eos_id, min_len, no_repeat_ngram_size)
         v = logp.shape[-1]
         cand = (alive_scores[:, :, None] + logp.view(b, k, v)).view(b, k * v)
         top_scores, top_idx = cand.topk(min(2 * k, k * v), dim=-1)  # (B, 2K)
@@ -204,3 +309,67 @@ def _pack(finished, k: int, pad_id: int, device) -> BeamSearchOutput:
             seqs[r, j, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             scores[r, j], raw[r, j], lengths[r, j] = pen, s, len(seq)
     return BeamSearchOutput(seqs.to(device), scores.to(device), raw.to(device), lengths.to(device))
+
+
+@dataclass
+class GenerationConfig:
+    """One search and its settings (what :func:`generate` runs).
+
+    Greedy by default; ``beam_size > 1``: beam search; ``sample=True``: sampling (language models, the UT paper's
+    LAMBADA and WikiSum T-D models alike). Liu et al. 2018 decode WikiSum with beam 4, alpha 0.6.
+    """
+
+    beam_size: int = 1  # hypotheses kept per row (1: greedy)
+    alpha: float = 0.6  # GNMT length penalty exponent (beam search only)
+    max_len: int = 100  # generated tokens at most (EOS included)
+    min_len: int = 0  # EOS forbidden before this many generated tokens
+    no_repeat_ngram_size: int = 0  # forbid repeating an n-gram of the output (0: off; 3: trigram blocking)
+    sample: bool = False  # sample instead of taking the argmax
+    temperature: float = 1.0  # sampling temperature (0: argmax)
+    top_k: int = 0  # sample among the k most likely tokens (0: all)
+    top_p: float = 1.0  # sample within the nucleus of this probability mass (1: all)
+    seed: int | None = None  # sampling seed (None: the global torch generator)
+
+    def __post_init__(self):
+        problems = []
+        if self.beam_size < 1:
+            problems.append(f"beam_size={self.beam_size} must be >= 1")
+        if self.max_len < 1:
+            problems.append(f"max_len={self.max_len} must be >= 1")
+        if not 0 <= self.min_len <= self.max_len:
+            problems.append(f"min_len={self.min_len} must be in [0, max_len={self.max_len}]")
+        if self.no_repeat_ngram_size < 0:
+            problems.append(f"no_repeat_ngram_size={self.no_repeat_ngram_size} must be >= 0")
+        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            problems.append(f"need temperature >= 0, top_k >= 0, 0 < top_p <= 1 (got {self.temperature}, "
+                            f"{self.top_k}, {self.top_p})")
+        if self.sample and self.beam_size > 1:
+            problems.append("sampling is one hypothesis per row: use beam_size=1 with sample=True")
+        if problems:
+            raise ValueError("GenerationConfig: " + "; ".join(problems))
+
+
+@dataclass
+class Generated:
+    sequences: Tensor  # Long[B, T], the best (or sampled) output of each row, EOS included when produced, pad after
+    scores: Tensor  # Float[B], summed log-probabilities (beam search: penalised by lp(len))
+    lengths: Tensor  # Long[B], tokens up to and including EOS
+
+
+def generate(model, batch: dict[str, Tensor], config: GenerationConfig, eos_id: int, pad_id: int = 0) -> Generated:
+    """Run the search ``config`` names on ``batch`` (the model's decoding protocol, module docstring)."""
+    c = config
+    constraints = {"min_len": c.min_len, "no_repeat_ngram_size": c.no_repeat_ngram_size}
+    if c.beam_size > 1:
+        out = beam_search(model, batch, c.beam_size, c.alpha, c.max_len, eos_id, pad_id, **constraints)
+        return Generated(out.sequences[:, 0], out.scores[:, 0], out.lengths[:, 0])
+    if c.sample:
+        gen = None
+        if c.seed is not None:
+            device = next((v.device for v in batch.values() if isinstance(v, Tensor)), torch.device("cpu"))
+            gen = torch.Generator(device=device).manual_seed(c.seed)
+        out = sample_decode(model, batch, c.max_len, eos_id, pad_id, temperature=c.temperature, top_k=c.top_k,
+                            top_p=c.top_p, generator=gen, **constraints)
+    else:
+        out = greedy_decode(model, batch, c.max_len, eos_id, pad_id, **constraints)
+    return Generated(out.sequences, out.scores, out.lengths)

@@ -8,6 +8,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from data_prep.build import BuildConfig, build_dataset
+from data_prep.paragraphs import normalize_text
 from data_prep.splits import split_of_title
 from tests.data_prep.fixtures import standard_pages, write_dump
 
@@ -51,6 +52,9 @@ def test_layout_columns_tokenizer_and_card(built):
     tokenizer = Tokenizer.from_file(str(built / "tokenizer.json"))
     assert special["sep_id"] in row["input_ids_tfidf"]
     assert tokenizer.decode(row["target_ids"]) == row["target"]
+    # self-contained: the file alone normalises raw text as the pipeline does before encoding
+    assert tokenizer.encode(row["title"]).ids == tokenizer.encode(normalize_text(row["title"])).ids
+    assert tokenizer.decode(tokenizer.encode(row["title"]).ids) == row["title"].lower()
     card = json.loads((built / "data_card.json").read_text())
     assert card["skip_reasons"] == {"disambiguation": 1, "not_namespace_0": 1, "redirect": 1}
     assert card["counts"]["examples"] == 12

@@ -115,3 +115,146 @@ def test_length_penalty_prefers_longer_hypotheses():
     long = beam_search(MarkovModel(table), {"n": 1}, beam_size=2, alpha=3.0, max_len=4, eos_id=EOS)
     assert short.sequences[0, 0, :1].tolist() == [EOS]  # no penalty: the likelier short output wins
     assert long.sequences[0, 0, :3].tolist() == [3, 4, EOS]  # log .4 / lp(3) > log .6 / lp(1) for alpha 3
+
+
+# ---------------------------------------------------------------- constraints and sampling
+from ut.decoding import (  # noqa: E402
+    GenerationConfig,
+    constrain_log_probs,
+    generate,
+    sample_decode,
+    top_k_filter,
+    top_p_filter,
+)
+
+
+def repeating_chain(v=6):
+    """A chain that wants to loop 3 -> 4 -> 3 -> 4 ... and rarely ends."""
+    table = torch.full((v, v), math.log(1e-4))
+    table[1, 3] = table[3, 4] = table[4, 3] = math.log(0.9)
+    table[:, EOS] = math.log(1e-3)
+    return torch.log_softmax(table, -1)
+
+
+def ngrams(seq, n):
+    return [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_no_repeat_ngram_blocks_every_repeat(n, search):
+    table = repeating_chain()
+    model = MarkovModel(table)
+    free = greedy_decode(model, {"n": 1}, max_len=8, eos_id=EOS)
+    assert len(set(ngrams(free.sequences[0].tolist(), n))) < len(ngrams(free.sequences[0].tolist(), n))  # repeats
+    if search == "greedy":
+        out = greedy_decode(model, {"n": 2}, max_len=8, eos_id=EOS, no_repeat_ngram_size=n)
+        seqs = [out.sequences[r, : out.lengths[r]].tolist() for r in range(2)]
+    else:
+        out = beam_search(model, {"n": 2}, beam_size=3, max_len=8, eos_id=EOS, no_repeat_ngram_size=n)
+        seqs = [out.sequences[r, j, : out.lengths[r, j]].tolist() for r in range(2) for j in range(3)]
+    for seq in seqs:
+        body = [t for t in seq if t != EOS]
+        grams = ngrams(body, n)
+        assert len(grams) == len(set(grams)), f"repeated {n}-gram in {seq}"
+
+
+def test_no_repeat_ngram_bans_exactly_the_completing_tokens():
+    logp = torch.zeros(1, 8)
+    out = constrain_log_probs(logp, torch.tensor([[5, 6, 7, 5, 6]]), EOS, no_repeat_ngram_size=3)
+    assert torch.isinf(out[0]).nonzero().flatten().tolist() == [7]  # "5 6" was followed by 7
+    out = constrain_log_probs(logp, torch.tensor([[5, 6, 5, 7, 5]]), EOS, no_repeat_ngram_size=2)
+    assert torch.isinf(out[0]).nonzero().flatten().tolist() == [6, 7]
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam", "sample"])
+def test_min_len_blocks_eos_before_min_len(search):
+    table = torch.full((5, 5), math.log(1e-3))
+    table[:, EOS] = 0.0  # EOS is by far the likeliest token everywhere
+    table = torch.log_softmax(table, -1)
+    model = MarkovModel(table)
+    kw = {"max_len": 10, "eos_id": EOS, "min_len": 4}
+    if search == "greedy":
+        lengths = greedy_decode(model, {"n": 3}, **kw).lengths.flatten()
+        assert greedy_decode(model, {"n": 3}, max_len=10, eos_id=EOS).lengths.tolist() == [1, 1, 1]
+    elif search == "beam":
+        lengths = beam_search(model, {"n": 3}, beam_size=3, **kw).lengths.flatten()
+    else:
+        lengths = sample_decode(model, {"n": 3}, generator=torch.Generator().manual_seed(0), **kw).lengths
+    assert lengths.tolist() == [5] * len(lengths)  # 4 tokens, then EOS at once
+
+
+def test_beam_one_equals_greedy_with_constraints():
+    table = repeating_chain()
+    kw = {"max_len": 7, "eos_id": EOS, "min_len": 2, "no_repeat_ngram_size": 2}
+    g = greedy_decode(MarkovModel(table), {"n": 2}, **kw)
+    b = beam_search(MarkovModel(table), {"n": 2}, beam_size=1, alpha=0.6, **kw)
+    assert torch.equal(b.sequences[:, 0, : g.sequences.shape[1]], g.sequences)
+    torch.testing.assert_close(b.log_probs[:, 0], g.scores)
+
+
+def test_top_k_one_and_zero_temperature_equal_greedy():
+    table = chain(v=7, seed=4)
+    g = greedy_decode(MarkovModel(table), {"n": 4}, max_len=6, eos_id=EOS)
+    for kw in ({"top_k": 1}, {"temperature": 0.0}):
+        s = sample_decode(MarkovModel(table), {"n": 4}, max_len=6, eos_id=EOS,
+                          generator=torch.Generator().manual_seed(1), **kw)
+        assert torch.equal(s.sequences, g.sequences)
+        torch.testing.assert_close(s.scores, g.scores)
+    cold = sample_decode(MarkovModel(table), {"n": 4}, max_len=6, eos_id=EOS, temperature=1e-4,
+                         generator=torch.Generator().manual_seed(1))
+    assert torch.equal(cold.sequences, g.sequences)  # temperature -> 0 is the argmax
+
+
+def test_top_p_keeps_the_nucleus():
+    probs = torch.tensor([[0.05, 0.4, 0.1, 0.3, 0.15]])
+    logits = probs.log()
+    kept = lambda p: set(torch.isfinite(top_p_filter(logits, p))[0].nonzero().flatten().tolist())
+    assert kept(0.35) == {1}  # the top token alone reaches 0.35
+    assert kept(0.5) == {1, 3}  # 0.4 < 0.5 <= 0.7
+    assert kept(0.7) == {1, 3}  # exactly 0.7 reached by two tokens
+    assert kept(0.71) == {1, 3, 4}  # 0.85
+    assert kept(0.9) == {1, 3, 4, 2}  # 0.95
+    assert kept(1.0) == {0, 1, 2, 3, 4}
+    assert set(torch.isfinite(top_k_filter(logits, 2))[0].nonzero().flatten().tolist()) == {1, 3}
+
+
+def test_sampling_draws_only_from_the_nucleus_with_the_right_frequencies():
+    v = 6
+    row = torch.tensor([0.0, 0.0, 0.45, 0.3, 0.15, 0.1]).clamp(min=1e-9).log()
+    table = row.expand(v, v).clone()  # same distribution after any token; EOS (2) has 0.45
+    model = MarkovModel(table)
+    gen = torch.Generator().manual_seed(0)
+    out = sample_decode(model, {"n": 4000}, max_len=1, eos_id=EOS, top_p=0.7, generator=gen)
+    drawn = out.sequences[:, 0]
+    assert set(drawn.tolist()) == {2, 3}  # nucleus of 0.7: 0.45 + 0.3
+    assert (drawn == 2).float().mean().item() == pytest.approx(0.45 / 0.75, abs=0.03)  # renormalised
+
+
+def test_seeded_sampling_is_reproducible_and_seeds_differ():
+    table = chain(v=8, seed=2)
+    run = lambda seed: sample_decode(MarkovModel(table), {"n": 16}, max_len=8, eos_id=EOS, top_k=5, top_p=0.9,
+                                     generator=torch.Generator().manual_seed(seed)).sequences
+    assert torch.equal(run(3), run(3))
+    assert not torch.equal(run(3), run(4))
+
+
+def test_generate_dispatches_to_the_named_search():
+    table = chain(v=6, seed=7)
+    model = MarkovModel(table)
+    kw = {"max_len": 6, "min_len": 1, "no_repeat_ngram_size": 2}
+    g = greedy_decode(model, {"n": 2}, eos_id=EOS, **kw)
+    assert torch.equal(generate(model, {"n": 2}, GenerationConfig(**kw), EOS).sequences, g.sequences)
+    b = beam_search(model, {"n": 2}, beam_size=3, alpha=0.6, eos_id=EOS, **kw)
+    gb = generate(model, {"n": 2}, GenerationConfig(beam_size=3, **kw), EOS)
+    assert torch.equal(gb.sequences, b.sequences[:, 0]) and torch.equal(gb.scores, b.scores[:, 0])
+    s = sample_decode(model, {"n": 2}, eos_id=EOS, top_k=3, generator=torch.Generator().manual_seed(5), **kw)
+    gs = generate(model, {"n": 2}, GenerationConfig(sample=True, top_k=3, seed=5, **kw), EOS)
+    assert torch.equal(gs.sequences, s.sequences)
+
+
+@pytest.mark.parametrize("bad", [{"beam_size": 0}, {"min_len": 200}, {"top_p": 0.0}, {"temperature": -1.0},
+                                 {"sample": True, "beam_size": 2}, {"no_repeat_ngram_size": -1}])
+def test_generation_config_rejects_bad_settings(bad):
+    with pytest.raises(ValueError, match="GenerationConfig"):
+        GenerationConfig(**bad)

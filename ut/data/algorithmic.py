@@ -258,3 +258,10 @@ class AlgorithmicDataModule(L.LightningDataModule):
             collate_fn=self._eval_collate,
             num_workers=self.hparams.num_workers,
         )
+
+    def predict_dataloader(self) -> DataLoader:
+        """Prediction inputs (:func:`ut.data.predict.predict_dataloader`): the texts or file of ``predict_inputs``,
+        else the test split, in order."""
+        from ut.data.predict import predict_dataloader
+
+        return predict_dataloader(self)

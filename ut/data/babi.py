@@ -323,3 +323,10 @@ class BabiDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Prediction inputs (:func:`ut.data.predict.predict_dataloader`): the texts or file of ``predict_inputs``,
+        else the test split, in order."""
+        from ut.data.predict import predict_dataloader
+
+        return predict_dataloader(self)

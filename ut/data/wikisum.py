@@ -355,6 +355,13 @@ class WikiSumDataModule(L.LightningDataModule):
         """Decoding inputs of ``split`` with their example ``index`` (see :meth:`collate_generation`)."""
         return self._loader(split, False, batch_size or self.eval_batch_size, None, self.collate_generation)
 
+    def predict_dataloader(self) -> DataLoader:
+        """Prediction inputs (:func:`ut.data.predict.predict_dataloader`): the texts or file of ``predict_inputs``
+        (raw text: the self-contained tokenizer normalises it as the build did), else the test split, in order."""
+        from ut.data.predict import predict_dataloader
+
+        return predict_dataloader(self)
+
     def summary(self) -> dict[str, float]:
         """Split sizes and mean input / target tokens after cutting (for reports)."""
         out: dict[str, float] = {}

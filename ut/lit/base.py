@@ -13,12 +13,18 @@ which key comes from which DataModule attribute), and the filled config is writt
 a checkpoint rebuilds the same model with ``load_from_checkpoint`` and no DataModule. Building in
 ``configure_model`` is also what Lightning's FSDP strategy needs.
 
-Subclasses implement ``forward_batch``, ``task_loss`` and the eval accumulation (``accumulate`` / ``finalize``).
+Subclasses implement ``forward_batch``, ``task_loss`` and the eval accumulation (``accumulate`` / ``finalize``),
+and ``predict_step`` (``ut-train predict``: decoded ids or a class per input row, rendered by
+:class:`ut.lit.callbacks.PredictionWriter`), which reads its search from :attr:`TrainingModule.generation`.
+
+Checkpoints also carry the DataModule's :class:`ut.data.predict.TextInterface` (key ``"text_interface"``: the task's
+self-contained tokenizer and input format), so that ``ut.load(checkpoint)`` generates from raw text without the data.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Any
 
@@ -26,6 +32,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from ut.decoding import GenerationConfig
 from ut.lit.epoch_metrics import EpochSums
 from ut.lit.losses import SmoothedLoss
 from ut.lit.ponder import add_ponder_sums, batch_ponder_metrics, ponder_metrics
@@ -35,6 +42,8 @@ from ut.models.outputs import ModelOutput
 from ut.optim import OptimizerConfig, build_optimizer
 
 STAGES = ("val", "test")
+TEXT_INTERFACE_KEY = "text_interface"  # checkpoint key of the DataModule's ut.data.predict.TextInterface
+log = logging.getLogger(__name__)
 
 
 def count_parameters(module: torch.nn.Module) -> dict[str, int]:
@@ -236,3 +245,40 @@ class TrainingModule(L.LightningModule):
 
     def on_test_epoch_end(self):
         self._eval_epoch_end("test")
+
+    # ------------------------------------------------------------------ prediction
+    @property
+    def generation(self) -> GenerationConfig:
+        """The search ``predict_step`` runs (greedy by default; set by :class:`ut.lit.callbacks.PredictionWriter`)."""
+        return self.__dict__.get("_generation") or GenerationConfig()
+
+    @generation.setter
+    def generation(self, config: GenerationConfig) -> None:
+        if not isinstance(config, GenerationConfig):
+            raise TypeError(f"generation must be a ut.decoding.GenerationConfig, got {type(config).__name__}")
+        self.__dict__["_generation"] = config
+
+    @staticmethod
+    def _prediction_rows(batch: dict[str, Tensor], generated, eos_id: int) -> list[dict[str, Any]]:
+        """One dict per row: ``index`` (of the prediction dataset), ``ids`` (up to EOS, excluded), ``score``."""
+        index = batch["index"].tolist() if "index" in batch else list(range(generated.sequences.shape[0]))
+        rows = []
+        for i, seq, n, score in zip(index, generated.sequences.tolist(), generated.lengths.tolist(),
+                                    generated.scores.tolist()):
+            ids = seq[:n]
+            rows.append({"index": i, "ids": ids[:-1] if ids and ids[-1] == eos_id else ids, "score": score,
+                         "ended": bool(ids) and ids[-1] == eos_id})
+        return rows
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None:
+            return
+        from ut.data.predict import text_interface
+
+        try:
+            checkpoint[TEXT_INTERFACE_KEY] = text_interface(datamodule).to_dict()
+        except ValueError as e:  # a DataModule outside ut.data (tests, user code): batches only
+            if not getattr(self, "_warned_no_text", False):
+                log.warning("checkpoint without a text interface (generate() from batches only): %s", e)
+                self._warned_no_text = True

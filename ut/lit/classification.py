@@ -72,6 +72,14 @@ class ClassificationModule(TrainingModule):
                 m.update({f"ponder_task{k}": float(vectors["task_ponder"][k] / total[k]) for k in errors})
         return m
 
+    @torch.no_grad()
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int = 0) -> list[dict[str, Any]]:
+        """The most likely class of each input -> ``{"index", "label_id", "score"}`` (its probability) per row."""
+        probs = self.forward_batch(batch).logits.float().softmax(-1)  # (B, C)
+        best, label = probs.max(-1)
+        index = batch["index"].tolist() if "index" in batch else list(range(len(label)))
+        return [{"index": i, "label_id": c, "score": p} for i, c, p in zip(index, label.tolist(), best.tolist())]
+
 
 # the keys ``model_config`` may hold, checked by LightningCLI while parsing (ut.lit.base.model_config_keys)
 ClassificationModelConfig = model_config_keys("ClassificationModelConfig", ClassificationModule)

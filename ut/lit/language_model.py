@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
+from ut.decoding import generate
 from ut.eval.metrics import token_accuracy
 from ut.lit.base import TrainingModule, model_config_keys
 from ut.lit.losses import smoothed_cross_entropy
@@ -66,6 +68,15 @@ class LanguageModelModule(TrainingModule):
     def finalize(self, scalars, vectors):
         return {"token_acc": scalars["correct_tokens"] / max(scalars["count"], 1.0),
                 "seq_acc": scalars["correct_seqs"] / max(scalars["seqs"], 1.0)}
+
+    @torch.no_grad()
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int = 0) -> list[dict[str, Any]]:
+        """Continue each prefix (``input_ids`` / ``attention_mask``: LAMBADA's ``BOS + context``, WikiSum's
+        ``[input; sep]``) with :attr:`generation` -> ``{"index", "ids", "score", "ended"}`` per row."""
+        model = self._require_model()
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
+        out = generate(model, inputs, self.generation, eos_id=model.cfg.eos_id, pad_id=model.cfg.pad_id)
+        return self._prediction_rows(batch, out, model.cfg.eos_id)
 
 
 # the keys ``model_config`` may hold, checked by LightningCLI while parsing (ut.lit.base.model_config_keys)

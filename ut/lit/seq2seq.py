@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ut.decoding import greedy_decode
+from ut.decoding import generate, greedy_decode
 from ut.eval.metrics import sequence_accuracy, token_accuracy
 from ut.lit.base import TrainingModule, model_config_keys
 from ut.lit.epoch_metrics import EpochSums
@@ -91,6 +91,14 @@ class Seq2SeqModule(TrainingModule):
             m["decoded_token_acc"] = scalars["decoded_correct_tokens"] / n_tok
             m["decoded_seq_acc"] = scalars["decoded_correct_seqs"] / n_seq
         return m
+
+    @torch.no_grad()
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int = 0) -> list[dict[str, Any]]:
+        """Decode each source with :attr:`generation` -> ``{"index", "ids", "score", "ended"}`` per row."""
+        model = self._require_model()
+        inputs = {k: batch[k] for k in ("src", "src_mask", "src_pos_offset") if k in batch}
+        out = generate(model, inputs, self.generation, eos_id=model.cfg.eos_id, pad_id=model.cfg.pad_id)
+        return self._prediction_rows(batch, out, model.cfg.eos_id)
 
 
 # the keys ``model_config`` may hold, checked by LightningCLI while parsing (ut.lit.base.model_config_keys)

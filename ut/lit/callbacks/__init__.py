@@ -1,10 +1,12 @@
-"""Training callbacks: resumable data order, attention maps, ACT ponder maps, results tables, non-finite loss guard."""
+"""Training callbacks: resumable data order, attention maps, ACT ponder maps, results tables, non-finite loss guard,
+prediction writer."""
 
 from ut.lit.callbacks.attention_maps import AttentionMapCallback
 from ut.lit.callbacks.nonfinite import NonFiniteLossError, NonFiniteLossGuard
 from ut.lit.callbacks.ponder_maps import PonderMapCallback
+from ut.lit.callbacks.prediction_writer import PredictionWriter
 from ut.lit.callbacks.results_table import ResultsTableCallback
 from ut.lit.callbacks.resumable_order import ResumableDataOrder, ResumableShuffleSampler
 
 __all__ = ["AttentionMapCallback", "NonFiniteLossError", "NonFiniteLossGuard", "PonderMapCallback",
-           "ResultsTableCallback", "ResumableDataOrder", "ResumableShuffleSampler"]
+           "PredictionWriter", "ResultsTableCallback", "ResumableDataOrder", "ResumableShuffleSampler"]
