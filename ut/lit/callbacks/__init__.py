@@ -3,7 +3,7 @@
 from ut.lit.callbacks.attention_maps import AttentionMapCallback
 from ut.lit.callbacks.ponder_maps import PonderMapCallback
 from ut.lit.callbacks.results_table import ResultsTableCallback
-from ut.lit.callbacks.resumable_order import ResumableDataOrder, ResumableShuffleSampler
+from ut.lit.callbacks.resumable_order import ResumableBatchSampler, ResumableDataOrder, ResumableShuffleSampler
 
-__all__ = ["AttentionMapCallback", "PonderMapCallback", "ResultsTableCallback", "ResumableDataOrder",
-           "ResumableShuffleSampler"]
+__all__ = ["AttentionMapCallback", "PonderMapCallback", "ResultsTableCallback", "ResumableBatchSampler",
+           "ResumableDataOrder", "ResumableShuffleSampler"]
