@@ -130,13 +130,16 @@ def test_wandb_mode_follows_run_online_then_the_environment(monkeypatch, tmp_pat
     assert not logger._offline  # Lightning's offline flag would set WANDB_MODE=dryrun process-wide
 
 
-def test_run_config_keeps_one_wandb_run_id_per_run_folder(tmp_path):
+def test_run_config_keeps_one_wandb_run_id_per_run_folder(tmp_path, monkeypatch):
     from ut.lit.run_config import RunConfig
 
     run = RunConfig(save_dir=str(tmp_path))
     first = run.build_logger("universal", 0)._wandb_init["id"]
     assert (run.run_dir("universal", 0) / "wandb_run_id").read_text().strip() == first
     assert run.build_logger("universal", 0, resume=True)._wandb_init["id"] == first
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP worker of the same fresh fit reads rank 0's id
+    assert run.build_logger("universal", 0)._wandb_init["id"] == first
+    monkeypatch.delenv("LOCAL_RANK")
     fresh = run.build_logger("universal", 0)._wandb_init["id"]  # a new fit from scratch is a new W&B run
     assert fresh != first and run.build_logger("universal", 0, resume=True)._wandb_init["id"] == fresh
 
@@ -159,12 +162,14 @@ def test_one_wandb_run_id_across_fit_resume_and_test(monkeypatch, tmp_path, tiny
 
 def test_sweep_runs_get_their_own_name_folder_and_the_agents_id(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_SWEEP_ID", "sw1")
+    monkeypatch.setenv("WANDB_PROJECT", "sweep-project")
     dirs = set()
     for run in ("abc123", "def456"):
         monkeypatch.setenv("WANDB_RUN_ID", run)
         cli = cli_main(["--config", str(ALGO_UT_ACT), "--run.save_dir", str(tmp_path)], run=False)
         assert cli.trainer.logger._wandb_init["id"] == run
         assert cli.trainer.logger._wandb_init["name"] == f"universal-seed0-{run}"
+        assert cli.trainer.logger._wandb_init["project"] == "sweep-project"  # the agent's, not run.project
         dirs.add(cli.trainer.default_root_dir)
     assert len(dirs) == 2
 

@@ -71,7 +71,9 @@ class RunConfig:
         if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
             return os.environ["WANDB_RUN_ID"]
         path = self.run_dir(model_name, seed) / WANDB_ID_FILE
-        if resume and path.is_file() and path.read_text().strip():
+        # DDP workers (LOCAL_RANK / NODE_RANK > 0) start after rank 0 wrote the id: they read it, never draw one
+        worker = os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+        if (resume or worker) and path.is_file() and path.read_text().strip():
             return path.read_text().strip()
         run_id = secrets.token_hex(4)  # W&B's id alphabet (lower-case letters and digits), 8 characters
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,9 @@ class RunConfig:
             return TensorBoardLogger(save_dir=str(run_dir), name="tb", version="")
         run_dir.mkdir(parents=True, exist_ok=True)
         mode = self.wandb_mode()
-        return WandbLogger(project=self.project, name=name, save_dir=str(run_dir), offline=False,
+        # under a sweep agent the project is the sweep's ($WANDB_PROJECT, set by the agent)
+        project = None if os.environ.get("WANDB_SWEEP_ID") else self.project
+        return WandbLogger(project=project, name=name, save_dir=str(run_dir), offline=False,
                            id=self.wandb_run_id(model_name, seed, resume), group=self.experiment,
                            tags=sorted({model_name, *self.tags}), job_type="train",
                            **({"mode": mode} if mode else {}))
