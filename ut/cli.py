@@ -50,7 +50,6 @@ from ut.precision import AUTO, resolve_precision
 PrecisionInput = Literal["auto"] | _PRECISION_INPUT
 
 
-
 def _log_ut_info() -> None:
     """Show the project's INFO messages (e.g. the precision choice) like Lightning's own, once a process."""
     ut_log = logging.getLogger("ut")
