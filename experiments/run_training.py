@@ -5,8 +5,9 @@ the ablation runner.
         --out results/copy_ut.json -- --data.init_args.task copy --run.logger csv
 
 Everything after ``--`` is passed to ``ut-train fit`` unchanged. The JSON holds the exact command, the machine, the
-wall time, the parameter count, and the val / test metrics of the FINAL model (no checkpoint selection), plus the
-data module's notes (bAbI 10k fallbacks, the LAMBADA split note) so that tables can name them.
+wall time, the precision used, the parameter count, and the val / test metrics of the FINAL model (no checkpoint
+selection), plus the data module's notes (bAbI 10k fallbacks, the LAMBADA split note) so that tables can name them.
+Paths inside the repository (and beside it, such as ``../shared/data``) are written relative to the repository root.
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ import shlex
 import sys
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_relative(text: str) -> str:
+    """``text`` with absolute paths inside the repository (and beside it, e.g. ``../shared/data``) made relative
+    to the repository root, so that result files do not carry the paths of the machine that wrote them."""
+    text = text.replace(f"{REPO}{os.sep}", "").replace(str(REPO), ".")
+    if len(REPO.parent.parts) > 1:
+        text = text.replace(f"{REPO.parent}{os.sep}", f"..{os.sep}")
+    return text
 
 
 def machine() -> str:
@@ -42,6 +54,7 @@ def fit_and_test(config: str, overrides: list[str], out: str | Path, threads: in
 
     if threads:
         torch.set_num_threads(threads)  # 1 thread is several times faster on a shared 2-core machine
+    from ut import precision
     from ut.cli import cli_main
     from ut.lit.base import count_parameters
 
@@ -50,11 +63,14 @@ def fit_and_test(config: str, overrides: list[str], out: str | Path, threads: in
     fit_s = time.time() - start
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     res = {
-        "config": config,
-        "overrides": overrides,
-        "command": "python -m experiments.run_training " + shlex.join(
-            ["--config", config, "--out", str(out), "--threads", str(threads), "--", *overrides]),
+        "config": repo_relative(str(config)),
+        "overrides": [repo_relative(a) for a in overrides],
+        "command": repo_relative("python -m experiments.run_training " + shlex.join(
+            ["--config", str(config), "--out", str(out), "--threads", str(threads), "--", *overrides])),
+        "cwd": "the repository root",
         "machine": machine(),
+        "precision": {"requested": str(precision.LAST_CHOICE.requested), "used": str(cli.trainer.precision),
+                      "reason": precision.LAST_CHOICE.reason} if precision.LAST_CHOICE else str(cli.trainer.precision),
         "model_name": cli.model.hparams.model_name,
         "model_config": dict(cli.model.hparams.model_config),
         "params": count_parameters(cli.model.model)["total"],
@@ -62,14 +78,22 @@ def fit_and_test(config: str, overrides: list[str], out: str | Path, threads: in
         "fit_seconds": round(fit_s, 1),
         "total_seconds": round(time.time() - start, 1),
         "metrics": {s: dict(m) for s, m in cli.model.last_eval_metrics.items()},
-        "notes": data_notes(cli.datamodule),
+        "notes": [repo_relative(n) for n in data_notes(cli.datamodule)],
     }
+    _finish_wandb()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=1, sort_keys=True))
     tmp.replace(out)  # atomic: a results file exists only for a finished run (the runner's resume rule)
     return res
+
+
+def _finish_wandb() -> None:
+    """Close this run's W&B run, so that the next run of the same process (the ablation runner) gets its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,8 @@ from ut.lit.callbacks.nonfinite import NonFiniteLossError, NonFiniteLossGuard
 from ut.lit.callbacks.ponder_maps import PonderMapCallback
 from ut.lit.callbacks.prediction_writer import PredictionWriter
 from ut.lit.callbacks.results_table import ResultsTableCallback
-from ut.lit.callbacks.resumable_order import ResumableDataOrder, ResumableShuffleSampler
+from ut.lit.callbacks.resumable_order import ResumableBatchSampler, ResumableDataOrder, ResumableShuffleSampler
 
 __all__ = ["AttentionMapCallback", "NonFiniteLossError", "NonFiniteLossGuard", "PonderMapCallback",
-           "PredictionWriter", "ResultsTableCallback", "ResumableDataOrder", "ResumableShuffleSampler"]
+           "PredictionWriter", "ResultsTableCallback", "ResumableBatchSampler", "ResumableDataOrder",
+           "ResumableShuffleSampler"]
