@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from data_prep.build import DEFAULT_INPUT_LENGTHS, BuildConfig, build_dataset
-from data_prep.example import DEFAULT_RANKERS
+from data_prep.example import DEFAULT_RANKERS, ExampleConfig
 from data_prep.extractive_eval import DEFAULT_EVAL_LENGTHS
 from data_prep.sources import SOURCES
 
@@ -83,6 +83,19 @@ def parser() -> argparse.ArgumentParser:
         dest="remove_clones",
         action="store_false",
         help="do not drop reference documents that copy the article",
+    )
+    build.add_argument(
+        "--min-source-words",
+        type=int,
+        default=ExampleConfig.min_source_words,
+        help="skip an article with fewer source words (after the paragraph filter); default %(default)s",
+    )
+    build.add_argument(
+        "--min-source-ratio",
+        dest="min_source_target_ratio",
+        type=float,
+        default=ExampleConfig.min_source_target_ratio,
+        help="skip an article whose source has fewer than this times its target's words; default %(default)s",
     )
     build.add_argument("--num-proc", type=int, default=1, help="worker processes")
     build.add_argument("-v", "--verbose", action="store_true", help="log every skipped record")

@@ -93,6 +93,7 @@ from data_prep.dump import DumpFormatError, iter_dump_pages
 from data_prep.embedded_dump import embedded_dump_path
 from data_prep.example import ExampleConfig, make_example
 from data_prep.extractive_eval import example_rouge_l, rouge_table, write_results
+from data_prep.markup_check import example_markup_counters
 from data_prep.reference_store import (
     JSONL_SUFFIXES,
     WARC_SUFFIXES,
@@ -404,11 +405,14 @@ def first_of_title(element):
     yield keyed[0]
 
 
-def with_split(keyed, fractions):
+def with_split(keyed, fractions, input_column: str):
+    """The example's split; counts it (``examples``, ``split_<split>``) and its leftover markup."""
     key, example = keyed
     example = dict(example, split=split_of_title(example["title"], fractions))
     _count("examples")
     _count(f"split_{example['split']}")
+    for name, n in example_markup_counters(example, input_column).items():
+        _count(name, n)
     return key, example
 
 
@@ -644,7 +648,7 @@ def build_pipeline(
             | "FirstN" >> beam.combiners.Top.Smallest(config.max_articles, key=lambda kv: kv[0])
             | "UnlistFirstN" >> beam.FlatMap(lambda rows: rows)
         )
-    examples = examples | "Split" >> beam.Map(with_split, config.split_fractions)
+    examples = examples | "Split" >> beam.Map(with_split, config.split_fractions, f"input_{config.rankers[0]}")
 
     # 4. tokenizer on a sample, after the join ----------------------------------------------------------------
     tokenizer_json = (

@@ -36,6 +36,7 @@ from data_prep.dump import iter_dump_pages
 from data_prep.embedded_dump import embedded_dump_path
 from data_prep.example import DEFAULT_RANKERS, ExampleConfig, make_example
 from data_prep.extractive_eval import DEFAULT_EVAL_LENGTHS, example_rouge_l, rouge_table, write_results
+from data_prep.markup_check import example_markup_counters, markup_table
 from data_prep.page_filter import DEFAULT_MAX_WIKITEXT_CHARS, page_skip_reason
 from data_prep.reference_store import ReferenceStore
 from data_prep.sources import (
@@ -77,6 +78,8 @@ class BuildConfig:
     max_articles: int | None = None  # stop after this many examples (a quick sample)
     max_wikitext_chars: int = DEFAULT_MAX_WIKITEXT_CHARS
     remove_clones: bool = True
+    min_source_words: int = ExampleConfig.min_source_words  # see ExampleConfig: "source_too_short"
+    min_source_target_ratio: float = ExampleConfig.min_source_target_ratio  # "source_shorter_than_target"
     num_proc: int = 1  # worker processes for the per-article stage and the ROUGE evaluation
 
     def __post_init__(self):
@@ -94,7 +97,7 @@ class BuildConfig:
         self.input_lengths = tuple(sorted(set(self.input_lengths)))
         self.eval_lengths = tuple(sorted(set(self.eval_lengths)))
         self.split_fractions = tuple(self.split_fractions)
-        ExampleConfig(rankers=self.rankers, target_mode=self.target_mode)  # validates rankers / target_mode
+        self.example_config()  # validates rankers, target_mode and the minimum-source filters
 
     def example_config(self) -> ExampleConfig:
         """How each article of this build becomes an example (the same for the Beam pipeline)."""
@@ -104,6 +107,8 @@ class BuildConfig:
             target_mode=self.target_mode,
             remove_clones=self.remove_clones,
             source_is_article=self.source == "wiki-body",
+            min_source_words=self.min_source_words,
+            min_source_target_ratio=self.min_source_target_ratio,
         )
 
     def identity(self) -> dict:
@@ -148,7 +153,7 @@ def page_to_article(
     reason = page_skip_reason(page, max_wikitext_chars)
     if reason:
         return None, reason
-    return parse_article(page.get("title", ""), page["wikitext"]), None
+    return parse_article(page.get("title", ""), page["wikitext"], page.get("namespaces")), None
 
 
 def process_record(record: dict) -> dict:
@@ -301,7 +306,8 @@ def data_card(
     ``counters`` holds the build's counts under the Beam metric names: ``records_read``, ``examples``,
     ``split_<split>``, ``skip_<reason>``, ``n_cited_urls``, ``n_found_documents``, ``n_clones_removed``,
     ``n_paragraphs_kept``, ``n_paragraphs_dropped``, ``articles_with_any_document``, ``store_urls``,
-    ``store_skip_<reason>`` (and, for Beam, ``dump_chunks``, ``dump_file_errors``, ``store_records``,
+    ``store_skip_<reason>``, the leftover-markup counters of :mod:`data_prep.markup_check` (and, for Beam,
+    ``dump_chunks``, ``dump_file_errors``, ``store_records``,
     ``store_file_errors``). ``length_counts``: see :func:`add_length_counts`. ``tokenizer_info``:
     ``vocab_size``, the special ids and ``trained_on``. ``runner``: the Beam runner, None for this module.
     """
@@ -363,6 +369,7 @@ def data_card(
         },
         "tokenizer": {"file": TOKENIZER_FILE, **tokenizer_info},
         "input_lengths": list(config.input_lengths),
+        "leftover_markup": markup_table(counters),
     }
     if beam:
         card["histogram_edges"] = list(HISTOGRAM_EDGES)
@@ -450,7 +457,9 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
     max_tokens = max(config.input_lengths)
     rows_by_split: dict[str, list[dict]] = {split: [] for split in SPLIT_NAMES}
     length_counts: dict[str, collections.Counter] = {}
+    markup: collections.Counter = collections.Counter()
     for example in tqdm(examples, desc="tokenize", unit="ex", dynamic_ncols=True, disable=None):
+        markup.update(example_markup_counters(example, f"input_{config.rankers[0]}"))
         row = example_row(example, tokenizer, config.rankers, max_tokens)
         add_length_counts(length_counts, row)
         rows_by_split[example["split"]].append(row)
@@ -465,6 +474,7 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
     # 4. data card
     counters = {
         **totals,
+        **markup,
         "examples": len(examples),
         **{f"split_{split}": len(rows) for split, rows in rows_by_split.items()},
         **{f"skip_{reason}": n for reason, n in skip_reasons.items()},
@@ -518,4 +528,8 @@ def cli_args_of(config: BuildConfig) -> list[str]:
         args += ["--max-articles", str(config.max_articles)]
     if not config.remove_clones:
         args.append("--keep-clones")
+    if config.min_source_words != ExampleConfig.min_source_words:
+        args += ["--min-source-words", str(config.min_source_words)]
+    if config.min_source_target_ratio != ExampleConfig.min_source_target_ratio:
+        args += ["--min-source-ratio", repr(config.min_source_target_ratio)]
     return args

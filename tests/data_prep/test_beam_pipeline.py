@@ -350,6 +350,7 @@ def test_search_source_matches_the_single_machine_build(beam, tmp_path):
     results.write_text("\n".join(json.dumps(line) for line in lines))
     common = dict(dumps=[str(dump)], source="search", search_results=str(results), reference_store=[str(store)])
     common.update(eval_lengths=(), rankers=("identity", "tfidf"), input_lengths=(64,))
+    common.update(min_source_words=0, min_source_target_ratio=0.0)  # one-line search results: a short source
     single = build_dataset(out=str(tmp_path / "single"), **common)
     out = run_beam_build(BuildConfig(out=str(tmp_path / "beam"), **common), "direct", [])
     assert _rows(load_beam_dataset(out)) == _rows(datasets.load_from_disk(str(single / "dataset")))
