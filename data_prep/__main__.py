@@ -108,6 +108,15 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def one_line(err: BaseException) -> str:
+    """An error as one line (an OSError the system raised shows its cause and file)."""
+    if isinstance(err, OSError) and err.errno is not None and err.strerror:
+        text = f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    else:
+        text = str(err)
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["beam"]:  # issue 8: Beam options pass through, so the Beam module parses its own
@@ -119,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         return beam_main(argv[1:])
     args = parser().parse_args(argv)
     if args.command == "stats":
-        print((Path(args.out) / "data_card.md").read_text())
+        card = Path(args.out) / "data_card.md"
+        if not card.is_file():
+            what = "does not exist" if not Path(args.out).exists() else "has no data_card.md (not a finished build)"
+            print(f"error: {args.out} {what}", file=sys.stderr)
+            return 2
+        print(card.read_text())
         return 0
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
@@ -130,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     fields["dumps"] = fields.pop("dump")
     try:
         out = build_dataset(BuildConfig(**fields))
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (OSError, ValueError, RuntimeError) as err:  # one line each (bad input, output, disk)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     print(f"built {out}")
     print((out / "data_card.md").read_text().split("## Skipped")[0])

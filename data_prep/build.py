@@ -3,11 +3,13 @@ Summarizing Long Sequences"): read, process each article (pure stages), split, t
 encode, write the HF dataset, the data card and the extractive ROUGE table. Issue 8's Beam pipeline
 reuses the per-record functions named in :data:`data_prep.__doc__`; only this file is single-machine.
 
-Safe to interrupt: everything is written under ``<out>.partial/`` beside the output and moved into place
-with one ``os.replace`` at the end, so ``<out>/`` either does not exist or is complete. A rerun removes a
-stale ``.partial`` and redoes the job; a rerun over a complete build with the same configuration returns at
-once, and a rebuild from scratch gives byte-identical files (no timestamps, no random fingerprints,
-ordered parallel map).
+Safe to interrupt and to run twice at once (:mod:`data_prep.build_output`): one build at a time holds
+``<out>.lock``; everything is written under ``<out>.partial/`` (marked as ours) and moved into place with
+a rename at the end, so ``<out>/`` either does not exist or is complete. A rerun removes a stale
+``.partial`` of ours and redoes the job; a rerun over a complete build (every file of its manifest
+present) with the same configuration and unchanged inputs (size + modification time) returns at once, a
+changed input rebuilds, and a rebuild from scratch gives byte-identical files (no timestamps, no random
+fingerprints, ordered parallel map; the manifest records the inputs' modification times).
 
 The examples of one build are held in memory (the dump itself is streamed): fine up to ~10^5 articles;
 the full English dump is issue 8's job.
@@ -20,9 +22,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
 import shlex
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +31,17 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from data_prep.articles_table import iter_table_rows, row_to_article
+from data_prep.build_output import (
+    check_output_path,
+    exclusive_lock,
+    finished_build_problem,
+    has_marker,
+    inputs_fingerprint,
+    prepare_partial,
+    publish,
+    write_manifest,
+    writing,
+)
 from data_prep.data_card import HISTOGRAM_EDGES, length_histogram, write_card
 from data_prep.dump import iter_dump_pages
 from data_prep.embedded_dump import embedded_dump_path
@@ -38,7 +49,7 @@ from data_prep.example import DEFAULT_RANKERS, ExampleConfig, make_example
 from data_prep.extractive_eval import DEFAULT_EVAL_LENGTHS, example_rouge_l, rouge_table, write_results
 from data_prep.markup_check import example_markup_counters, markup_table
 from data_prep.page_filter import DEFAULT_MAX_WIKITEXT_CHARS, page_skip_reason
-from data_prep.reference_store import ReferenceStore
+from data_prep.reference_store import ReferenceStore, store_files
 from data_prep.sources import (
     SOURCES,
     load_search_results,
@@ -388,19 +399,49 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
     """
     config = config or BuildConfig(**kwargs)
     out = Path(config.out)
-    if (out / CONFIG_FILE).is_file():
-        if json.loads((out / CONFIG_FILE).read_text()) == config.identity():
-            log.info("%s is already built with this configuration: nothing to do", out)
+    check_output_path(out)
+    inputs = inputs_fingerprint(input_files(config))
+    with writing(out), exclusive_lock(out):
+        if _is_finished(out, config.identity(), inputs):
+            log.info("%s is already built with this configuration and these inputs: nothing to do", out)
             return out
-        raise FileExistsError(f"{out} holds a build with another configuration; remove it or choose --out")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not a finished build; remove it or choose another --out")
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        log.warning("removing %s left by an interrupted build", partial)
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+        partial = prepare_partial(out)
+        with writing(out, partial):
+            card = _build_into(config, partial, inputs)
+            publish(partial, out)
+    log.info("built %s: %s", out, card["split_counts"])
+    return out
 
+
+def input_files(config: BuildConfig) -> list[str]:
+    """Every input file of a build, in a fixed order: dumps (or the embedded excerpt) or articles tables,
+    reference store files, the search results (their fingerprints decide whether a build is current)."""
+    files = list(config.articles) if config.articles else list(config.dumps) or [str(embedded_dump_path())]
+    for root in config.reference_store:
+        files += [str(path) for path in store_files(root)]
+    if config.search_results:
+        files.append(config.search_results)
+    return files
+
+
+def _is_finished(out: Path, identity: dict, inputs: list[dict]) -> bool:
+    """True when ``out`` is a finished build of this configuration and these inputs; False when there is
+    nothing or only a stale build of ours to replace; raises when ``out`` must not be touched."""
+    if not out.exists() or not any(out.iterdir()):
+        return False
+    if (out / CONFIG_FILE).is_file() and json.loads((out / CONFIG_FILE).read_text()) != identity:
+        raise FileExistsError(f"{out} holds a build with another configuration; remove it or choose --out")
+    problem = finished_build_problem(out, inputs)
+    if problem is None:
+        return True
+    if has_marker(out):
+        log.warning("rebuilding %s: %s", out, problem)
+        return False
+    raise FileExistsError(f"{out} exists and is not a finished build ({problem}); remove it or choose another --out")
+
+
+def _build_into(config: BuildConfig, partial: Path, inputs: list[dict]) -> dict:
+    """The whole build written into ``partial`` (manifest last); returns the data card."""
     store = ReferenceStore.from_paths(config.reference_store) if config.reference_store else None
     search_results = load_search_results(config.search_results) if config.search_results else None
     example_config = config.example_config()
@@ -489,14 +530,9 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
     }
     card = data_card(config, counters, length_counts, tokenizer_info)
     write_card(card, partial)
-    _write_json(partial / CONFIG_FILE, config.identity())  # written last: its presence marks completion
-
-    # 5. atomic publish
-    if out.exists():
-        out.rmdir()  # empty (checked above)
-    os.replace(partial, out)
-    log.info("built %s: %s", out, card["split_counts"])
-    return out
+    _write_json(partial / CONFIG_FILE, config.identity())
+    write_manifest(partial, inputs)  # last: the files and the inputs' fingerprints mark completion
+    return card
 
 
 def cli_args_of(config: BuildConfig) -> list[str]:
