@@ -34,9 +34,8 @@ from data_prep.articles_table import iter_table_rows, row_to_article
 from data_prep.build_output import (
     check_output_path,
     exclusive_lock,
-    finished_build_problem,
-    has_marker,
     inputs_fingerprint,
+    is_current_build,
     prepare_partial,
     publish,
     write_manifest,
@@ -402,7 +401,7 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
     check_output_path(out)
     inputs = inputs_fingerprint(input_files(config))
     with writing(out), exclusive_lock(out):
-        if _is_finished(out, config.identity(), inputs):
+        if is_current_build(out, config.identity(), inputs, CONFIG_FILE):
             log.info("%s is already built with this configuration and these inputs: nothing to do", out)
             return out
         partial = prepare_partial(out)
@@ -422,22 +421,6 @@ def input_files(config: BuildConfig) -> list[str]:
     if config.search_results:
         files.append(config.search_results)
     return files
-
-
-def _is_finished(out: Path, identity: dict, inputs: list[dict]) -> bool:
-    """True when ``out`` is a finished build of this configuration and these inputs; False when there is
-    nothing or only a stale build of ours to replace; raises when ``out`` must not be touched."""
-    if not out.exists() or not any(out.iterdir()):
-        return False
-    if (out / CONFIG_FILE).is_file() and json.loads((out / CONFIG_FILE).read_text()) != identity:
-        raise FileExistsError(f"{out} holds a build with another configuration; remove it or choose --out")
-    problem = finished_build_problem(out, inputs)
-    if problem is None:
-        return True
-    if has_marker(out):
-        log.warning("rebuilding %s: %s", out, problem)
-        return False
-    raise FileExistsError(f"{out} exists and is not a finished build ({problem}); remove it or choose another --out")
 
 
 def _build_into(config: BuildConfig, partial: Path, inputs: list[dict]) -> dict:

@@ -133,6 +133,24 @@ def finished_build_problem(out: Path, inputs: list[dict]) -> str | None:
     return None
 
 
+def is_current_build(out: Path, identity: dict, inputs: list[dict], config_file: str) -> bool:
+    """True when ``out`` is a finished build of this configuration (``identity``, as saved in
+    ``config_file``) and these inputs; False when there is nothing, or only a stale build of ours to
+    replace; raises ``FileExistsError`` when ``out`` holds another configuration or is not ours."""
+    if not out.exists() or not any(out.iterdir()):
+        return False
+    saved = out / config_file
+    if saved.is_file() and json.loads(saved.read_text()) != identity:
+        raise FileExistsError(f"{out} holds a build with another configuration; remove it or choose --out")
+    problem = finished_build_problem(out, inputs)
+    if problem is None:
+        return True
+    if has_marker(out):
+        log.warning("rebuilding %s: %s", out, problem)
+        return False
+    raise FileExistsError(f"{out} exists and is not a finished build ({problem}); remove it or choose another --out")
+
+
 def prepare_partial(out: Path) -> Path:
     """A fresh ``OUT.partial/`` carrying the marker; a leftover one is deleted only if it carries it."""
     partial = partial_path(out)
