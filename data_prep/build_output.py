@@ -10,10 +10,12 @@ protocol:
 2. the build writes under ``OUT.partial/``, which first receives the marker file :data:`MARKER_FILE`.
    A leftover ``OUT.partial/`` is deleted only when it carries the marker (a user's own folder of that
    name is an error, never deleted);
-3. :data:`MANIFEST_FILE` is written last: every file of the build with its size, and the fingerprint of
-   every input file (path, size and modification time, as HF ``datasets`` fingerprints local data
-   files). ``OUT`` is "already built" only when the manifest is there, every file it lists has its
-   size, and the inputs still have the recorded fingerprint; a changed dump at the same path rebuilds;
+3. :data:`MANIFEST_FILE` is written last: every file of the build, and the fingerprint of every input
+   file (path, size and modification time, as HF ``datasets`` fingerprints local data files). ``OUT`` is
+   "already built" only when the manifest is there, every file it lists is there, and the inputs still
+   have the recorded fingerprint; a changed dump at the same path rebuilds. (No file sizes: the data
+   card names ``--out``, and two builds of the same inputs into different folders must stay
+   byte-identical.)
 4. publishing is a rename: ``OUT.partial`` -> ``OUT`` (an older build of ours at ``OUT`` is first moved
    aside under a marker-carrying name and deleted after), so ``OUT`` is never a half build.
 
@@ -95,18 +97,14 @@ def inputs_fingerprint(paths: Iterable[str | Path]) -> list[dict]:
     return [file_fingerprint(path) for path in paths]
 
 
-def build_files(folder: Path) -> dict[str, int]:
-    """``{relative path: size}`` of every file under ``folder`` but the manifest itself, sorted."""
-    files = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if relative != MANIFEST_FILE:
-            files[relative] = path.stat().st_size
-    return files
+def build_files(folder: Path) -> list[str]:
+    """The relative path of every file under ``folder`` but the manifest itself, sorted."""
+    files = (path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    return sorted(name for name in files if name != MANIFEST_FILE)
 
 
 def write_manifest(folder: Path, inputs: list[dict]) -> None:
-    """The manifest (written last): the build's files with their sizes, and the inputs' fingerprints."""
+    """The manifest (written last): the build's files and the inputs' fingerprints."""
     manifest = {"files": build_files(folder), "inputs": inputs}
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
@@ -121,12 +119,9 @@ def finished_build_problem(out: Path, inputs: list[dict]) -> str | None:
         files, recorded = manifest["files"], manifest["inputs"]
     except (ValueError, KeyError, TypeError):
         return f"its {MANIFEST_FILE} is not readable"
-    for name, size in files.items():
-        path = out / name
-        if not path.is_file():
+    for name in files:
+        if not (out / name).is_file():
             return f"{name} is missing"
-        if path.stat().st_size != size:
-            return f"{name} has {path.stat().st_size} bytes, not the {size} it was built with"
     if recorded != inputs:
         changed = [new["path"] for old, new in zip(recorded, inputs) if old != new] or ["the list of inputs"]
         return f"its inputs changed since it was built ({', '.join(changed)})"
