@@ -71,9 +71,16 @@ REAL_SNIPPETS = [
     ("Afghanistan", "{{nowrap|{{big|{{lang|ar|لا إله إلا الله}}}}}} is", "لا إله إلا الله is"),
     ("Algorithm", "{{vanchor|1|el1}} [Into two locations L and S put the numbers", "1 [Into two locations L and S "
      "put the numbers"),
-    ("Achilles", "inspired many details in the ''Iliad'''s description of the death", "inspired many details in the "
-     "Iliad's description of the death"),
-    ("Anarchism",  # an unbalanced '' inside a ref used to make the parser give up: the ref leaked as text
+    ("Achilles",  # the whole line: its later '' runs decide how the ''' after Iliad is read
+     "Many Homeric scholars argued that episode inspired many details in the ''Iliad'''s description of the death "
+     "of Patroclus and Achilles' reaction to it. The episode then formed the basis of the [[Epic Cycle|cyclic epic]] "
+     "''[[Aethiopis]]'', which was composed after the ''Iliad'', possibly in the 7th century B.C. The "
+     "''Aethiopis'' is now lost, except for scattered fragments quoted by later authors.",
+     "Many Homeric scholars argued that episode inspired many details in the Iliad's description of the death "
+     "of Patroclus and Achilles' reaction to it. The episode then formed the basis of the cyclic epic "
+     "Aethiopis, which was composed after the Iliad, possibly in the 7th century B.C. The "
+     "Aethiopis is now lost, except for scattered fragments quoted by later authors."),
+    ("Anarchism",  # an unbalanced '' in a ref: in the whole article it made the parser leak the ref as text
      "globally.\"<ref>[[Simon Critchley#Infinitely Demanding|Infinitely Demanding]]'' by [[Simon Critchley]]. "
      "[[Verso Books|Verso]]. 2007. p. 125</ref> International anarchist federations",
      "globally.\" International anarchist federations"),
