@@ -12,5 +12,8 @@ Pure per-record stages (reused unchanged by the Beam pipeline of issue 8):
 - shared by both builds (:mod:`data_prep.build`): ``page_to_article`` (page filter + parse),
   ``fit_tokenizer``, ``example_row`` (token ids), ``dataset_features`` (the schema), ``data_card``
 
+- checks and safety shared by both builds: :mod:`data_prep.markup_check` (leftover markup in the data card),
+  :mod:`data_prep.build_output` (lock, marker, manifest with the inputs' fingerprints, atomic publish)
+
 Orchestration (single machine): :func:`data_prep.build.build_dataset`. Layout: data_prep/README.md.
 """

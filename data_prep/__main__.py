@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from data_prep.build import DEFAULT_INPUT_LENGTHS, BuildConfig, build_dataset
-from data_prep.example import DEFAULT_RANKERS
+from data_prep.example import DEFAULT_RANKERS, ExampleConfig
 from data_prep.extractive_eval import DEFAULT_EVAL_LENGTHS
 from data_prep.sources import SOURCES
 
@@ -84,6 +84,19 @@ def parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not drop reference documents that copy the article",
     )
+    build.add_argument(
+        "--min-source-words",
+        type=int,
+        default=ExampleConfig.min_source_words,
+        help="skip an article with fewer source words (after the paragraph filter); default %(default)s",
+    )
+    build.add_argument(
+        "--min-source-ratio",
+        dest="min_source_target_ratio",
+        type=float,
+        default=ExampleConfig.min_source_target_ratio,
+        help="skip an article whose source has fewer than this times its target's words; default %(default)s",
+    )
     build.add_argument("--num-proc", type=int, default=1, help="worker processes")
     build.add_argument("-v", "--verbose", action="store_true", help="log every skipped record")
     # issue 8: `beam` has its own parser (data_prep/beam_pipeline.py); listed here for --help only
@@ -93,6 +106,15 @@ def parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="print the data card of a build")
     stats.add_argument("out")
     return root
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line (an OSError the system raised shows its cause and file)."""
+    if isinstance(err, OSError) and err.errno is not None and err.strerror:
+        text = f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    else:
+        text = str(err)
+    return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         return beam_main(argv[1:])
     args = parser().parse_args(argv)
     if args.command == "stats":
-        print((Path(args.out) / "data_card.md").read_text())
+        card = Path(args.out) / "data_card.md"
+        if not card.is_file():
+            what = "does not exist" if not Path(args.out).exists() else "has no data_card.md (not a finished build)"
+            print(f"error: {args.out} {what}", file=sys.stderr)
+            return 2
+        print(card.read_text())
         return 0
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
@@ -117,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     fields["dumps"] = fields.pop("dump")
     try:
         out = build_dataset(BuildConfig(**fields))
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (OSError, ValueError, RuntimeError) as err:  # one line each (bad input, output, disk)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     print(f"built {out}")
     print((out / "data_card.md").read_text().split("## Skipped")[0])

@@ -48,12 +48,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import gzip
 import hashlib
 import io
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -88,11 +88,22 @@ from data_prep.build import (
     fit_tokenizer,
     page_to_article,
 )
+from data_prep.build_output import (
+    check_output_path,
+    exclusive_lock,
+    file_fingerprint,
+    is_current_build,
+    prepare_partial,
+    publish,
+    write_manifest,
+    writing,
+)
 from data_prep.data_card import write_card
 from data_prep.dump import DumpFormatError, iter_dump_pages
 from data_prep.embedded_dump import embedded_dump_path
 from data_prep.example import ExampleConfig, make_example
 from data_prep.extractive_eval import example_rouge_l, rouge_table, write_results
+from data_prep.markup_check import example_markup_counters
 from data_prep.reference_store import (
     JSONL_SUFFIXES,
     WARC_SUFFIXES,
@@ -125,6 +136,7 @@ NAMESPACE = "wikisum"  # Beam metrics namespace of every count
 RUNNERS = {"direct": "DirectRunner", "dataflow": "DataflowRunner", "flink": "FlinkRunner", "spark": "SparkRunner"}
 DEFAULT_TOKENIZER_SAMPLE = 10_000  # train examples; <= ~0.7 GB of text at the paper's lengths, one worker
 WORK_DIR = "_beam"  # pipeline-written summaries, removed once the data card is written
+DUMP_ERRORS_DIR = "dump_errors"  # under WORK_DIR: one file per dump that cannot be read to its end
 _SUM_COUNTS = ("n_cited_urls", "n_found_documents", "n_clones_removed", "n_paragraphs_kept", "n_paragraphs_dropped")
 
 
@@ -179,10 +191,23 @@ class _Prefixed(io.RawIOBase):
         return getattr(self._stream, "read1", self._stream.read)(size)
 
 
-def read_dump_file(item, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK):
+def record_dump_error(work_dir: str, file_index: int, path: str, message: str) -> None:
+    """A dump file that cannot be read to its end: counted (``dump_file_errors``), logged, and written
+    under ``work_dir`` so that :func:`run_beam_build` can name the file (and fail unless partial dumps
+    are allowed)."""
+    _count("dump_file_errors")
+    log.error("dump %s: %s", path, message)
+    if not work_dir:
+        return
+    digest = hashlib.sha1(f"{path}\n{message}".encode()).hexdigest()[:16]
+    _write_text(f"{work_dir}/{WORK_DIR}/{DUMP_ERRORS_DIR}/{file_index:06d}-{digest}.txt", f"dump {path}: {message}")
+
+
+def read_dump_file(item, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK, work_dir: str = ""):
     """One reader per file (plain / .gz / single-stream .bz2): ``(order base, source name, chunk)`` out.
 
-    A decompression error or a truncated file stops this file only: counted as ``dump_file_errors``.
+    A decompression error or a file that ends early (inside a page, or before ``</mediawiki>``) stops
+    this file only; it is recorded by :func:`record_dump_error`.
     """
     file_index, path = item
     name = Path(str(path)).name
@@ -191,14 +216,16 @@ def read_dump_file(item, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK):
             head = stream.read(4)
             if not is_ascii_compatible(head):
                 _count("dump_chunks")
-                yield (file_index, 0), name, {"whole_file": str(path)}
+                yield (file_index, 0), name, {"whole_file": str(path), "work_dir": work_dir}
                 return
             for chunk in iter_dump_chunks(_Prefixed(head, stream), pages_per_chunk):
                 _count("dump_chunks")
+                if chunk.get("truncated"):
+                    record_dump_error(work_dir, file_index, str(path), f"the file is truncated: {chunk['truncated']}")
                 yield (file_index, 0), name, chunk
     except (OSError, EOFError, zlib.error) as err:
-        _count("dump_file_errors")
-        log.error("dump %s: cannot be read to its end (%s); the pages after this point are lost", path, err)
+        message = f"cannot be read to its end ({err}); the pages after this point are lost"
+        record_dump_error(work_dir, file_index, str(path), message)
 
 
 def multistream_shards(item, streams_per_shard: int = DEFAULT_STREAMS_PER_SHARD):
@@ -212,18 +239,19 @@ def multistream_shards(item, streams_per_shard: int = DEFAULT_STREAMS_PER_SHARD)
         yield file_index, path, start, end, offsets[0]
 
 
-def read_multistream_shard(shard):
-    """Decompress one byte range of a multistream dump into chunks (a bad range: ``dump_file_errors``)."""
+def read_multistream_shard(shard, work_dir: str = ""):
+    """Decompress one byte range of a multistream dump into chunks (a bad range: :func:`record_dump_error`)."""
     file_index, path, start, end, header_end = shard
     name = Path(str(path)).name
     try:
         with _open_raw(path) as raw:
             data = read_multistream_header(raw, header_end) + read_multistream_range(raw, start, end)
     except (OSError, EOFError, ValueError) as err:
-        _count("dump_file_errors")
-        log.error("dump %s: bytes %s..%s cannot be decompressed (%s); skipped", path, start, end, err)
+        record_dump_error(work_dir, file_index, str(path), f"bytes {start}..{end} cannot be decompressed ({err})")
         return
-    for chunk in iter_dump_chunks(io.BytesIO(data), pages_per_chunk=10**9):
+    for chunk in iter_dump_chunks(io.BytesIO(data), pages_per_chunk=10**9, whole_file=False):
+        if chunk.get("truncated"):
+            record_dump_error(work_dir, file_index, str(path), f"bytes {start}..{end}: {chunk['truncated']}")
         _count("dump_chunks")
         yield (file_index, start), name, chunk
 
@@ -231,7 +259,10 @@ def read_multistream_shard(shard):
 def parse_chunk(element, max_wikitext_chars: int):
     """A chunk in, ``(order key, article)`` out; skipped pages counted as ``skip_<reason>``."""
     (file_index, part), name, chunk = element
-    pages = _whole_file_pages(chunk["whole_file"]) if "whole_file" in chunk else read_chunk_pages(chunk, name)
+    if "whole_file" in chunk:
+        pages = _whole_file_pages(chunk["whole_file"], file_index, chunk["work_dir"])
+    else:
+        pages = read_chunk_pages(chunk, name)
     for ordinal, page in pages:
         _count("records_read")
         if "skip" in page:
@@ -246,14 +277,13 @@ def parse_chunk(element, max_wikitext_chars: int):
         yield _order_key(file_index, part, ordinal), article
 
 
-def _whole_file_pages(path: str):
+def _whole_file_pages(path: str, file_index: int, work_dir: str):
     """``(ordinal, page)`` of a dump read whole (not cut into chunks), streamed; an error ends the file
-    (counted as ``dump_file_errors``), the pages before it are kept."""
+    (:func:`record_dump_error`), the pages before it are kept."""
     try:
         yield from enumerate(iter_dump_pages(path))
     except DumpFormatError as err:
-        _count("dump_file_errors")
-        log.error("%s", err)
+        record_dump_error(work_dir, file_index, path, str(err).removeprefix(f"{path}: "))
 
 
 def read_articles_file(item):
@@ -404,11 +434,14 @@ def first_of_title(element):
     yield keyed[0]
 
 
-def with_split(keyed, fractions):
+def with_split(keyed, fractions, input_column: str):
+    """The example's split; counts it (``examples``, ``split_<split>``) and its leftover markup."""
     key, example = keyed
     example = dict(example, split=split_of_title(example["title"], fractions))
     _count("examples")
     _count(f"split_{example['split']}")
+    for name, n in example_markup_counters(example, input_column).items():
+        _count(name, n)
     return key, example
 
 
@@ -595,7 +628,9 @@ def build_pipeline(
         chunk_sets = []
         if single:
             chunk_sets.append(
-                p | "DumpFiles" >> beam.Create(single) | "CutDumps" >> beam.FlatMap(read_dump_file, pages_per_chunk)
+                p
+                | "DumpFiles" >> beam.Create(single)
+                | "CutDumps" >> beam.FlatMap(read_dump_file, pages_per_chunk, work_dir)
             )
         if multi:
             chunk_sets.append(
@@ -603,7 +638,7 @@ def build_pipeline(
                 | "MultistreamDumps" >> beam.Create(multi)
                 | "IndexShards" >> beam.FlatMap(multistream_shards, streams_per_shard)
                 | "SpreadShards" >> beam.Reshuffle()
-                | "ReadShards" >> beam.FlatMap(read_multistream_shard)
+                | "ReadShards" >> beam.FlatMap(read_multistream_shard, work_dir)
             )
         chunks = chunk_sets[0] if len(chunk_sets) == 1 else tuple(chunk_sets) | "AllChunks" >> beam.Flatten()
         articles = (
@@ -644,7 +679,7 @@ def build_pipeline(
             | "FirstN" >> beam.combiners.Top.Smallest(config.max_articles, key=lambda kv: kv[0])
             | "UnlistFirstN" >> beam.FlatMap(lambda rows: rows)
         )
-    examples = examples | "Split" >> beam.Map(with_split, config.split_fractions)
+    examples = examples | "Split" >> beam.Map(with_split, config.split_fractions, f"input_{config.rankers[0]}")
 
     # 4. tokenizer on a sample, after the join ----------------------------------------------------------------
     tokenizer_json = (
@@ -734,37 +769,107 @@ def run_beam_build(
     pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK,
     streams_per_shard: int = DEFAULT_STREAMS_PER_SHARD,
     num_shards: int = 0,
+    keep_partial_dumps: bool = False,
 ) -> str:
     """Run the build and write the data card; returns the output folder.
 
-    Local output: written under ``OUT.partial/`` and renamed to ``OUT/`` at the end (interrupt-safe, as
-    the single-machine build). Remote output (``gs://`` ...): written in place, ``build_config.json`` last.
-    A rerun over a finished build with the same configuration returns at once.
+    Local output: the single-machine build's protocol (:mod:`data_prep.build_output`): an exclusive lock,
+    written under a marked ``OUT.partial/``, a manifest of files and input fingerprints, renamed to
+    ``OUT/`` at the end. Remote output (``gs://`` ...): written in place, ``build_config.json`` last.
+    A rerun over a finished build with the same configuration (and, locally, unchanged inputs) returns at
+    once. A dump that cannot be read to its end (truncated, corrupt) fails the build with
+    :class:`~data_prep.dump.DumpFormatError` naming it, unless ``keep_partial_dumps`` (then its pages
+    before the error are used and ``dump_file_errors`` counts it in the data card).
     """
     if tokenizer_sample < 1:
         raise ValueError("tokenizer_sample must be positive")
     out = str(config.out).rstrip("/")
     identity = {"engine": "beam", "tokenizer_sample": tokenizer_sample, **config.identity()}
-    previous = _read_text(f"{out}/{CONFIG_FILE}")
-    if previous is not None:
-        if json.loads(previous) == identity:
-            log.info("%s is already built with this configuration: nothing to do", out)
-            return out
-        raise FileExistsError(f"{out} holds a build with another configuration; remove it or choose --out")
+    if keep_partial_dumps:
+        identity["keep_partial_dumps"] = True
     remote = _is_remote(out)
     if runner == "dataflow" and not remote:
         raise ValueError(f"--runner dataflow writes from cloud workers: --out must be gs://..., not {out}")
-    if not remote and Path(out).exists() and any(Path(out).iterdir()):
-        raise FileExistsError(f"{out} exists and is not a finished build; remove it or choose another --out")
-    work_dir = out if remote else out + ".partial"
-    if not remote:
-        if Path(work_dir).exists():
-            log.warning("removing %s left by an interrupted build", work_dir)
-            shutil.rmtree(work_dir)
-        Path(work_dir).mkdir(parents=True)
+    run = functools.partial(
+        _run_into,
+        config,
+        runner,
+        pipeline_args,
+        identity,
+        keep_partial_dumps,
+        tokenizer_sample=tokenizer_sample,
+        pages_per_chunk=pages_per_chunk,
+        streams_per_shard=streams_per_shard,
+        num_shards=num_shards,
+    )
+    if remote:
+        previous = _read_text(f"{out}/{CONFIG_FILE}")
+        if previous is not None:
+            if json.loads(previous) == identity:
+                log.info("%s is already built with this configuration: nothing to do", out)
+                return out
+            raise FileExistsError(f"{out} holds a build with another configuration; remove it or choose --out")
+        _remove_stale_outputs(out)
+        card = run(out)
     else:
-        _remove_stale_outputs(work_dir)
+        out_path = Path(out)
+        check_output_path(out_path)
+        inputs = _inputs_fingerprint(config)
+        with writing(out_path), exclusive_lock(out_path):
+            if is_current_build(out_path, identity, inputs, CONFIG_FILE):
+                log.info("%s is already built with this configuration and these inputs: nothing to do", out)
+                return out
+            work = prepare_partial(out_path)
+            with writing(out_path, work):
+                try:
+                    card = run(str(work))
+                except DumpFormatError:
+                    shutil.rmtree(work, ignore_errors=True)
+                    raise
+                write_manifest(work, inputs)
+                publish(work, out_path)
+    log.info("built %s: %s", out, card["split_counts"])
+    return out
 
+
+def _fingerprint(path: str) -> dict:
+    """A local file's :func:`~data_prep.build_output.file_fingerprint`; a remote one's size and update time."""
+    if not _is_remote(path):
+        return file_fingerprint(path)
+    metadata = FileSystems.match([path])[0].metadata_list[0]
+    return {"path": path, "size": metadata.size_in_bytes, "mtime": metadata.last_updated_in_seconds}
+
+
+def _inputs_fingerprint(config: BuildConfig) -> list[dict]:
+    """Fingerprints of every input: dumps or articles tables, reference store files, search results."""
+    dumps, tables = _input_files(config)
+    files = (tables or dumps) + (_store_file_list(config.reference_store) if config.reference_store else [])
+    if config.search_results:
+        files.append(config.search_results)
+    return [_fingerprint(str(path)) for path in files]
+
+
+def dump_errors(work_dir: str) -> list[str]:
+    """The messages :func:`record_dump_error` left under ``work_dir``, sorted (file order)."""
+    pattern = f"{work_dir}/{WORK_DIR}/{DUMP_ERRORS_DIR}/*.txt"
+    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    return [" ".join((_read_text(path) or "").split()) for path in paths]
+
+
+def _run_into(
+    config: BuildConfig,
+    runner: str,
+    pipeline_args,
+    identity: dict,
+    keep_partial_dumps: bool,
+    work_dir: str,
+    *,
+    tokenizer_sample: int,
+    pages_per_chunk: int,
+    streams_per_shard: int,
+    num_shards: int,
+) -> dict:
+    """Run the pipeline writing into ``work_dir``, then the data card and ``build_config.json`` (last)."""
     options = pipeline_options(runner, list(pipeline_args or []), config.num_proc)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(
@@ -779,6 +884,12 @@ def run_beam_build(
     result = pipeline.run()
     result.wait_until_finish()
     counters = query_counters(result)
+    errors = dump_errors(work_dir)
+    if errors and not keep_partial_dumps:
+        raise DumpFormatError(
+            "; ".join(errors) + ". Nothing was published: fix or replace the dump, or pass --keep-partial-dumps "
+            "to build from the pages read before the error"
+        )
     if not counters.get("examples"):
         raise RuntimeError(
             f"no example was produced from {config.dumps or config.articles or 'the embedded dump'} "
@@ -804,18 +915,14 @@ def run_beam_build(
                 target.write(file.read_bytes())
     FileSystems.delete([f"{work_dir}/{WORK_DIR}"])
     _write_text(f"{work_dir}/{CONFIG_FILE}", json.dumps(identity, indent=2, sort_keys=True) + "\n")  # last
-    if not remote:
-        if Path(out).exists():
-            Path(out).rmdir()  # empty (checked above)
-        os.replace(work_dir, out)
-    log.info("built %s: %s", out, card["split_counts"])
-    return out
+    return card
 
 
 # what a build writes in its output folder (a remote output is written in place)
 _OUTPUT_PATTERNS = (
     f"{DATASET_DIR}/*.parquet",
     f"{WORK_DIR}/*",
+    f"{WORK_DIR}/{DUMP_ERRORS_DIR}/*",
     TOKENIZER_FILE,
     SPECIAL_TOKENS_FILE,
     "data_card.*",
@@ -897,11 +1004,18 @@ def beam_parser() -> argparse.ArgumentParser:
         help="bzip2 streams (100 pages each) per read shard of a multistream dump (default %(default)s)",
     )
     parser.add_argument("--num-shards", type=int, default=0, help="Parquet files per split (0: the runner decides)")
+    parser.add_argument(
+        "--keep-partial-dumps",
+        action="store_true",
+        help="build from the pages read before a dump's error (truncated or corrupt file) instead of failing; "
+        "the data card counts such files as dump_file_errors",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m data_prep beam ...``: build options parsed by data_prep's own ``build`` parser."""
+    from data_prep.__main__ import one_line
     from data_prep.__main__ import parser as build_parser
 
     beam_args, rest = beam_parser().parse_known_args(argv)
@@ -923,9 +1037,10 @@ def main(argv: list[str] | None = None) -> int:
             pages_per_chunk=beam_args.pages_per_chunk,
             streams_per_shard=beam_args.streams_per_shard,
             num_shards=beam_args.num_shards,
+            keep_partial_dumps=beam_args.keep_partial_dumps,
         )
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (OSError, ValueError, RuntimeError) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     print(f"built {out}")
     card = _read_text(f"{out}/data_card.md") or ""

@@ -3,11 +3,13 @@ Summarizing Long Sequences"): read, process each article (pure stages), split, t
 encode, write the HF dataset, the data card and the extractive ROUGE table. Issue 8's Beam pipeline
 reuses the per-record functions named in :data:`data_prep.__doc__`; only this file is single-machine.
 
-Safe to interrupt: everything is written under ``<out>.partial/`` beside the output and moved into place
-with one ``os.replace`` at the end, so ``<out>/`` either does not exist or is complete. A rerun removes a
-stale ``.partial`` and redoes the job; a rerun over a complete build with the same configuration returns at
-once, and a rebuild from scratch gives byte-identical files (no timestamps, no random fingerprints,
-ordered parallel map).
+Safe to interrupt and to run twice at once (:mod:`data_prep.build_output`): one build at a time holds
+``<out>.lock``; everything is written under ``<out>.partial/`` (marked as ours) and moved into place with
+a rename at the end, so ``<out>/`` either does not exist or is complete. A rerun removes a stale
+``.partial`` of ours and redoes the job; a rerun over a complete build (every file of its manifest
+present) with the same configuration and unchanged inputs (size + modification time) returns at once, a
+changed input rebuilds, and a rebuild from scratch gives byte-identical files (no timestamps, no random
+fingerprints, ordered parallel map; the manifest records the inputs' modification times).
 
 The examples of one build are held in memory (the dump itself is streamed): fine up to ~10^5 articles;
 the full English dump is issue 8's job.
@@ -20,9 +22,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
 import shlex
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,13 +31,24 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from data_prep.articles_table import iter_table_rows, row_to_article
+from data_prep.build_output import (
+    check_output_path,
+    exclusive_lock,
+    inputs_fingerprint,
+    is_current_build,
+    prepare_partial,
+    publish,
+    write_manifest,
+    writing,
+)
 from data_prep.data_card import HISTOGRAM_EDGES, length_histogram, write_card
 from data_prep.dump import iter_dump_pages
 from data_prep.embedded_dump import embedded_dump_path
 from data_prep.example import DEFAULT_RANKERS, ExampleConfig, make_example
 from data_prep.extractive_eval import DEFAULT_EVAL_LENGTHS, example_rouge_l, rouge_table, write_results
+from data_prep.markup_check import example_markup_counters, markup_table
 from data_prep.page_filter import DEFAULT_MAX_WIKITEXT_CHARS, page_skip_reason
-from data_prep.reference_store import ReferenceStore
+from data_prep.reference_store import ReferenceStore, store_files
 from data_prep.sources import (
     SOURCES,
     load_search_results,
@@ -77,6 +88,8 @@ class BuildConfig:
     max_articles: int | None = None  # stop after this many examples (a quick sample)
     max_wikitext_chars: int = DEFAULT_MAX_WIKITEXT_CHARS
     remove_clones: bool = True
+    min_source_words: int = ExampleConfig.min_source_words  # see ExampleConfig: "source_too_short"
+    min_source_target_ratio: float = ExampleConfig.min_source_target_ratio  # "source_shorter_than_target"
     num_proc: int = 1  # worker processes for the per-article stage and the ROUGE evaluation
 
     def __post_init__(self):
@@ -94,7 +107,7 @@ class BuildConfig:
         self.input_lengths = tuple(sorted(set(self.input_lengths)))
         self.eval_lengths = tuple(sorted(set(self.eval_lengths)))
         self.split_fractions = tuple(self.split_fractions)
-        ExampleConfig(rankers=self.rankers, target_mode=self.target_mode)  # validates rankers / target_mode
+        self.example_config()  # validates rankers, target_mode and the minimum-source filters
 
     def example_config(self) -> ExampleConfig:
         """How each article of this build becomes an example (the same for the Beam pipeline)."""
@@ -104,6 +117,8 @@ class BuildConfig:
             target_mode=self.target_mode,
             remove_clones=self.remove_clones,
             source_is_article=self.source == "wiki-body",
+            min_source_words=self.min_source_words,
+            min_source_target_ratio=self.min_source_target_ratio,
         )
 
     def identity(self) -> dict:
@@ -148,7 +163,7 @@ def page_to_article(
     reason = page_skip_reason(page, max_wikitext_chars)
     if reason:
         return None, reason
-    return parse_article(page.get("title", ""), page["wikitext"]), None
+    return parse_article(page.get("title", ""), page["wikitext"], page.get("namespaces")), None
 
 
 def process_record(record: dict) -> dict:
@@ -301,7 +316,8 @@ def data_card(
     ``counters`` holds the build's counts under the Beam metric names: ``records_read``, ``examples``,
     ``split_<split>``, ``skip_<reason>``, ``n_cited_urls``, ``n_found_documents``, ``n_clones_removed``,
     ``n_paragraphs_kept``, ``n_paragraphs_dropped``, ``articles_with_any_document``, ``store_urls``,
-    ``store_skip_<reason>`` (and, for Beam, ``dump_chunks``, ``dump_file_errors``, ``store_records``,
+    ``store_skip_<reason>``, the leftover-markup counters of :mod:`data_prep.markup_check` (and, for Beam,
+    ``dump_chunks``, ``dump_file_errors``, ``store_records``,
     ``store_file_errors``). ``length_counts``: see :func:`add_length_counts`. ``tokenizer_info``:
     ``vocab_size``, the special ids and ``trained_on``. ``runner``: the Beam runner, None for this module.
     """
@@ -363,6 +379,7 @@ def data_card(
         },
         "tokenizer": {"file": TOKENIZER_FILE, **tokenizer_info},
         "input_lengths": list(config.input_lengths),
+        "leftover_markup": markup_table(counters),
     }
     if beam:
         card["histogram_edges"] = list(HISTOGRAM_EDGES)
@@ -381,19 +398,33 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
     """
     config = config or BuildConfig(**kwargs)
     out = Path(config.out)
-    if (out / CONFIG_FILE).is_file():
-        if json.loads((out / CONFIG_FILE).read_text()) == config.identity():
-            log.info("%s is already built with this configuration: nothing to do", out)
+    check_output_path(out)
+    inputs = inputs_fingerprint(input_files(config))
+    with writing(out), exclusive_lock(out):
+        if is_current_build(out, config.identity(), inputs, CONFIG_FILE):
+            log.info("%s is already built with this configuration and these inputs: nothing to do", out)
             return out
-        raise FileExistsError(f"{out} holds a build with another configuration; remove it or choose --out")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not a finished build; remove it or choose another --out")
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        log.warning("removing %s left by an interrupted build", partial)
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+        partial = prepare_partial(out)
+        with writing(out, partial):
+            card = _build_into(config, partial, inputs)
+            publish(partial, out)
+    log.info("built %s: %s", out, card["split_counts"])
+    return out
 
+
+def input_files(config: BuildConfig) -> list[str]:
+    """Every input file of a build, in a fixed order: dumps (or the embedded excerpt) or articles tables,
+    reference store files, the search results (their fingerprints decide whether a build is current)."""
+    files = list(config.articles) if config.articles else list(config.dumps) or [str(embedded_dump_path())]
+    for root in config.reference_store:
+        files += [str(path) for path in store_files(root)]
+    if config.search_results:
+        files.append(config.search_results)
+    return files
+
+
+def _build_into(config: BuildConfig, partial: Path, inputs: list[dict]) -> dict:
+    """The whole build written into ``partial`` (manifest last); returns the data card."""
     store = ReferenceStore.from_paths(config.reference_store) if config.reference_store else None
     search_results = load_search_results(config.search_results) if config.search_results else None
     example_config = config.example_config()
@@ -450,7 +481,9 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
     max_tokens = max(config.input_lengths)
     rows_by_split: dict[str, list[dict]] = {split: [] for split in SPLIT_NAMES}
     length_counts: dict[str, collections.Counter] = {}
+    markup: collections.Counter = collections.Counter()
     for example in tqdm(examples, desc="tokenize", unit="ex", dynamic_ncols=True, disable=None):
+        markup.update(example_markup_counters(example, f"input_{config.rankers[0]}"))
         row = example_row(example, tokenizer, config.rankers, max_tokens)
         add_length_counts(length_counts, row)
         rows_by_split[example["split"]].append(row)
@@ -465,6 +498,7 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
     # 4. data card
     counters = {
         **totals,
+        **markup,
         "examples": len(examples),
         **{f"split_{split}": len(rows) for split, rows in rows_by_split.items()},
         **{f"skip_{reason}": n for reason, n in skip_reasons.items()},
@@ -479,14 +513,9 @@ def build_dataset(config: BuildConfig | None = None, **kwargs) -> Path:
     }
     card = data_card(config, counters, length_counts, tokenizer_info)
     write_card(card, partial)
-    _write_json(partial / CONFIG_FILE, config.identity())  # written last: its presence marks completion
-
-    # 5. atomic publish
-    if out.exists():
-        out.rmdir()  # empty (checked above)
-    os.replace(partial, out)
-    log.info("built %s: %s", out, card["split_counts"])
-    return out
+    _write_json(partial / CONFIG_FILE, config.identity())
+    write_manifest(partial, inputs)  # last: the files and the inputs' fingerprints mark completion
+    return card
 
 
 def cli_args_of(config: BuildConfig) -> list[str]:
@@ -518,4 +547,8 @@ def cli_args_of(config: BuildConfig) -> list[str]:
         args += ["--max-articles", str(config.max_articles)]
     if not config.remove_clones:
         args.append("--keep-clones")
+    if config.min_source_words != ExampleConfig.min_source_words:
+        args += ["--min-source-words", str(config.min_source_words)]
+    if config.min_source_target_ratio != ExampleConfig.min_source_target_ratio:
+        args += ["--min-source-ratio", repr(config.min_source_target_ratio)]
     return args

@@ -1,4 +1,5 @@
-"""The data card written beside every build: counts, skip reasons, length histograms, coverage.
+"""The data card written beside every build: counts, skip reasons, length histograms, coverage, leftover
+markup (:mod:`data_prep.markup_check`).
 
 t2t's WikiSum wrote per-shard ``stats.json`` (wikis skipped for no references / a short lead, references
 found); users complained that missing shards silently shrank evaluation. This card states every count,
@@ -11,6 +12,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from data_prep.markup_check import markup_markdown
 
 HISTOGRAM_EDGES = (0, 25, 50, 100, 200, 500, 1000, 2000, 5000, 11000, 50000, 10**9)
 
@@ -65,6 +68,13 @@ def card_markdown(card: dict) -> str:
         ]
         lines += [f"| {b} | {c} |" for b, c in hist["bins"].items() if c]
         lines.append("")
+    if "leftover_markup" in card:
+        lines += [
+            "## Leftover markup (occurrences in targets and in the first ranker's inputs; 0 = clean)",
+            "",
+            *markup_markdown(card["leftover_markup"]),
+            "",
+        ]
     lines += ["## Tokenizer", "", json.dumps(card["tokenizer"], sort_keys=True), ""]
     return "\n".join(lines)
 

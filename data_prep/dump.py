@@ -92,7 +92,10 @@ def iter_dump_pages(path: str | Path) -> Iterator[dict]:
     """Stream the pages of one dump file as records.
 
     Each record: ``{"page_id": str, "title": str, "namespace": int, "redirect": bool, "wikitext": str,
-    "source_file": str}``. With several revisions per page (history dumps) the last one is kept.
+    "source_file": str, "namespaces": {name: number}}``; ``namespaces`` is the dump's ``<siteinfo>`` table
+    (every ``<namespace>`` name, so aliases declared with the same key too; MediaWiki's English names when
+    the file has no siteinfo), one dict shared by all the pages of the file: memory stays flat. With
+    several revisions per page (history dumps) the last one is kept.
     """
     path = Path(path)
     namespace_names: dict[str, int] = {}
@@ -135,6 +138,7 @@ def iter_dump_pages(path: str | Path) -> Iterator[dict]:
                             page["namespace"] = namespace_from_title(page["title"], names)
                         page["wikitext"] = revision_text
                         page["source_file"] = path.name
+                        page["namespaces"] = namespace_names if saw_siteinfo else STANDARD_NAMESPACES
                         yield page
                         page = None
                         elem.clear()

@@ -53,11 +53,16 @@ def is_ascii_compatible(head: bytes) -> bool:
     return b"\x00" not in head[:4]
 
 
-def iter_dump_chunks(stream, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK) -> Iterator[dict]:
+def iter_dump_chunks(
+    stream, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK, whole_file: bool = True
+) -> Iterator[dict]:
     """Cut a decompressed binary stream into chunks of whole pages (see the module docstring).
 
     An unterminated last page (a truncated file) is returned in the last chunk, where the reader reports
     it as malformed. Whitespace and the closing root tag between and after pages are dropped.
+    A stream that ends early marks its last chunk with ``"truncated": <what is missing>`` (an extra chunk
+    without pages when the last one was already full): it ends inside a page, or, when ``whole_file``
+    and the file has a ``<mediawiki>`` root, before ``</mediawiki>``.
     """
     if pages_per_chunk < 1:
         raise ValueError("pages_per_chunk must be positive")
@@ -67,6 +72,7 @@ def iter_dump_chunks(stream, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK) -> 
     pages: list[bytes] = []
     first_page = 0
     eof = False
+    truncated = ""
     # read1: one decompression step per call, so a truncated file loses only its last few kB
     read = getattr(stream, "read1", stream.read)
     while True:
@@ -87,14 +93,20 @@ def iter_dump_chunks(stream, pages_per_chunk: int = DEFAULT_PAGES_PER_CHUNK) -> 
             if start_match:  # unterminated page: let the reader report it as malformed
                 header = bytes(buffer[: start_match.start()]) if header is None else header
                 pages.append(bytes(buffer[start_match.start() :]))
+                truncated = "it ends inside a page"
+            elif whole_file and b"<mediawiki" in (header or buffer) and ROOT_END not in buffer[position:]:
+                truncated = "it ends before </mediawiki>"
             break
         del buffer[:position]
         position = 0
         data = read(_READ_BLOCK)
         eof = not data
         buffer += data
-    if pages:
-        yield {"header": header or b"", "pages": pages, "first_page": first_page}
+    if pages or truncated:
+        chunk = {"header": header or b"", "pages": pages, "first_page": first_page}
+        if truncated:
+            chunk["truncated"] = truncated
+        yield chunk
 
 
 def chunk_xml(header: bytes, pages: list[bytes]) -> bytes:

@@ -13,7 +13,9 @@ import bz2
 import gzip
 import io
 import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -256,6 +258,7 @@ def test_beam_card_counts_match_and_bad_store_records_are_counted(sample, beam_b
     assert card["reference_store_skipped"]["no_url"] == 2  # the WET record and the JSONL line
     assert card["reference_store_skipped"]["malformed_json"] == 1
     assert card["histograms"] == single["histograms"]
+    assert card["leftover_markup"] == single["leftover_markup"]  # the same examples, the same counts
 
 
 def test_multistream_read_skips_a_malformed_page(beam, sample, beam_build):
@@ -306,7 +309,7 @@ def test_cli_beam_errors_are_clear(beam, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
-def test_truncated_dump_is_counted_not_fatal(beam, tmp_path, damage):
+def test_truncated_dump_is_counted_not_fatal_when_partial_dumps_are_kept(beam, tmp_path, damage):
     from data_prep.beam_pipeline import run_beam_build
     from data_prep.build import BuildConfig
 
@@ -322,7 +325,7 @@ def test_truncated_dump_is_counted_not_fatal(beam, tmp_path, damage):
             second[k] ^= 0xFF
         dump.write_bytes(gzip.compress(xml[:middle]) + bytes(second))
     config = BuildConfig(out=str(tmp_path / "out"), dumps=[str(dump)], eval_lengths=(), rankers=("identity",))
-    out = run_beam_build(config, "direct", [], pages_per_chunk=2)
+    out = run_beam_build(config, "direct", [], pages_per_chunk=2, keep_partial_dumps=True)  # asked for
     card = json.loads((tmp_path / "out" / "data_card.json").read_text())
     assert card["counts"]["dump_file_errors"] == 1
     assert 0 < card["counts"]["examples"] < 12
@@ -350,6 +353,7 @@ def test_search_source_matches_the_single_machine_build(beam, tmp_path):
     results.write_text("\n".join(json.dumps(line) for line in lines))
     common = dict(dumps=[str(dump)], source="search", search_results=str(results), reference_store=[str(store)])
     common.update(eval_lengths=(), rankers=("identity", "tfidf"), input_lengths=(64,))
+    common.update(min_source_words=0, min_source_target_ratio=0.0)  # one-line search results: a short source
     single = build_dataset(out=str(tmp_path / "single"), **common)
     out = run_beam_build(BuildConfig(out=str(tmp_path / "beam"), **common), "direct", [])
     assert _rows(load_beam_dataset(out)) == _rows(datasets.load_from_disk(str(single / "dataset")))
@@ -384,3 +388,49 @@ def test_rerun_over_an_interrupted_remote_output_drops_its_stale_shards(beam, tm
     assert "train-00000-of-00009.parquet" not in shards and shards
     assert (out / "notes.txt").exists()
     assert sum(len(ds) for ds in beam_pipeline.load_beam_dataset(str(out)).values()) == 4
+
+
+@pytest.mark.parametrize("cut", ["inside_a_page", "between_pages"])
+def test_a_plain_xml_dump_that_ends_early_fails_naming_the_file(beam, tmp_path, capsys, cut):
+    """It used to exit 0 with 8 of 12 examples, counted only as one malformed page."""
+    from data_prep.__main__ import main
+
+    xml = dump_xml(standard_pages(12))
+    end = xml.index(b"</page>", len(xml) * 2 // 3) + len(b"</page>")
+    dump = tmp_path / "cut.xml"
+    dump.write_bytes(xml[: end - 30] if cut == "inside_a_page" else xml[:end])
+    out = tmp_path / "out"
+    args = ["beam", "--dump", str(dump), "--out", str(out), "--eval-lengths", "", "--rankers", "identity"]
+    assert main([*args, "--pages-per-chunk", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert f"dump {dump}: the file is truncated" in line and "--keep-partial-dumps" in line
+    assert not out.exists() and not (tmp_path / "out.partial").exists()
+    assert main([*args, "--pages-per-chunk", "3", "--keep-partial-dumps"]) == 0  # asked for: built, counted
+    card = json.loads((out / "data_card.json").read_text())
+    assert card["counts"]["dump_file_errors"] == 1 and 0 < card["counts"]["examples"] < 12
+
+
+def test_beam_local_output_follows_the_build_protocol(beam, tmp_path):
+    """Marker-carrying partial, manifest with the inputs' fingerprints: a changed dump rebuilds."""
+    from data_prep.beam_pipeline import load_beam_dataset, run_beam_build
+    from data_prep.build import BuildConfig
+    from data_prep.build_output import MANIFEST_FILE, MARKER_FILE
+
+    dump = write_dump(tmp_path / "gen.xml", standard_pages(4))
+    mine = tmp_path / "out.partial"
+    mine.mkdir()
+    config = BuildConfig(out=str(tmp_path / "out"), dumps=[str(dump)], eval_lengths=(), rankers=("identity",),
+                         input_lengths=(32,))
+    with pytest.raises(RuntimeError, match="not made by data_prep"):
+        run_beam_build(config, "direct", [], num_shards=1)
+    mine.rmdir()
+    out = Path(run_beam_build(config, "direct", [], num_shards=1))
+    assert (out / MARKER_FILE).is_file() and (out / MANIFEST_FILE).is_file()
+    assert sum(len(ds) for ds in load_beam_dataset(str(out)).values()) == 4
+    stamp = dump.stat().st_mtime_ns + 10**9
+    write_dump(dump, standard_pages(6))
+    os.utime(dump, ns=(stamp, stamp))
+    run_beam_build(config, "direct", [], num_shards=1)
+    assert sum(len(ds) for ds in load_beam_dataset(str(out)).values()) == 6  # not the old build
