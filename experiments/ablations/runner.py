@@ -8,9 +8,12 @@ over seeds and a titled plot of the grid's metric.
 
 Results go to ``outputs/ablations/<name>/`` (not committed); ``--commit-results`` writes them to
 ``experiments/ablations/results/<name>/`` instead, ``--results DIR`` anywhere. The cache key of a run
-(:func:`cache_key`) hashes the training config's content, the run's arguments and the code version (the sources of
-``ut/`` and ``experiments/run_training.py``), so a changed grid, config or model reruns; a run that fails makes the
-runner exit non-zero after the others finished, and the table lists it. The grid is also the source of the W&B
+(:func:`cache_key`) hashes the training config's content and the run's arguments, so a changed grid or config
+reruns. Every result also records the code version it ran with (:func:`code_version`: the sources of ``ut/`` and
+``experiments/run_training.py``); a result of an older code version is reused -- a table of 180 runs spans sessions
+in which the code moves -- and the table names every such run, unless ``--rerun-code-changes`` (``run_all(...,
+rerun_code_changes=True)``) reruns them. A run that fails makes the runner exit non-zero after the others finished,
+and the table lists it. The grid is also the source of the W&B
 sweeps (``python -m experiments.ablations.wandb_sweep write``).
 
 A grid file (every key commented in the shipped ones)::
@@ -117,13 +120,18 @@ def code_version() -> str:
 
 
 def cache_key(spec: RunSpec) -> str:
-    """The results cache key of ``spec``: its config file's content, its arguments and :func:`code_version`."""
+    """The results cache key of ``spec``: its config file's content and its arguments (what the run was asked to
+    do; the code version it ran with is recorded beside it, see the module docstring)."""
     config = REPO / spec.config if (REPO / spec.config).is_file() else Path(spec.config)
     h = hashlib.sha256()
     h.update(config.read_bytes() + b"\0")
     h.update(json.dumps([spec.config, list(spec.args)]).encode() + b"\0")
-    h.update(code_version().encode())
     return h.hexdigest()[:16]
+
+
+def code_changed(res: dict) -> bool:
+    """Whether the result ``res`` ran with another code version than the current one."""
+    return res.get("code_version") != code_version()
 
 
 def _cached(out: Path, key: str) -> dict | None:
@@ -149,14 +157,16 @@ class _Progress:
             print(f"[runner] {self.done}/{self.total} {spec.run_id}: {what}", flush=True)
 
 
-def run_one(spec: RunSpec, out_dir: Path, experiment: str, threads: int = 1) -> dict:
-    """Run ``spec`` in its own process unless a results file with its :func:`cache_key` exists; returns the
-    results. Progress bars are off (a log file, not a terminal)."""
+def run_one(spec: RunSpec, out_dir: Path, experiment: str, threads: int = 1, *,
+            rerun_code_changes: bool = False) -> dict:
+    """Run ``spec`` in its own process unless a results file with its :func:`cache_key` exists (and, with
+    ``rerun_code_changes``, the current code version); returns the results. Progress bars are off (a log file,
+    not a terminal)."""
     out = out_dir / "runs" / f"{spec.run_id}.json"
     key = cache_key(spec)
     cached = _cached(out, key)
-    if cached is not None:
-        return {**cached, "_cached": True}
+    if cached is not None and not (rerun_code_changes and code_changed(cached)):
+        return {**cached, "_cached": True, "code_changed": code_changed(cached)}
     log = out.with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     args = [*spec.args, f"--run.name={spec.run_id}", f"--run.experiment={experiment}",
@@ -179,14 +189,16 @@ def run_one(spec: RunSpec, out_dir: Path, experiment: str, threads: int = 1) -> 
 
 
 def run_all(specs: list[RunSpec], out_dir: Path, experiment: str, jobs: int = 1, threads: int = 1, *,
-            failed: list[tuple[RunSpec, str]] | None = None) -> list[dict]:
+            failed: list[tuple[RunSpec, str]] | None = None, rerun_code_changes: bool = False) -> list[dict]:
     """Run every spec (``jobs`` processes at a time), printing n/N progress; returns the finished runs' results in
-    ``specs`` order. A failed run is reported on stderr, left out, and appended (with its error) to ``failed``
-    when given: callers decide the exit status (the runner's ``main`` exits 1)."""
+    ``specs`` order (a reused result of an older code version carries ``"code_changed": True``). A failed run is
+    reported on stderr, left out, and appended (with its error) to ``failed`` when given: callers decide the exit
+    status (the runner's ``main`` exits 1)."""
     progress = _Progress(len(specs))
     done: dict[RunSpec, dict] = {}
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        futures = {pool.submit(run_one, s, out_dir, experiment, threads): s for s in specs}
+        futures = {pool.submit(run_one, s, out_dir, experiment, threads, rerun_code_changes=rerun_code_changes): s
+                   for s in specs}
         for fut in as_completed(futures):
             spec = futures[fut]
             try:
@@ -273,13 +285,14 @@ def plot(rows: list[dict], metric_name: str, path: Path, title: str | None = Non
 
 def collect(out_dir: Path, specs: list[RunSpec], *, current_only: bool = False) -> list[dict]:
     """The finished runs among ``specs`` (for --aggregate-only). A result whose cache key no longer matches (the
-    config, the arguments or the code changed) is kept with ``"stale": True`` and counted on stderr, or left out
-    with ``current_only``."""
+    config or the arguments changed) is kept with ``"stale": True`` and counted on stderr, or left out with
+    ``current_only``; one of an older code version carries ``"code_changed": True``."""
     results, stale = [], 0
     for s in specs:
         p = out_dir / "runs" / f"{s.run_id}.json"
         if p.is_file():
             res = json.loads(p.read_text())
+            res["code_changed"] = code_changed(res)
             if res.get("cache_key") != cache_key(s):
                 stale += 1
                 if current_only:
@@ -288,8 +301,8 @@ def collect(out_dir: Path, specs: list[RunSpec], *, current_only: bool = False) 
             results.append({**res, "run_id": s.run_id, "variant": s.variant, "seed": s.seed,
                             "config_name": Path(s.config).stem})
     if stale:
-        print(f"[runner] {stale} of the finished runs in {repo_relative(str(out_dir))} are stale (their config, "
-              f"arguments or code changed since){'; left out' if current_only else ''}", file=sys.stderr)
+        print(f"[runner] {stale} of the finished runs in {repo_relative(str(out_dir))} are stale (their config "
+              f"or arguments changed since){'; left out' if current_only else ''}", file=sys.stderr)
     return results
 
 
@@ -306,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"write into {repo_relative(str(COMMITTED_RESULTS))} (the committed results)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="override the grid's seeds")
     p.add_argument("--aggregate-only", action="store_true", help="only aggregate the finished runs")
+    p.add_argument("--rerun-code-changes", action="store_true",
+                   help="rerun finished runs whose code version differs from the current one (default: reuse, listed)")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more ut-train arguments for every run")
     args = p.parse_args(argv)
     if args.results and args.commit_results:
@@ -321,11 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.aggregate_only:
         results = collect(out_dir, specs)
     else:
-        results = run_all(specs, out_dir, f"ablations/{grid.name}", args.jobs, args.threads, failed=failed)
+        results = run_all(specs, out_dir, f"ablations/{grid.name}", args.jobs, args.threads, failed=failed,
+                          rerun_code_changes=args.rerun_code_changes)
     rows = aggregate(results, grid.metrics)
     table = markdown_table(rows, grid.metrics)
     failures = "".join(f"- `{s.run_id}`: {e}\n" for s, e in failed)
     stale = [r["run_id"] for r in results if r.get("stale")]
+    older = [f"{r['run_id']} ({r.get('code_version') or 'unrecorded'})" for r in results if r.get("code_changed")]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "table.md").write_text(
         f"# Ablation `{grid.name}`\n\n"
@@ -333,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\n\nCode version {code_version()}. {len(results)}/{len(specs)} runs finished"
         f"{f', {len(failed)} FAILED' if failed else ''}; mean ± sample std over seeds.\n\n{table}"
         + (f"\nFailed runs:\n\n{failures}" if failed else "")
-        + (f"\nStale results (config, arguments or code changed since): {', '.join(stale)}\n" if stale else ""))
+        + (f"\nStale results (config or arguments changed since): {', '.join(stale)}\n" if stale else "")
+        + (f"\nRuns of an older code version (reused; --rerun-code-changes reruns them): {', '.join(older)}\n"
+           if older else ""))
     plot(rows, grid.plot_metric, out_dir / "plot.png", title=f"ablation {grid.name}")
     print(table)
     if failed:

@@ -192,7 +192,7 @@ def fake_grid(tmp_path, monkeypatch):
     return fake, write, config, tmp_path / "results"
 
 
-def test_cache_is_keyed_by_config_arguments_and_code(fake_grid, monkeypatch):
+def test_cache_is_keyed_by_config_and_arguments_code_changes_listed(fake_grid, monkeypatch):
     fake, write, config, results = fake_grid
     grid = write({"a": ["--x=1"], "b": ["--x=2"]})
     assert main([str(grid), "--results", str(results)]) == 0
@@ -207,7 +207,14 @@ def test_cache_is_keyed_by_config_arguments_and_code(fake_grid, monkeypatch):
     assert len(fake.calls) == 5
     monkeypatch.setattr(R, "code_version", lambda: "another-version")  # the code changed
     main([str(grid), "--results", str(results)])
+    assert len(fake.calls) == 5  # reused ...
+    table = (results / "fake" / "table.md").read_text()
+    assert "Runs of an older code version" in table and "cfg__a__seed0" in table.split("older code version")[1]
+    main([str(grid), "--results", str(results), "--rerun-code-changes"])
+    assert len(fake.calls) == 7  # ... unless asked
+    main([str(grid), "--results", str(results)])
     assert len(fake.calls) == 7
+    assert "older code version" not in (results / "fake" / "table.md").read_text()
     assert all("--trainer.enable_progress_bar=false" in c for c in fake.calls)  # scripted: no progress bars
 
 
