@@ -21,7 +21,8 @@ attention-weight dropout ``attn_dropout`` = ours' ``attention_dropout``.
 Deviations that cannot be removed, and what they cost in parameters (:func:`parameter_report` measures them; the
 rows record both counts and the relative difference):
 
-- its attention projections have no bias (ours: q, k, v and output biases, 4d per attention); its output-tied
+- its attention projections have no bias (ours: q, k, v and output biases, 4d per attention) and its LayerNorms
+  no bias (d per norm); its output-tied
   logits are scaled by d^-0.5 (its ``tie_embedding`` design) -- no parameters;
 - the encoder-decoder's output layer is untied in ``XTransformer``; it is tied here after construction
   (:func:`_tie_output`) the way ``TransformerWrapper(tie_embedding=True)`` ties it;
@@ -180,4 +181,6 @@ def xtransformer_lm_greedy(model: nn.Module, prompt: Tensor, n_tokens: int) -> T
     """Greedy cached continuation of ``prompt`` by ``n_tokens`` with x-transformers' ``AutoregressiveWrapper``."""
     from x_transformers import AutoregressiveWrapper  # benchmark-only dependency
 
-    return AutoregressiveWrapper(model).generate(prompt, n_tokens, temperature=0.0, cache_kv=True)
+    # the wrapper takes the model's mode: its generate() restores the WRAPPER's mode onto the model afterwards
+    wrapper = AutoregressiveWrapper(model).train(model.training)
+    return wrapper.generate(prompt, n_tokens, temperature=0.0, cache_kv=True)
