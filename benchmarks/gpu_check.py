@@ -185,7 +185,22 @@ def attention_dropout_section(device, d_model: int, n_heads: int, draws: int, sh
 
 
 def tdmca_section(device, length: int, vocab: int, d_model: int = 256, n_heads: int = 4, block: int = 256) -> dict:
-    """One Adam step of the T-DMCA decoder on one ``length``-token sequence: seconds and peak memory."""
+    """One Adam step of the T-DMCA decoder on one ``length``-token sequence: seconds and peak memory, in fp32 and,
+    where the device runs it natively, under bf16 autocast (each mode recorded, or its error)."""
+    modes = {"fp32": None} | ({"bf16": dtype} if (dtype := autocast_dtype_for(device)) else {})
+    out = {"length": length, "vocab": vocab, "modes": {}}
+    for label, mode_dtype in modes.items():
+        try:
+            out["modes"][label] = _tdmca_step(device, length, vocab, d_model, n_heads, block, mode_dtype)
+        except Exception as err:  # noqa: BLE001 - one mode failing (e.g. a kernel without bf16) keeps the other
+            out["modes"][label] = {"error": f"{type(err).__name__}: {err}"[:400]}
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+    out["finite"] = all(m.get("finite", False) for m in out["modes"].values())
+    return out
+
+
+def _tdmca_step(device, length, vocab, d_model, n_heads, block, dtype) -> dict:
     from ut.models.decoder_only import DecoderOnlyConfig, DecoderOnlyLM
 
     torch.manual_seed(0)
@@ -195,7 +210,6 @@ def tdmca_section(device, length: int, vocab: int, d_model: int = 256, n_heads: 
     model = DecoderOnlyLM(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     ids = torch.randint(5, vocab, (1, length), device=device)
-    dtype = autocast_dtype_for(device)
 
     def step() -> float:
         with torch.autocast(torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -211,9 +225,8 @@ def tdmca_section(device, length: int, vocab: int, d_model: int = 256, n_heads: 
     t0 = time.perf_counter()
     loss = step()
     sync(device)
-    return {"length": length, "vocab": vocab, "layers": cfg.layer_pattern, "autocast": str(dtype) if dtype else "fp32",
-            "seconds": time.perf_counter() - t0, "peak_mb": _peak_mb(device), "loss_first": first, "loss": loss,
-            "finite": math.isfinite(loss), "parameters": n_parameters(model)}
+    return {"layers": cfg.layer_pattern, "seconds": time.perf_counter() - t0, "peak_mb": _peak_mb(device),
+            "loss_first": first, "loss": loss, "finite": math.isfinite(loss), "parameters": n_parameters(model)}
 
 
 def decoding_section(device, dims: Seq2SeqDims, out_tokens: int, repeats: int) -> dict:

@@ -62,7 +62,9 @@ def test_attention_dropout_section_is_unbiased_and_active_on_cpu():
 
 def test_tdmca_section_runs_one_finite_step():
     out = gpu_check.tdmca_section("cpu", length=96, vocab=50, d_model=16, n_heads=2, block=16)
-    assert out["finite"] and out["seconds"] > 0 and out["peak_mb"] is None
+    assert list(out["modes"]) == ["fp32"]  # CPU: no autocast in the GPU check
+    fp32 = out["modes"]["fp32"]
+    assert out["finite"] and fp32["seconds"] > 0 and fp32["peak_mb"] is None
 
 
 def test_decoding_section_compares_cached_uncached_and_peer():
