@@ -198,3 +198,13 @@ def test_markdown_shows_skips_compile_and_new_tables(tmp_path):
     assert "ours vs x-transformers" in text.lower() and "-0.3%" in text
     assert "babi_1k_ut | not run: FileNotFoundError" in text
     assert "15%" in text
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_both_plans_size_every_row(quick):
+    p = run_all.plan(quick)
+    for key in ("xt_seq2seq", "xt_decoder_only", "xt_decoding", "compile", "small_models", "bf16", "peer_configs"):
+        assert p[key], key
+    from benchmarks.small_models import CONFIGS
+
+    assert all((CONFIGS / f"{name}.yaml").is_file() for name in p["small_models"]["configs"])
