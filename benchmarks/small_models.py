@@ -3,10 +3,10 @@ d 64-128), where per-step overhead rather than matmuls may decide.
 
 - ``peer_step_row``: one training step (forward + backward + Adam, a fixed batch of the config's real shape) of ours
   against the peers at the config's dims, interleaved in one process: ``transformer`` configs: ours vs
-  x-transformers vs ``torch.nn.Transformer``; ``universal`` configs: our UT vs x-transformers' tied layers (our UT
-  with ACT alongside, for scale); ``decoder_only``: ours vs x-transformers. Encoder classifiers (bAbI) have no
-  peer built here (none of the peers ships a pooled-classifier head at equal dims): their row is the Lightning
-  overhead below only.
+  x-transformers vs ``torch.nn.Transformer``; ``universal`` configs: our UT (fixed T steps) vs x-transformers'
+  tied layers (ACT configs add our UT with ACT, for scale only: it runs up to ``act_max_steps``, so it is not
+  compared); ``decoder_only``: ours vs x-transformers. Encoder classifiers (bAbI) have no peer built here (none of
+  the peers ships a pooled-classifier head at equal dims): their row is the Lightning overhead below only.
 - ``lightning_overhead_row``: the config's own LightningModule and DataModule (real data pipeline, real loss,
   label smoothing, LR schedule, gradient clipping, ``log_every_n_steps``) trained by ``lightning.Trainer`` against
   a bare PyTorch loop over the SAME module (``forward_batch`` -> ``task_loss`` -> backward -> clip -> Adam ->
@@ -130,9 +130,10 @@ def peer_step_row(name: str, repeats: int, warmup: int = 2, module=None, datamod
             builders = {"ours": lambda: build_ours(dims), XT: lambda: build_xtransformer_seq2seq(dims),
                         "torch.nn.Transformer": lambda: build_torch_transformer(dims)}
         else:
-            act = init["model_config"].get("recurrence") == "act"
-            builders = {"ours": lambda: build_universal(dims, "act" if act else "fixed"),
+            builders = {"ours": lambda: build_universal(dims, "fixed"),
                         XT_TIED: lambda: build_xtransformer_seq2seq(dims, True)}
+            if init["model_config"].get("recurrence") == "act":  # for scale: ACT runs up to act_max_steps
+                builders["ours (ACT)"] = lambda: build_universal(dims, "act")
         fixed = make_batch(dims)
         tokens = dims.tokens_per_batch
     if why := missing_package("x-transformers"):
@@ -144,7 +145,8 @@ def peer_step_row(name: str, repeats: int, warmup: int = 2, module=None, datamod
     row.update({"label": dims.label(), "dims": dims.__dict__.copy(), "parameters": parameter_report(built, "ours"),
                 "seconds": {k: t.median for k, t in timings.items()},
                 "spread": {k: t.spread for k, t in timings.items()}})
-    row["ratios"] = {f"ours / {k}": timings[k].median / timings["ours"].median for k in timings if k != "ours"}
+    row["ratios"] = {f"ours / {k}": timings[k].median / timings["ours"].median for k in timings
+                     if not k.startswith("ours")}  # peers only: "ours (ACT)" is shown, not compared
     row["tokens_per_s"] = {k: tokens / t.median for k, t in timings.items()}
     return row
 
