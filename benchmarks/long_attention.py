@@ -35,7 +35,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.timing import machine_description, time_interleaved
+from benchmarks.machine import machine_description
+from benchmarks.timing import time_interleaved
 
 D_MODEL, HEADS, BLOCK, COMPRESSION = 256, 4, 256, 3
 KINDS = ("full", "local", "local_prev", "mem_comp")

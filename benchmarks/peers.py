@@ -1,7 +1,8 @@
-"""The contenders of the training-step rows, built at equal dimensions: ours, torch.nn.Transformer, HF BART.
+"""The contenders of the training-step rows, built at equal dimensions: ours, torch.nn.Transformer, HF BART,
+x-transformers (built in :mod:`benchmarks.xtransformers_peers`).
 
 Each builder returns a :class:`Seq2SeqContender`: a module plus a ``loss(batch)`` function, so that the timing
-loop (forward + backward + optimizer step) is the same code for all three. All three share source/target/output
+loop (forward + backward + optimizer step) is the same code for every peer. All share source/target/output
 embeddings (BART's default; ours with ``share_embeddings`` + ``tie_output``), use ReLU feed-forwards and the
 same dropout placement where the peer allows it:
 
@@ -9,9 +10,11 @@ same dropout placement where the peer allows it:
   attention-weight dropout ``attention_dropout`` (0 by default, as in the paper and in BART's defaults);
 - BART: ``dropout=p``, ``activation_dropout=p`` (the feed-forward inner dropout, to match ours),
   ``attention_dropout`` as ours; SDPA attention;
-- torch.nn.Transformer: one ``dropout`` for everything, attention weights included (it has no separate knob).
+- torch.nn.Transformer: one ``dropout`` for everything, attention weights included (it has no separate knob);
+- x-transformers: the same places as ours (``emb_dropout``, ``*_sublayer_dropout``, ``ff_dropout``).
 
-``transformers`` is imported lazily, only when BART is built: it is a benchmark-only extra.
+``transformers`` and ``x_transformers`` are imported lazily, only when their peer is built: benchmark-only extras;
+:func:`missing_package` says when one is absent, and the rows skip that peer with the reason.
 """
 
 from __future__ import annotations
@@ -166,18 +169,38 @@ def build_bart(dims: Seq2SeqDims) -> Seq2SeqContender:
     return Seq2SeqContender("HF BART", model, loss)
 
 
+def build_xtransformer(dims: Seq2SeqDims) -> Seq2SeqContender:
+    """x-transformers' ``XTransformer`` at ``dims`` (:mod:`benchmarks.xtransformers_peers`)."""
+    from benchmarks.xtransformers_peers import build_xtransformer_seq2seq
+
+    return build_xtransformer_seq2seq(dims)
+
+
 BUILDERS: dict[str, Callable[[Seq2SeqDims], Seq2SeqContender]] = {
     "ours": build_ours,
     "torch.nn.Transformer": build_torch_transformer,
     "HF BART": build_bart,
+    "x-transformers": build_xtransformer,
 }
+# the package each optional peer needs (benchmark-only extras): a row skips the peer, with this reason, without it
+OPTIONAL_PACKAGES = {"HF BART": "transformers", "x-transformers": "x_transformers"}
+
+
+def missing_package(name: str) -> str | None:
+    """Why peer ``name`` cannot be built here (its package is not installed), or None when it can."""
+    import importlib.util
+
+    package = OPTIONAL_PACKAGES.get(name)
+    if package and importlib.util.find_spec(package) is None:
+        return f"{package} is not installed (pip install -e '.[bench]')"
+    return None
 
 
 def training_step_fn(contender: Seq2SeqContender, batch: dict[str, Tensor], autocast_dtype=None, lr: float = 1e-4):
     """A zero-argument closure running one forward + backward + Adam step of ``contender`` on ``batch``."""
     contender.model.train()
     opt = torch.optim.Adam(contender.model.parameters(), lr=lr)
-    device_type = batch["src"].device.type
+    device_type = next(iter(batch.values())).device.type
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)

@@ -1,4 +1,4 @@
-"""Timing helpers for a shared, noisy CPU: warm-up, interleaved repeats, medians, machine description.
+"""Timing helpers for a shared, noisy CPU: warm-up, interleaved repeats, medians (machine: ``benchmarks/machine.py``).
 
 The machine these benchmarks are developed on is shared with other jobs, so every comparison runs its
 contenders in the SAME process, interleaved (A B C A B C ...) rather than one after the other: a burst of
@@ -8,10 +8,7 @@ load from a neighbour then hits every contender alike, and the median over repea
 from __future__ import annotations
 
 import gc
-import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,28 +75,3 @@ def time_once(fn: Callable[[], object], device="cpu") -> float:
     fn()
     sync(device)
     return time.perf_counter() - t0
-
-
-def machine_description() -> dict[str, object]:
-    """CPU model, core count, load average, torch version and thread count (recorded with every result)."""
-    cpu_model = platform.processor() or "unknown"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in lscpu.splitlines():
-            if line.startswith("Model name:"):
-                cpu_model = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    info: dict[str, object] = {
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "bf16_supported": bool(getattr(torch.backends, "mkldnn", None) and torch.backends.mkldnn.is_available()),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info

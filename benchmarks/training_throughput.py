@@ -1,8 +1,8 @@
 """Rows: training-step throughput against the peers, MFU, bf16 autocast, torch.compile.
 
-- ``peer_rows``: tokens/s (source + target tokens, forward + backward + Adam) of ours, ``torch.nn.Transformer`` and
-  HF BART at equal dims (:mod:`benchmarks.peers`), interleaved in one process; ratios ours / peer; MFU of each
-  (counted model FLOPs, :mod:`benchmarks.flops`, over the measured fp32 matmul peak).
+- ``peer_rows``: tokens/s (source + target tokens, forward + backward + Adam) of ours, ``torch.nn.Transformer``,
+  HF BART and x-transformers at equal dims (:mod:`benchmarks.peers`), interleaved in one process; ratios ours /
+  peer; MFU of each (counted model FLOPs, :mod:`benchmarks.flops`, over the measured fp32 matmul peak).
 - ``bf16_row``: ours under ``torch.autocast(bfloat16)`` vs fp32 (interleaved), MFU against the bf16 peak, and a
   short loss-curve check: the same initial weights trained on the same batches in fp32 and in bf16.
 - ``compile_row``: ``torch.compile(model)`` vs eager (compile time reported separately).
@@ -17,8 +17,9 @@ import time
 import torch
 
 from benchmarks.flops import EncoderDecoderShape, encoder_decoder_training_flops
-from benchmarks.peers import BUILDERS, Seq2SeqDims, build_ours, make_batch, training_step_fn
+from benchmarks.peers import BUILDERS, Seq2SeqDims, build_ours, make_batch, missing_package, training_step_fn
 from benchmarks.timing import time_interleaved, time_once
+from benchmarks.xtransformers_peers import n_parameters
 
 
 def shape_of(dims: Seq2SeqDims) -> EncoderDecoderShape:
@@ -28,18 +29,23 @@ def shape_of(dims: Seq2SeqDims) -> EncoderDecoderShape:
 
 def peer_rows(dims: Seq2SeqDims, peak_fp32_gflops: float, repeats: int, warmup: int = 2,
               contenders: tuple[str, ...] = tuple(BUILDERS)) -> dict:
-    """One configuration: every contender's tokens/s and MFU, and ours / peer ratios."""
+    """One configuration: every contender's tokens/s, MFU and parameter count, and ours / peer ratios. A peer
+    whose package is missing is left out, its reason under ``skipped``."""
     torch.manual_seed(0)
     batch = make_batch(dims)
-    steps = {name: training_step_fn(BUILDERS[name](dims), batch) for name in contenders}
+    skipped = {name: why for name in contenders if (why := missing_package(name))}
+    built = {name: BUILDERS[name](dims) for name in contenders if name not in skipped}
+    steps = {name: training_step_fn(c, batch) for name, c in built.items()}
     timings = time_interleaved(steps, repeats=repeats, warmup=warmup)
     flops = encoder_decoder_training_flops(shape_of(dims))
-    result = {"config": dims.label(), "dims": dims.__dict__.copy(), "flops_per_step": flops, "contenders": {}}
+    result = {"config": dims.label(), "dims": dims.__dict__.copy(), "flops_per_step": flops, "contenders": {},
+              "skipped": skipped}
     for name, t in timings.items():
         result["contenders"][name] = {
             "seconds_median": t.median, "seconds_all": t.seconds, "spread": t.spread,
             "tokens_per_s": dims.tokens_per_batch / t.median,
-            "mfu_fp32": flops / t.median / (peak_fp32_gflops * 1e9),
+            "mfu_fp32": flops / t.median / (peak_fp32_gflops * 1e9) if peak_fp32_gflops else None,
+            "parameters": n_parameters(built[name].model),
         }
     ours = result["contenders"]["ours"]["tokens_per_s"]
     result["ratios"] = {f"ours / {name}": ours / c["tokens_per_s"]

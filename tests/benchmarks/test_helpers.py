@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks.decoding_speed import UncachedDecoding
-from benchmarks.peers import BUILDERS, Seq2SeqDims, make_batch, training_step_fn
+from benchmarks.peers import BUILDERS, Seq2SeqDims, make_batch, missing_package, training_step_fn
 from benchmarks.pipeline_speed import synthetic_pairs
 from benchmarks.report import evaluate_targets, write_markdown
 from benchmarks.timing import Timing, time_interleaved
@@ -41,8 +41,8 @@ def test_make_batch_is_the_project_seq2seq_format():
 
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_every_peer_trains_on_the_same_batch(name):
-    if name == "HF BART":
-        pytest.importorskip("transformers")
+    if why := missing_package(name):
+        pytest.skip(why)
     torch.manual_seed(0)
     contender = BUILDERS[name](TINY)
     params = sum(p.numel() for p in contender.model.parameters())
