@@ -92,12 +92,12 @@ def task_errors(result: dict, stage: str, tasks: list[int]) -> dict[int, float]:
     return out
 
 
-def train_error(run_id: str, last_rows: int = 10) -> float | None:
+def train_error(run_id: str, outputs: Path, last_rows: int = 10) -> float | None:
     """Training error % of a run: 1 - the mean ``train/acc`` of its last ``last_rows`` logged batches (the CSV
     log under outputs/; dropout and label smoothing on, so it slightly overstates the error), None without a log."""
     import csv
 
-    logs = sorted((REPO / "outputs").glob(f"*/{run_id}/csv/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    logs = sorted(outputs.glob(f"*/{run_id}/csv/metrics.csv"), key=lambda p: p.stat().st_mtime)
     if not logs:
         return None
     with open(logs[-1], newline="") as f:
@@ -105,7 +105,7 @@ def train_error(run_id: str, last_rows: int = 10) -> float | None:
     return 100 * (1 - sum(accs[-last_rows:]) / len(accs[-last_rows:])) if accs else None
 
 
-def gather(results: list[dict], tasks: list[int]) -> dict:
+def gather(results: list[dict], tasks: list[int], outputs: Path) -> dict:
     """{(model, stage): {task: [error % per seed]}} and {model: {task: [ponder per seed]}}."""
     errors: dict[tuple[str, str], dict[int, list[float]]] = {}
     ponder: dict[str, dict[int, list[float]]] = {}
@@ -114,7 +114,7 @@ def gather(results: list[dict], tasks: list[int]) -> dict:
         for stage in ("test", "val"):
             for t, e in task_errors(r, stage, tasks).items():
                 errors.setdefault((m, stage), {}).setdefault(t, []).append(e)
-        tr = train_error(r["run_id"])
+        tr = train_error(r["run_id"], outputs)
         if tr is not None and r["variant"].startswith("task"):  # joint runs: one training error for all tasks
             errors.setdefault((m, "train"), {}).setdefault(int(r["variant"][4:]), []).append(tr)
         elif tr is not None:
@@ -132,9 +132,11 @@ def summary(per_task: dict[int, list[float]], tasks: list[int], how) -> tuple[fl
     return (sum(vals) / len(vals) if vals else None), sum(v > 5 for v in vals), len(vals)
 
 
-def write_report(results: list[dict], args, out: Path, argv: list[str], specs: list[RunSpec]) -> str:
+def write_report(results: list[dict], args, out: Path, argv: list[str], specs: list[RunSpec],
+                 outputs: Path = REPO / "outputs") -> str:
+    """Write ``out/README.md`` (+ plots); ``outputs`` holds the runs' CSV logs and checkpoints (``--run.save_dir``)."""
     tasks, models = args.tasks, args.models
-    g = gather(results, tasks)
+    g = gather(results, tasks, outputs)
     err, ponder = g["errors"], g["ponder"]
     n_seeds = {m: len({r["seed"] for r in results if _model_key(r["config_name"]) == m}) for m in models}
 
@@ -205,7 +207,7 @@ def write_report(results: list[dict], args, out: Path, argv: list[str], specs: l
     series = {MODELS[m]: [min(v) if (v := err.get((m, "test"), {}).get(t)) else None for t in tasks] for m in models}
     bar_plot([str(t) for t in tasks], series, "test error %, best of seeds", f"bAbI {args.table}: error per task",
              out / "error.png")
-    maps = draw_maps(results, args, out)
+    maps = draw_maps(results, args, out, outputs)
     folder, _, _, what = TABLES[args.table]
     steps = sorted({r.get("global_step") for r in results})
     params = {MODELS[m]: sorted({r.get("params") for r in results if _model_key(r["config_name"]) == m})
@@ -278,12 +280,12 @@ def _run_datamodule(result: dict):
     return BabiDataModule(**init)
 
 
-def _checkpoint(run_id: str) -> Path | None:
-    found = sorted((REPO / "outputs").glob(f"*/{run_id}/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+def _checkpoint(run_id: str, outputs: Path) -> Path | None:
+    found = sorted(outputs.glob(f"*/{run_id}/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
-def draw_maps(results: list[dict], args, out: Path, n_stories: int = 2) -> str:
+def draw_maps(results: list[dict], args, out: Path, outputs: Path, n_stories: int = 2) -> str:
     """For seed 0 of tasks 1-3: each model's attention of the QUESTION over the facts at every layer / step (mean
     over heads), UT+ACT's ponder time per fact; supporting facts starred. Returns the markdown."""
     import torch
@@ -302,13 +304,11 @@ def draw_maps(results: list[dict], args, out: Path, n_stories: int = 2) -> str:
             continue
         dm, panels = None, {}
         for m, r in runs.items():
-            ckpt = _checkpoint(r["run_id"])
+            ckpt = _checkpoint(r["run_id"], outputs)
             if ckpt is None:
                 break
             if dm is None:
-                dm = _run_datamodule(r)
-                if r["variant"] == "joint":
-                    dm.tasks = [t]
+                dm = _run_datamodule(r)  # all of a joint run's tasks: its vocabulary is built from all of them
                 dm.setup()
                 stories = [e for e in dm.test_set if e.task == t][:n_stories]
                 batch = dm._collate(stories)
