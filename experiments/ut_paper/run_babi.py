@@ -210,8 +210,11 @@ def write_report(results: list[dict], args, out: Path, argv: list[str], specs: l
     maps = draw_maps(results, args, out, outputs)
     folder, _, _, what = TABLES[args.table]
     steps = sorted({r.get("global_step") for r in results})
-    params = {MODELS[m]: sorted({r.get("params") for r in results if _model_key(r["config_name"]) == m})
-              for m in models}
+    params = {}
+    for m in models:
+        counts = sorted({r["params"] for r in results if _model_key(r["config_name"]) == m and r.get("params")})
+        if counts:  # the vocabulary and the answer set differ per task
+            params[MODELS[m]] = f"{counts[0]:,}" + (f"-{counts[-1]:,}" if counts[-1] != counts[0] else "")
     done = {r["run_id"] for r in results}
     missing = [s.run_id for s in specs if s.run_id not in done]
     missing_text = ("; not (yet) run: " + ", ".join(missing[:12]) + (" ..." if len(missing) > 12 else "")
