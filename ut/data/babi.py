@@ -11,7 +11,8 @@ t2t's `_babi_parser`). The answer string is one class (multi-word answers such a
   the model turns each row into one vector (`ut.nn.fact_encoder`) and runs the encoder over the facts
   (`ut.models.fact_qa`). Facts come newest first (`fact_order="newest_first"`, default: the most recent fact
   sits next to the question at a fixed position, like MemN2N's temporal encoding, which indexes memories by
-  recency, Sukhbaatar et al. 2015 §4.1) or in story order (`"oldest_first"`).
+  recency, Sukhbaatar et al. 2015 §4.1) or in story order (`"oldest_first"`, t2t's order; the default is a
+  named deviation from it).
 - `"flat"`: t2t's `babi_qa_concat` layout, one token sequence `s1 SEP s2 SEP ... sn SEP q`.
 
 Story window: `max_sentences` keeps the last n sentences (MemN2N: 50). At 50 no supporting fact of the 1k or 10k
