@@ -160,11 +160,12 @@ def write_report(results: list[dict], args, out: Path, argv: list[str], specs: l
     joint_train = [f"{MODELS[m]} {fmt(mean(v[0]), 1)}" for m in models if (v := err.get((m, "train_joint")))]
     if joint_train:
         fit_lines.append(f"\nJoint training error % (all tasks, last 250 steps): {', '.join(joint_train)}.")
+    common = [t for t in tasks if all(err.get((m, "test"), {}).get(t) for m in models)]  # finished by every model
     summ = {}
     for m in models:
         per = err.get((m, "test"), {})
-        summ[m] = {"best": summary(per, tasks, min), "mean": summary(per, tasks, mean),
-                   "val": summary(err.get((m, "val"), {}), tasks, mean)}
+        summ[m] = {"best": summary(per, common, min), "mean": summary(per, common, mean),
+                   "val": summary(err.get((m, "val"), {}), common, mean)}
 
     def avg_cell(s):
         avg, failed, n = s
@@ -240,7 +241,8 @@ out: the training distribution, unseen), mean over seeds:
 
 {chr(10).join(fit_lines)}
 
-Average error % (failed tasks = error > 5%) over the {len(tasks)} tasks, beside the paper's (full scale, 20 tasks):
+Average error % (failed tasks = error > 5%) over the {len(common)} tasks that every model finished
+({", ".join(map(str, common)) or "none yet"}), beside the paper's (full scale, 20 tasks):
 
 {chr(10).join(avg_lines)}
 
