@@ -12,6 +12,13 @@ the t2t values are one config change away.
 Deviations, named: steps are counted from 1 (step 0 would give lr 0 and a wasted first update), so the first
 update uses ``lr(1)``; ``schedule="constant"`` (lr = ``lr``) exists for quick debugging runs and for Adam
 baselines; ``min_lr`` (default 0) floors the decay.
+
+Run-length-independent peak: the inverse-sqrt schedule peaks at step = warmup with
+``c * d_model^-0.5 * warmup^-0.5``, so a script that scales the warmup with the run length (warmup = steps / 4)
+also moves the peak (3.9e-3 at 1000 steps, 7.2e-3 at 300 for c = 0.5, d = 64). ``peak_lr`` (default None: off)
+names the peak directly: ``lr(step) = peak_lr * warmup^0.5 * min(step^-0.5, step * warmup^-1.5)``, i.e. the same
+warmup + inverse-sqrt shape with ``c = peak_lr * d_model^0.5 * warmup^0.5``, so the largest learning rate is
+``peak_lr`` whatever the warmup, the run length and the width; ``lr_scale`` is then ignored.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class OptimizerConfig:
     beta2: float = 0.98  # Adam beta2 (paper 0.98; t2t 0.997)
     eps: float = 1e-9  # Adam epsilon (paper 1e-9)
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) when > 0; the papers use none
+    peak_lr: float | None = None  # inverse_sqrt: the learning rate at step = warmup (overrides lr_scale); None: off
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -57,6 +65,8 @@ class OptimizerConfig:
             raise ValueError(f"Adam betas must be in [0, 1), got ({self.beta1}, {self.beta2})")
         if self.lr_scale <= 0 or self.lr <= 0 or self.eps <= 0:
             raise ValueError("optimizer.lr_scale, optimizer.lr and optimizer.eps must be > 0")
+        if self.peak_lr is not None and not self.peak_lr > 0:
+            raise ValueError(f"optimizer.peak_lr must be > 0 or null, got {self.peak_lr}")
 
     @classmethod
     def from_dict(cls, values: dict | None) -> OptimizerConfig:
@@ -71,7 +81,13 @@ class OptimizerConfig:
         """The learning rate of optimiser step ``step`` (1-based)."""
         if self.schedule == "constant":
             return self.lr
-        return max(self.min_lr, inverse_sqrt_lr(step, d_model, self.warmup_steps, self.lr_scale))
+        return max(self.min_lr, inverse_sqrt_lr(step, d_model, self.warmup_steps, self.scale(d_model)))
+
+    def scale(self, d_model: int) -> float:
+        """c of the inverse-sqrt schedule: ``lr_scale``, or the c that puts the peak at ``peak_lr``."""
+        if self.peak_lr is None:
+            return self.lr_scale
+        return self.peak_lr * d_model**0.5 * self.warmup_steps**0.5
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig, d_model: int):
@@ -94,4 +110,4 @@ def peak_lr(cfg: OptimizerConfig, d_model: int) -> float:
     """The largest learning rate of the schedule (at step = warmup for inverse_sqrt)."""
     if cfg.schedule == "constant":
         return cfg.lr
-    return cfg.lr_scale * d_model**-0.5 * cfg.warmup_steps**-0.5 if cfg.warmup_steps else math.inf
+    return cfg.scale(d_model) * d_model**-0.5 * cfg.warmup_steps**-0.5 if cfg.warmup_steps else math.inf

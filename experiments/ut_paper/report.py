@@ -71,3 +71,73 @@ def ranking(scores: dict[str, float | None], higher_is_better: bool = True, digi
         text += (f" ({done[0][1]} and {done[1][1]} tie within {tie:.{digits}f})" if lead <= tie
                  else f" ({done[0][1]} leads by {lead:.{digits}f})")
     return text
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def cpu_description() -> str:
+    """CPU model, cores and the ISA flags that change CPU speed (from ``lscpu``), e.g. for a results file."""
+    import re
+    import subprocess
+
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "lscpu unavailable"
+    fields = dict(re.findall(r"^([^:\n]+):\s*(.*)$", text, re.M))
+    flags = set(fields.get("Flags", "").split())
+    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile") if f in flags]
+    return (f"{fields.get('Model name', '?')}, {fields.get('CPU(s)', '?')} logical CPUs; flags: "
+            f"{' '.join(shown) or 'none of avx2/avx512/amx'}")
+
+
+def fact_attention_figure(stories, batch, panels: dict, datamodule, path: Path) -> None:
+    """bAbI stories over facts: per model, the QUESTION's attention over the items (rows: layers / steps, mean over
+    heads) and, for ACT models, the ponder time per item; supporting facts are starred in the labels.
+
+    ``panels``: model name -> (ModelOutput with attentions, ponder time (B, 1+F) or None); ``batch`` the fact
+    layout batch of ``stories`` (``ut.data.babi``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_rows = len(stories)
+    n_cols = len(panels) + any(pt is not None for _, pt in panels.values())
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 0.9 + 2.2 * n_rows), squeeze=False)
+    collate = datamodule._collate
+    for i, e in enumerate(stories):
+        kept = [j for j in range(len(e.story))][-(collate.max_sentences or len(e.story)):]
+        order = kept[::-1] if getattr(collate, "fact_order", "") == "newest_first" else kept
+        support = set(e.supporting_idx)
+        labels = ["Q: " + " ".join(e.question)] + [("* " if j in support else "") + " ".join(e.story[j])
+                                                    for j in order]
+        n_items = int(batch["src_mask"][i].sum())
+        col = 0
+        for name, (out, _pt) in panels.items():
+            att = out.attentions["encoder"]
+            rows = [a[i].float().mean(0)[0, :n_items].numpy() for a in att]  # the question's row
+            ax = axes[i][col]
+            ax.imshow(rows, aspect="auto", cmap="viridis", vmin=0)
+            ax.set_title(f"{name}: question -> items (answer {e.answer})", fontsize=7)
+            ax.set_yticks(range(len(rows)))
+            ax.set_yticklabels([str(k + 1) for k in range(len(rows))], fontsize=6)
+            ax.set_ylabel("layer" if name == "Transformer" else "step", fontsize=7)
+            ax.set_xticks(range(n_items))
+            ax.set_xticklabels(labels[:n_items], rotation=80, fontsize=5)
+            col += 1
+        for name, (_out, pt) in panels.items():
+            if pt is None:
+                continue
+            ax = axes[i][col]
+            ax.bar(range(n_items), pt[i, :n_items].float().numpy())
+            ax.set_title(f"{name}: ponder time n + r per item", fontsize=7)
+            ax.set_xticks(range(n_items))
+            ax.set_xticklabels(labels[:n_items], rotation=80, fontsize=5)
+            break
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -27,19 +27,35 @@ def test_algorithmic_table(tmp_path):
     assert "copy, char-acc on training lengths (<= 40): n/a" in text  # no in-distribution metrics in these fakes
 
 
-def test_babi_table_counts_failed_tasks(tmp_path):
-    results = [fake("babi_1k_transformer", "task1", {"error": 0.30}),
-               fake("babi_1k_transformer", "task2", {"error": 0.02}),
-               fake("babi_1k_ut_act", "task1", {"error": 0.04, "ponder_encoder": 2.0}),
-               fake("babi_1k_ut_act", "task2", {"error": 0.10, "ponder_encoder": 3.0})]
-    args = SimpleNamespace(tasks=[1, 2], models=["transformer", "ut_act"], subset="en", steps=3, seeds=[0])
-    run_babi.write_report(results, args, tmp_path, ["run_babi"])
+def babi_fake(model, task, seed, error, ponder=None):
+    m = {f"error_task{task}": error, "error": error}
+    if ponder is not None:
+        m[f"ponder_task{task}"] = ponder
+    r = fake(f"babi_1k_{model}", f"task{task}", {**m})
+    r["metrics"]["val"] = {f"error_task{task}": error / 2}
+    return {**r, "seed": seed, "run_id": f"babi_1k_{model}__task{task}__seed{seed}", "global_step": 3}
+
+
+def test_babi_table_counts_failed_tasks_best_and_mean_over_seeds(tmp_path):
+    results = [babi_fake("transformer", 1, 0, 0.30), babi_fake("transformer", 1, 1, 0.50),
+               babi_fake("transformer", 2, 0, 0.02), babi_fake("transformer", 2, 1, 0.08),
+               babi_fake("ut_act", 1, 0, 0.04, 2.0), babi_fake("ut_act", 1, 1, 0.02, 2.4),
+               babi_fake("ut_act", 2, 0, 0.10, 3.0), babi_fake("ut_act", 2, 1, 0.20, 3.2)]
+    args = SimpleNamespace(table="1k", tasks=[1, 2], models=["transformer", "ut_act"], seeds=[0, 1])
+    specs = run_babi.build_specs("1k", [1, 2], ["transformer", "ut_act"], [0, 1], [])
+    assert [s.seed for s in specs] == [0, 0, 0, 0, 1, 1, 1, 1]  # seed 0 of every task and model first
+    run_babi.write_report(results, args, tmp_path, ["run_babi"], specs, outputs=tmp_path / "no_outputs")
     text = (tmp_path / "README.md").read_text()
-    assert "| Transformer | 16.0 (1/2) | 30.0 | 2.0 | 21.8 (5/20) |" in text
-    assert "| UT+ACT | 7.0 (1/2) | 4.0 | 10.0 | 4.55 (3/20) |" in text
-    assert "task 1: 2.00, task 2: 3.00" in text
-    assert "task 1: UT+ACT 4.0 < Transformer 30.0 (UT+ACT leads by 26.0)" in text
-    assert "average over these tasks: UT+ACT 7.0 < Transformer 16.0 (UT+ACT leads by 9.0)" in text
+    assert "| 1 | 30.0 | 2.0 | 40.0 | 3.0 | 2/2 |" in text  # best, then mean over seeds
+    assert "| 2 | 2.0 | 10.0 | 5.0 | 15.0 | 2/2 |" in text
+    # best of seeds: Transformer (30 + 2) / 2 = 16.0 with 1 failed task; UT+ACT (2 + 10) / 2 = 6.0, 1 failed
+    assert "| Transformer | 16.00 (1/2) | 22.50 (1/2) |" in text and "| 21.8 (5/20) | n/a |" in text
+    assert "| UT+ACT | 6.00 (1/2) | 9.00 (1/2) |" in text and "| 4.55 (3/20) | 6.34 |" in text
+    assert "task 1: 2.20 (paper 2.3), task 2: 3.10 (paper 3.1)" in text
+    assert "average test error %, best of seeds: UT+ACT 6.00 < Transformer 16.00 (UT+ACT leads by 10.00)" in text
+    assert "| 1 | n/a | n/a | 20.0 | 1.5 |" in text  # in-distribution: no train logs here, val = error / 2
+    assert "8/8 runs finished" in text and (tmp_path / "error.png").is_file()
+    assert "no checkpoints of finished runs" in text
 
 
 def test_ranking_ties_and_missing():

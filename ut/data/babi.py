@@ -3,11 +3,23 @@
 Reads the standard `tasks_1-20_v1-2` layout: `<root>/<subset>/qa<k>_<name>_{train,test}.txt`, subset "en"
 (1k questions per task) or "en-10k". Single-task (`tasks=3`) or joint training (`tasks="all"` or a list).
 
-Each question becomes one classification example: the story sentences seen so far (questions excluded, as in
-t2t's `_babi_parser`), flattened into one token sequence with SEP after every sentence, then the question:
-`s1 SEP s2 SEP ... sn SEP q`. The answer string is one class (multi-word answers such as "apple,football" of
-tasks 8 and 19 are one class, as t2t does). The UT paper encodes each fact with its own learned positional
-mask over words and runs the UT over facts; flattening to one sequence is t2t's `babi_qa_concat` layout.
+Each question becomes one classification example over the story sentences seen so far (questions excluded, as in
+t2t's `_babi_parser`). The answer string is one class (multi-word answers such as "apple,football" of tasks 8 and
+19 are one class, as t2t does). Two layouts (`layout`):
+
+- `"facts"` (default, the UT paper's §3.1): every story sentence is one row of words, the question its own row;
+  the model turns each row into one vector (`ut.nn.fact_encoder`) and runs the encoder over the facts
+  (`ut.models.fact_qa`). Facts come newest first (`fact_order="newest_first"`, default: the most recent fact
+  sits next to the question at a fixed position, like MemN2N's temporal encoding, which indexes memories by
+  recency, Sukhbaatar et al. 2015 §4.1) or in story order (`"oldest_first"`, t2t's order; the default is a
+  named deviation from it).
+- `"flat"`: t2t's `babi_qa_concat` layout, one token sequence `s1 SEP s2 SEP ... sn SEP q`.
+
+Story window: `max_sentences` keeps the last n sentences (MemN2N: 50). At 50 no supporting fact of the 1k or 10k
+train files is cut (the oldest supporting fact is at most 32 sentences back, task 2 of 10k); smaller windows cut
+some (20 cuts 3.3% of task 3's questions). Every split counts its questions with a supporting fact outside the
+window (`cut_supporting[split] = (n_cut, n_questions)`), logs it, and names it in `split_note` (which results
+JSONs copy), so a table can say how many were cut.
 
 Tokens: lower-cased words and punctuation (`.`, `?`, `,`). The word vocabulary is built from the training
 split; answer classes from the answers of the train and test files of the chosen tasks (t2t builds its
@@ -22,8 +34,11 @@ Missing files raise `FileNotFoundError` naming the path. One exception, recorded
 (`en`) file exists, the 1k file is used with a logged warning and `fallbacks[task] = message`, so that a
 results table can say so (`allow_fallback=False` turns the fallback into an error).
 
-Batch (CONTRIBUTING.md classification format): `src Long[B,S]`, `src_mask Bool[B,S]`, `label Long[B]`,
-`task Long[B]` (the bAbI task number, 1..20).
+Batch, `layout="facts"`: `facts Long[B,F,W]` (PAD_ID-padded words; an all-PAD row is a padding fact),
+`fact_mask Bool[B,F]`, `question Long[B,Wq]`, `src_mask Bool[B,1+F]` (the encoder's items `[question, facts]`:
+True for the question and the real facts, a prefix), `label Long[B]`, `task Long[B]` (the bAbI task, 1..20).
+Batch, `layout="flat"` (CONTRIBUTING.md classification format): `src Long[B,S]`, `src_mask Bool[B,S]`, `label`,
+`task`.
 """
 
 from __future__ import annotations
@@ -42,7 +57,7 @@ from torch.utils.data import DataLoader
 
 from ut.data.batching import pad
 from ut.data.paths import find_data_dir
-from ut.data.vocab import Vocabulary
+from ut.data.vocab import PAD_ID, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +240,59 @@ class BabiCollator:
         }
 
 
+FACT_ORDERS = ("newest_first", "oldest_first")
+LAYOUTS = ("facts", "flat")
+
+
+def window(example: BabiExample, max_sentences: int | None) -> list[int]:
+    """Indices of the story sentences kept: the last `max_sentences` (all when None)."""
+    n = len(example.story)
+    start = 0 if max_sentences is None else max(n - max_sentences, 0)
+    return list(range(start, n))
+
+
+def supporting_cut(example: BabiExample, max_sentences: int | None) -> bool:
+    """True when a supporting fact of `example` lies outside the story window."""
+    kept = set(window(example, max_sentences))
+    return any(i not in kept for i in example.supporting_idx)
+
+
+@dataclass
+class BabiFactCollator:
+    """Fact layout (see module docstring): one word row per kept story sentence, the question its own row."""
+
+    vocab: Vocabulary
+    answers: dict[str, int]
+    max_sentences: int | None = None
+    fact_order: str = "newest_first"
+
+    def facts(self, e: BabiExample) -> list[list[int]]:
+        idx = window(e, self.max_sentences)
+        if self.fact_order == "newest_first":
+            idx = idx[::-1]
+        return [self.vocab.encode(e.story[i]) for i in idx]
+
+    def __call__(self, examples: list[BabiExample]) -> dict[str, torch.Tensor]:
+        rows = [self.facts(e) for e in examples]
+        n_facts = max([1, *(len(r) for r in rows)])
+        n_words = max([1, *(len(f) for r in rows for f in r)])
+        facts = torch.full((len(rows), n_facts, n_words), PAD_ID, dtype=torch.long)  # (B, F, W)
+        fact_mask = torch.zeros(len(rows), n_facts, dtype=torch.bool)  # (B, F)
+        for b, r in enumerate(rows):
+            for i, f in enumerate(r):
+                facts[b, i, : len(f)] = torch.as_tensor(f, dtype=torch.long)
+            fact_mask[b, : len(r)] = True
+        question, _ = pad([self.vocab.encode(e.question) for e in examples])  # (B, Wq)
+        return {
+            "facts": facts,
+            "fact_mask": fact_mask,
+            "question": question,
+            "src_mask": torch.cat([torch.ones(len(rows), 1, dtype=torch.bool), fact_mask], 1),  # (B, 1 + F)
+            "label": torch.tensor([self.answers[e.answer] for e in examples], dtype=torch.long),  # (B,)
+            "task": torch.tensor([e.task for e in examples], dtype=torch.long),  # (B,)
+        }
+
+
 def _parse_tasks(tasks: int | str | Sequence[int]) -> list[int]:
     if tasks == "all":
         return list(TASK_NAMES)
@@ -243,13 +311,17 @@ class BabiDataModule(L.LightningDataModule):
         subset: "en" (1k) or "en-10k".
         tasks: one task number, a list, "1,2,3", or "all" (joint training).
         val_fraction: share of train stories held out for validation (MemN2N protocol: 0.1).
+        layout: "facts" (the UT paper's fact encoding, default) or "flat" (t2t's `babi_qa_concat`).
+        fact_order: facts layout: "newest_first" (default) or "oldest_first" (story order).
         max_sentences: keep only the last n story sentences (MemN2N used 50); None keeps all (t2t).
-        only_supporting: keep only the supporting facts (an oracle ablation; off for the paper's task).
+        only_supporting: flat layout: keep only the supporting facts (an oracle ablation; off for the paper's task).
         allow_fallback: use the 1k train file when an en-10k train file is missing (see module docstring).
         batch_size, eval_batch_size, seed, num_workers: as usual.
 
-    Attributes after `setup()`: `vocab`, `answers` ({answer: class id}), `num_classes`, `fallbacks`
-    ({task: message}), `train_set`, `val_set`, `test_set`.
+    Attributes after `setup()`: `vocab`, `answers` ({answer: class id}), `num_classes`, `max_words` (the longest
+    fact or question of any split, the fact encoder's mask length), `fallbacks` ({task: message}),
+    `cut_supporting` ({split: (questions with a supporting fact outside the window, questions)}), `split_note`,
+    `train_set`, `val_set`, `test_set`.
     """
 
     def __init__(
@@ -258,6 +330,8 @@ class BabiDataModule(L.LightningDataModule):
         subset: str = "en",
         tasks: int | str | list[int] = 1,
         val_fraction: float = 0.1,
+        layout: str = "facts",
+        fact_order: str = "newest_first",
         max_sentences: int | None = None,
         only_supporting: bool = False,
         allow_fallback: bool = True,
@@ -270,11 +344,22 @@ class BabiDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         if subset not in SUBSETS:
             raise ValueError(f"unknown bAbI subset {subset!r}; choose one of {SUBSETS}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"BabiDataModule.layout={layout!r} is not one of {LAYOUTS}")
+        if fact_order not in FACT_ORDERS:
+            raise ValueError(f"BabiDataModule.fact_order={fact_order!r} is not one of {FACT_ORDERS}")
+        if max_sentences is not None and max_sentences < 1:
+            raise ValueError(f"BabiDataModule.max_sentences must be >= 1 or null, got {max_sentences}")
+        if only_supporting and layout != "flat":
+            raise ValueError("BabiDataModule.only_supporting is an option of layout='flat'")
         self.tasks = _parse_tasks(tasks)
         for t in self.tasks:
             if t not in TASK_NAMES:
                 raise ValueError(f"bAbI task must be 1..20, got {t}")
         self.fallbacks: dict[int, str] = {}
+        self.cut_supporting: dict[str, tuple[int, int]] = {}
+        self.split_note: str | None = None
+        self.max_words: int | None = None
         self._ready = False
 
     @property
@@ -294,7 +379,24 @@ class BabiDataModule(L.LightningDataModule):
             flatten(e, hp.max_sentences, hp.only_supporting) for e in self.train_set
         )
         self.answers = {a: i for i, a in enumerate(sorted({e.answer for e in train_all + self.test_set}))}
-        self._collate = BabiCollator(self.vocab, self.answers, hp.max_sentences, hp.only_supporting)
+        if hp.layout == "facts":
+            self._collate = BabiFactCollator(self.vocab, self.answers, hp.max_sentences, hp.fact_order)
+        else:
+            self._collate = BabiCollator(self.vocab, self.answers, hp.max_sentences, hp.only_supporting)
+        splits = {"train": self.train_set, "val": self.val_set, "test": self.test_set}
+        self.max_words = max(
+            len(w) for data in splits.values() for e in data for w in [e.question, *e.story]
+        )
+        if not hp.only_supporting:
+            self.cut_supporting = {
+                name: (sum(supporting_cut(e, hp.max_sentences) for e in data), len(data))
+                for name, data in splits.items()
+            }
+            cuts = [f"{name} {n}/{total}" for name, (n, total) in self.cut_supporting.items() if n]
+            if cuts:
+                self.split_note = (f"story window of {hp.max_sentences} sentences cuts a supporting fact of "
+                                   f"{', '.join(cuts)} questions")
+                log.warning("bAbI: %s", self.split_note)
         self._ready = True
 
     @property

@@ -8,6 +8,8 @@
 | transformer_classifier    | TransformerEncoderClassifier (encoder_classifier.py)           |
 | universal_classifier      | UniversalTransformerClassifier (universal.py)                 |
 | universal_decoder_only    | UniversalDecoderOnlyLM (universal_decoder_only.py): UT-DMCA   |
+| transformer_fact_qa       | TransformerFactQA (fact_qa.py): bAbI over fact vectors         |
+| universal_fact_qa         | UniversalFactQA (fact_qa.py): bAbI over fact vectors, UT / ACT |
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ MODEL_REGISTRY: dict[str, tuple[str, str, str]] = {
                              "UniversalClassifierConfig"),
     "universal_decoder_only": ("ut.models.universal_decoder_only", "UniversalDecoderOnlyLM",
                                "UniversalDecoderOnlyConfig"),
+    "transformer_fact_qa": ("ut.models.fact_qa", "TransformerFactQA", "TransformerFactQAConfig"),
+    "universal_fact_qa": ("ut.models.fact_qa", "UniversalFactQA", "UniversalFactQAConfig"),
 }
 
 

@@ -4,12 +4,14 @@ import pytest
 
 from ut.data.babi import (
     BabiDataModule,
+    BabiFactCollator,
     babi_path,
     flatten,
     load_babi,
     parse_babi,
     resolve_babi_file,
     split_by_story,
+    supporting_cut,
 )
 from ut.data.vocab import PAD_ID, SEP_ID
 
@@ -66,7 +68,7 @@ def test_split_by_story_is_disjoint_and_ten_percent():
 
 def test_datamodule_joint_batches(tmp_path):
     _write_layout(tmp_path)
-    dm = BabiDataModule(data_dir=str(tmp_path), tasks=[1, 8], batch_size=4)
+    dm = BabiDataModule(data_dir=str(tmp_path), tasks=[1, 8], batch_size=4, layout="flat")
     dm.setup()
     assert dm.fallbacks == {}
     assert set(dm.answers) == {"bathroom", "apple,football", "garden"} and dm.num_classes == 3
@@ -111,3 +113,56 @@ def test_real_babi_10k_qa3_fallback(shared_data):
     assert all(len(e.supporting) == 3 for e in train)
     other, fb2 = load_babi(root, "en-10k", [1], "train")
     assert fb2 == {} and len(other) == 10_000
+
+
+def test_fact_layout_batch_rows_masks_and_order(tmp_path):
+    _write_layout(tmp_path, tasks=(8,), n_copies=1)
+    dm = BabiDataModule(data_dir=str(tmp_path), tasks=8, val_fraction=0.0, batch_size=3)
+    dm.setup()
+    b = dm._collate(dm.test_set)  # the 3 questions of FIXTURE: 2, 4 and 1 story sentences
+    assert set(b) == {"facts", "fact_mask", "question", "src_mask", "label", "task"}
+    assert b["facts"].shape == (3, 4, 6) and b["question"].shape == (3, 5)
+    assert b["fact_mask"].tolist() == [[True, True, False, False], [True] * 4, [True, False, False, False]]
+    assert b["src_mask"].tolist() == [[True, *m] for m in b["fact_mask"].tolist()]
+    assert (b["facts"][~b["fact_mask"]] == PAD_ID).all()
+    v, e = dm.vocab, dm.test_set[1]
+    decode = [v.decode(row.tolist()) for row in b["facts"][1]]
+    assert decode == [e.story[3], e.story[2], e.story[1], e.story[0]]  # newest first (default)
+    assert v.decode(b["question"][1].tolist()) == e.question
+    old = BabiFactCollator(v, dm.answers, None, "oldest_first")([e])
+    assert [v.decode(r.tolist()) for r in old["facts"][0]] == e.story
+    win = BabiFactCollator(v, dm.answers, 2, "oldest_first")([e])
+    assert [v.decode(r.tolist()) for r in win["facts"][0]] == e.story[2:]
+    assert dm.max_words == 6 and dm.cut_supporting["test"] == (0, 3) and dm.split_note is None
+
+
+def test_story_window_cuts_are_counted_and_named(tmp_path):
+    e = parse_babi(FIXTURE.splitlines(True))[1]  # supporting facts: story sentences 2 and 3 of 4
+    assert not supporting_cut(e, None) and not supporting_cut(e, 2) and supporting_cut(e, 1)
+    _write_layout(tmp_path, tasks=(8,), n_copies=2)
+    dm = BabiDataModule(data_dir=str(tmp_path), tasks=8, val_fraction=0.0, max_sentences=1)
+    dm.setup()
+    assert dm.cut_supporting["test"] == (4, 6)  # per copy: the first two questions (facts 1 back, 2-3 back)
+    assert "cuts a supporting fact" in dm.split_note and "test 4/6" in dm.split_note
+
+
+def test_bad_layout_options_fail_clearly():
+    with pytest.raises(ValueError, match="layout"):
+        BabiDataModule(layout="rows")
+    with pytest.raises(ValueError, match="fact_order"):
+        BabiDataModule(fact_order="random")
+    with pytest.raises(ValueError, match="only_supporting"):
+        BabiDataModule(only_supporting=True)
+    with pytest.raises(ValueError, match="max_sentences"):
+        BabiDataModule(max_sentences=0)
+
+
+def test_real_babi_window_50_cuts_no_supporting_fact(shared_data):
+    root = shared_data / "babi" / "tasks_1-20_v1-2"
+    for task in (2, 3, 7, 8, 18):
+        for split in ("train", "test"):
+            ex, _ = load_babi(root, "en", [task], split)
+            assert not any(supporting_cut(e, 50) for e in ex), (task, split)
+    ex, _ = load_babi(root, "en", [3], "train")
+    share = sum(supporting_cut(e, 20) for e in ex) / len(ex)
+    assert 0.02 < share < 0.05  # the old window of 20 sentences cut ~3% of task 3's questions

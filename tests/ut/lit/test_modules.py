@@ -109,7 +109,7 @@ def test_epoch_metrics_are_exact_over_uneven_batches():
 @pytest.mark.parametrize("name,cfg", [("transformer_classifier", {**TINY, "n_layers": 1}),
                                       ("universal_classifier", TINY_ACT)])
 def test_classification_babi_per_task_errors(babi_dir, name, cfg):
-    data = BabiDataModule(data_dir=str(babi_dir), tasks=[1, 2], batch_size=8, eval_batch_size=16)
+    data = BabiDataModule(data_dir=str(babi_dir), tasks=[1, 2], batch_size=8, eval_batch_size=16, layout="flat")
     module = ClassificationModule(name, cfg, FAST_OPT)
     t = trainer(limit_test_batches=None)
     t.fit(module, data)

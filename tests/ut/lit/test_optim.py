@@ -50,3 +50,24 @@ def test_bad_config_is_an_error(bad):
 def test_unknown_key_is_an_error():
     with pytest.raises(ValueError, match="unknown optimizer keys"):
         OptimizerConfig.from_dict({"warmup": 10})
+
+
+@pytest.mark.parametrize("warmup,d", [(10, 64), (75, 64), (250, 16), (4000, 512)])
+def test_peak_lr_is_the_largest_lr_whatever_the_warmup_and_width(warmup, d):
+    from ut.optim import peak_lr
+
+    cfg = OptimizerConfig(peak_lr=3e-3, warmup_steps=warmup, lr_scale=7.0)  # lr_scale is ignored
+    lrs = [cfg.lr_at(s, d) for s in range(1, 4 * warmup + 1)]
+    assert max(lrs) == pytest.approx(3e-3, rel=1e-12)
+    assert max(range(len(lrs)), key=lrs.__getitem__) + 1 == warmup
+    assert peak_lr(cfg, d) == pytest.approx(3e-3, rel=1e-12)
+    # the same shape as the paper's formula: linear warmup, then 1/sqrt(step)
+    assert lrs[warmup // 2 - 1] == pytest.approx(3e-3 * (warmup // 2) / warmup, rel=1e-12)
+    assert lrs[4 * warmup - 1] == pytest.approx(3e-3 * 0.5, rel=1e-12)
+
+
+def test_peak_lr_off_keeps_lr_scale_and_bad_value_is_an_error():
+    cfg = OptimizerConfig(lr_scale=0.5, warmup_steps=200)
+    assert cfg.lr_at(200, 64) == pytest.approx(paper_lr(200, 64, 200, 0.5), rel=1e-12)
+    with pytest.raises(ValueError, match="peak_lr"):
+        OptimizerConfig(peak_lr=0.0)
