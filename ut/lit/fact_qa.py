@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
+from ut.lit.base import model_config_keys
 from ut.lit.classification import ClassificationModule
 from ut.models.outputs import ModelOutput
 
@@ -26,7 +27,8 @@ class FactQAModule(ClassificationModule):
     DATA_FILLED_KEYS = {**ClassificationModule.DATA_FILLED_KEYS, "max_words": "max_words"}
     ACCEPTED_MODELS = ("transformer_fact_qa", "universal_fact_qa")
 
-    def __init__(self, model_name: str = "universal_fact_qa", model_config: dict[str, Any] | None = None,
+    def __init__(self, model_name: str = "universal_fact_qa",
+                 model_config: FactQAModelConfig = {},  # noqa: B006 (copied in TrainingModule, never mutated)
                  optimizer: dict[str, Any] | None = None, label_smoothing: float = 0.1):
         super().__init__(model_name, model_config, optimizer, label_smoothing)
 
@@ -37,3 +39,7 @@ class FactQAModule(ClassificationModule):
                            f"lacks {missing} (it has {sorted(batch)})")
         return self._require_model()(batch["facts"], batch["question"], batch["fact_mask"],
                                      need_weights=need_weights)
+
+
+# the keys ``model_config`` may hold, checked by LightningCLI while parsing (ut.lit.base.model_config_keys)
+FactQAModelConfig = model_config_keys("FactQAModelConfig", FactQAModule)
