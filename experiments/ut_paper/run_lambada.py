@@ -43,8 +43,8 @@ WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz
 DESCRIPTIONS = {
     "test_split": "train on 80% of lambada_test.jsonl's passages, test on a disjoint 10% (NOT the paper's protocol)",
     "enwiki": "the paper's protocol with a Wikipedia excerpt as the training corpus (106 articles, not novels); "
-              "the first --eval-passages passages of lambada_test.jsonl, 10% for validation, the rest test",
-    "corpus": "the paper's protocol: train on the named corpus, test on the LAMBADA test passages",
+              "the first {eval_passages} passages of lambada_test.jsonl, 10% for validation, the rest test",
+    "corpus": "the paper's protocol: train on {train_corpus}, test on the LAMBADA test passages",
 }
 
 
@@ -171,7 +171,10 @@ def _mean(runs: list[dict], name: str) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
+def write_report(results: list[dict], args, out: Path, argv: list[str], stats_fn=None) -> None:
+    """README.md (+ ppl.png) from the finished runs; ``stats_fn(setup, args)`` gives the test targets' UNK /
+    in-context shares (default :func:`test_target_stats`)."""
+    stats_fn = stats_fn or test_target_stats
     model_of = {v: k for k, v in CONFIGS.items()}
     by: dict[tuple[str, str], list[dict]] = {}
     for r in results:
@@ -191,9 +194,9 @@ def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
         ppl = {MODELS[m]: _mean(by.get((setup, m), []), "test/ppl") for m in args.models}
         acc = {MODELS[m]: _mean(by.get((setup, m), []), "test/seq_acc") for m in args.models}
         notes = sorted({n for m in args.models for r in by.get((setup, m), []) for n in r.get("notes", [])})
-        stats = test_target_stats(setup, args) if any(by.get((setup, m)) for m in args.models) else None
+        stats = stats_fn(setup, args) if any(by.get((setup, m)) for m in args.models) else None
         sections.append(
-            f"### {setup}: {DESCRIPTIONS[setup]}\n\n" + "\n".join(rows) + "\n\n"
+            f"### {setup}: {DESCRIPTIONS[setup].format(**vars(args))}\n\n" + "\n".join(rows) + "\n\n"
             f"- who wins on perplexity (lower is better): {ranking(ppl, False, 0, tie=0.0)}\n"
             f"- who wins on accuracy: {ranking(acc, True, 3, tie=0.0)}\n"
             + "".join(f"- data: {n}\n" for n in notes)

@@ -61,7 +61,6 @@ SPLIT_NOTE = (
     "(the real LAMBADA training corpus is unavailable offline); not comparable to the paper's numbers"
 )
 _WORD = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
-_EOS_TOKEN = "<eos>"  # document separator in the training stream (Vocabulary's EOS)
 
 
 def read_lambada(path: str | Path) -> list[str]:
