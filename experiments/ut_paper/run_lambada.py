@@ -201,7 +201,8 @@ def write_report(results: list[dict], args, out: Path, argv: list[str], stats_fn
             f"- who wins on accuracy: {ranking(acc, True, 3, tie=0.0)}\n"
             + "".join(f"- data: {n}\n" for n in notes)
             + (f"- the {stats['n']} test targets: {100 * stats['target_unk']:.1f}% are out of the training vocabulary "
-               f"(UNK: never right), {100 * stats['target_in_context']:.1f}% occur in their passage's context\n"
+               f"(UNK: never right), {100 * stats['target_in_context']:.1f}% occur in their passage's context; "
+               f"guessing a random context word scores {stats['random_context_word']:.3f} accuracy\n"
                if stats else ""))
     if any(v is not None for vals in series.values() for v in vals):
         bar_plot(list(args.setups), series, "test target-word perplexity", "LAMBADA: target-word perplexity",

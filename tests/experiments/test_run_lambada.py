@@ -29,7 +29,7 @@ def test_table_means_over_seeds_and_orderings(tmp_path):
                fake("lambada_ut", "test_split", 0, 500.0, 0.05),
                fake("lambada_ut_act", "test_split", 0, 700.0, 0.04, n_updates_decoder=3.5)]
     (tmp_path / "reading.md").write_text("Hand-written reading.\n")
-    stats = {"n": 10, "target_unk": 0.25, "target_in_context": 0.8}
+    stats = {"n": 10, "target_unk": 0.25, "target_in_context": 0.8, "random_context_word": 0.0125}
     run_lambada.write_report(results, args(), tmp_path, ["run_lambada", "--steps", "3"],
                              stats_fn=lambda setup, a: stats)
     text = (tmp_path / "README.md").read_text()
@@ -39,6 +39,7 @@ def test_table_means_over_seeds_and_orderings(tmp_path):
     assert "UT 500 < UT+ACT 700 < Transformer 1000 (UT leads by 200)" in text
     assert "UT 0.050 > UT+ACT 0.040 > Transformer 0.010 (UT leads by 0.010)" in text
     assert "25.0% are out of the training vocabulary" in text and "80.0% occur in their passage's context" in text
+    assert "random context word scores 0.013 accuracy" in text
     assert "note of test_split" in text and "Hand-written reading." in text and "test machine" in text
     assert "NOT the paper's protocol" in text and (tmp_path / "ppl.png").is_file()
 

@@ -169,15 +169,23 @@ def make_example(text: str, level: Literal["word", "char"]) -> LambadaExample:
 
 
 def target_stats(examples: Sequence[LambadaExample], vocab: Vocabulary) -> dict[str, float]:
-    """Shares of passages whose target has a token outside `vocab` (UNK: never counted right) and whose target
-    occurs verbatim in the context (the words a model could copy)."""
+    """Over passages: `target_unk`, the share whose target has a token outside `vocab` (never counted right);
+    `target_in_context`, the share whose target occurs verbatim in the context (the words a model could copy);
+    `random_context_word`, the expected accuracy of guessing the target as the tokens at a uniformly drawn context
+    start position (a baseline that uses the context but no language model; UNK targets count as misses)."""
     n = len(examples)
-    unk = sum(any(t not in vocab for t in e.target) for e in examples)
-    in_context = 0
+    unk = in_context = 0
+    random_guess = 0.0
     for e in examples:
         k = len(e.target)
-        in_context += any(e.context[i : i + k] == e.target for i in range(len(e.context) - k + 1))
-    return {"n": n, "target_unk": unk / max(n, 1), "target_in_context": in_context / max(n, 1)}
+        starts = range(len(e.context) - k + 1)
+        hits = sum(e.context[i : i + k] == e.target for i in starts)
+        is_unk = any(t not in vocab for t in e.target)
+        unk += is_unk
+        in_context += hits > 0
+        random_guess += 0.0 if is_unk or not e.context else hits / len(e.context)
+    return {"n": n, "target_unk": unk / max(n, 1), "target_in_context": in_context / max(n, 1),
+            "random_context_word": random_guess / max(n, 1)}
 
 
 class LambadaCollator:

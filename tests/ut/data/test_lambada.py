@@ -230,7 +230,8 @@ def test_target_stats():
                 LambadaExample(["the", "dog"], ["anna"]),  # not in context, known
                 LambadaExample(["bob", "met"], ["bob"])]  # in context, UNK
     s = target_stats(examples, vocab)
-    assert s == {"n": 3, "target_unk": pytest.approx(1 / 3), "target_in_context": pytest.approx(2 / 3)}
+    assert s == {"n": 3, "target_unk": pytest.approx(1 / 3), "target_in_context": pytest.approx(2 / 3),
+                 "random_context_word": pytest.approx((1 / 3 + 0 + 0) / 3)}  # the UNK "bob" is never right
     chars = [LambadaExample(list("ab ab "), list("ab")), LambadaExample(list("a b "), list("ab"))]
     assert target_stats(chars, Vocabulary("ab "))["target_in_context"] == 0.5  # multi-token targets match in order
 
