@@ -27,7 +27,9 @@ README.md``, ``ppl.png`` and ``runs/*.json``; a hand-written ``reading.md`` besi
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +160,17 @@ def main(argv: list[str] | None = None) -> None:
     write_report(results, args, out, [a for a in command if a != "--report-only"])
 
 
+def train_ppl(run: dict, last: int = 4) -> float | None:
+    """Perplexity over all tokens of the last ``last`` logged training batches (dropout on): the in-distribution
+    fit, read from the run's CSV log under ``outputs/`` when it is there (the results JSON has eval metrics only)."""
+    log = REPO / "outputs" / "ut_paper_lambada" / run.get("run_id", "") / "csv" / "metrics.csv"
+    if not run.get("run_id") or not log.is_file():
+        return None
+    with open(log) as f:
+        nll = [float(row["train/nll"]) for row in csv.DictReader(f) if row.get("train/nll")]
+    return math.exp(sum(nll[-last:]) / len(nll[-last:])) if nll else None
+
+
 def _cell(runs: list[dict], name: str, digits: int) -> str:
     vals = [v for v in (metric(r, name) for r in runs) if v is not None]
     if not vals:
@@ -166,15 +179,24 @@ def _cell(runs: list[dict], name: str, digits: int) -> str:
     return f"{m:.{digits}f} ± {sd:.{digits}f}" if len(vals) > 1 else f"{m:.{digits}f}"
 
 
+def _train_cell(runs: list[dict], train_ppl_fn) -> str:
+    vals = [v for v in (train_ppl_fn(r) for r in runs) if v is not None]
+    if not vals:
+        return "n/a"
+    m, sd = mean_std(vals)
+    return f"{m:.0f} ± {sd:.0f}" if len(vals) > 1 else f"{m:.0f}"
+
+
 def _mean(runs: list[dict], name: str) -> float | None:
     vals = [v for v in (metric(r, name) for r in runs) if v is not None]
     return sum(vals) / len(vals) if vals else None
 
 
-def write_report(results: list[dict], args, out: Path, argv: list[str], stats_fn=None) -> None:
+def write_report(results: list[dict], args, out: Path, argv: list[str], stats_fn=None, train_ppl_fn=None) -> None:
     """README.md (+ ppl.png) from the finished runs; ``stats_fn(setup, args)`` gives the test targets' UNK /
-    in-context shares (default :func:`test_target_stats`)."""
-    stats_fn = stats_fn or test_target_stats
+    in-context shares (default :func:`test_target_stats`), ``train_ppl_fn(run)`` the training fit
+    (:func:`train_ppl`)."""
+    stats_fn, train_ppl_fn = stats_fn or test_target_stats, train_ppl_fn or train_ppl
     model_of = {v: k for k, v in CONFIGS.items()}
     by: dict[tuple[str, str], list[dict]] = {}
     for r in results:
@@ -182,14 +204,15 @@ def write_report(results: list[dict], args, out: Path, argv: list[str], stats_fn
     sections, series = [], {MODELS[m]: [] for m in args.models}
     for setup in args.setups:
         rows = ["| model | params | seeds | test ppl (target word) | test accuracy | val ppl | val accuracy | "
-                "ACT updates (test) | paper: ppl (accuracy) |", "|---|---|---|---|---|---|---|---|---|"]
+                "train ppl (all tokens) | ACT updates (test) | paper: ppl (accuracy) |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for m in args.models:
             runs = by.get((setup, m), [])
             series[MODELS[m]].append(_mean(runs, "test/ppl"))
             params = runs[0]["params"] if runs else None
             rows.append(f"| {MODELS[m]} | {params or 'n/a'} | {len(runs)} | {_cell(runs, 'test/ppl', 0)} | "
                         f"{_cell(runs, 'test/seq_acc', 3)} | {_cell(runs, 'val/ppl', 0)} | "
-                        f"{_cell(runs, 'val/seq_acc', 3)} | "
+                        f"{_cell(runs, 'val/seq_acc', 3)} | {_train_cell(runs, train_ppl_fn)} | "
                         f"{_cell(runs, 'test/n_updates_decoder', 2) if m == 'ut_act' else '-'} | {PAPER[m]} |")
         ppl = {MODELS[m]: _mean(by.get((setup, m), []), "test/ppl") for m in args.models}
         acc = {MODELS[m]: _mean(by.get((setup, m), []), "test/seq_acc") for m in args.models}
@@ -216,8 +239,10 @@ training words, the rest UNK; an UNK target is always wrong), passages up to 256
 layers), the UT (one shared layer, T = 4 steps) and UT+ACT (one shared layer, at most 8 steps).
 {sorted(steps)} steps at batch 16, warmup {args.warmup}, seeds {args.seeds} (mean ± sample std over seeds).
 Test perplexity is the perplexity of the target word given its passage, accuracy the share of passages whose target
-word is the greedy prediction (Paperno et al. 2016). The paper's column is the full-scale model trained on
-LAMBADA's ~200M-word novel corpus: compare the SHAPE (who wins), not the values.
+word is the greedy prediction (Paperno et al. 2016); an UNK target's probability is P(UNK), so perplexities are
+comparable between models of one setup (same vocabulary), not between setups. Train ppl: all next-token predictions
+of the last 4 logged training batches (dropout on), the in-distribution fit. The paper's column is the full-scale
+model trained on LAMBADA's ~200M-word novel corpus: compare the SHAPE (who wins), not the values.
 
 {chr(10).join(sections)}
 ![target-word perplexity](ppl.png)

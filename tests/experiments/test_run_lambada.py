@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -31,17 +32,27 @@ def test_table_means_over_seeds_and_orderings(tmp_path):
     (tmp_path / "reading.md").write_text("Hand-written reading.\n")
     stats = {"n": 10, "target_unk": 0.25, "target_in_context": 0.8, "random_context_word": 0.0125}
     run_lambada.write_report(results, args(), tmp_path, ["run_lambada", "--steps", "3"],
-                             stats_fn=lambda setup, a: stats)
+                             stats_fn=lambda setup, a: stats, train_ppl_fn=lambda r: 100.0 + r["seed"])
     text = (tmp_path / "README.md").read_text()
-    assert "| Transformer | 100 | 2 | 1000 ± 141 | 0.010 ± 0.014 | 1001 ± 141 | 0.010 ± 0.014 | - | 7321 (0) |" in text
-    assert "| UT | 100 | 1 | 500 | 0.050 | 501 | 0.050 | - | 319 (0.17) |" in text
-    assert "| UT+ACT | 100 | 1 | 700 | 0.040 | 701 | 0.040 | 3.50 | 142 (0.19) |" in text
+    assert ("| Transformer | 100 | 2 | 1000 ± 141 | 0.010 ± 0.014 | 1001 ± 141 | 0.010 ± 0.014 | 100 ± 1 | - "
+            "| 7321 (0) |") in text
+    assert "| UT | 100 | 1 | 500 | 0.050 | 501 | 0.050 | 100 | - | 319 (0.17) |" in text
+    assert "| UT+ACT | 100 | 1 | 700 | 0.040 | 701 | 0.040 | 100 | 3.50 | 142 (0.19) |" in text
     assert "UT 500 < UT+ACT 700 < Transformer 1000 (UT leads by 200)" in text
     assert "UT 0.050 > UT+ACT 0.040 > Transformer 0.010 (UT leads by 0.010)" in text
     assert "25.0% are out of the training vocabulary" in text and "80.0% occur in their passage's context" in text
     assert "random context word scores 0.013 accuracy" in text
     assert "note of test_split" in text and "Hand-written reading." in text and "test machine" in text
     assert "NOT the paper's protocol" in text and (tmp_path / "ppl.png").is_file()
+
+
+def test_train_ppl_reads_the_csv_log(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_lambada, "REPO", tmp_path)
+    log = tmp_path / "outputs" / "ut_paper_lambada" / "r1" / "csv" / "metrics.csv"
+    log.parent.mkdir(parents=True)
+    log.write_text("epoch,step,train/nll,val/ppl\n0,1,9.0,\n0,2,1.0,\n0,3,3.0,\n0,3,,50\n")
+    assert run_lambada.train_ppl({"run_id": "r1"}, last=2) == pytest.approx(math.exp(2.0))
+    assert run_lambada.train_ppl({"run_id": "missing"}) is None
 
 
 def test_setup_overrides(tmp_path):
