@@ -30,6 +30,7 @@ import argparse
 import csv
 import json
 import math
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         results = run_all(specs, out, "ut_paper/lambada", jobs=args.jobs)
     command = sys.argv if argv is None else ["run_lambada", *argv]
     write_report(results, args, out, [a for a in command if a != "--report-only"])
+    if len(results) < len(specs) and not args.report_only:
+        sys.exit(f"{len(specs) - len(results)} runs did not finish; rerun `{shlex.join(command)}` to resume")
 
 
 def train_ppl(run: dict, last: int = 4) -> float | None:
