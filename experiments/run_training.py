@@ -42,6 +42,7 @@ def fit_and_test(config: str, overrides: list[str], out: str | Path, threads: in
 
     if threads:
         torch.set_num_threads(threads)  # 1 thread is several times faster on a shared 2-core machine
+    from ut import precision
     from ut.cli import cli_main
     from ut.lit.base import count_parameters
 
@@ -55,6 +56,8 @@ def fit_and_test(config: str, overrides: list[str], out: str | Path, threads: in
         "command": "python -m experiments.run_training " + shlex.join(
             ["--config", config, "--out", str(out), "--threads", str(threads), "--", *overrides]),
         "machine": machine(),
+        "precision": {"requested": str(precision.LAST_CHOICE.requested), "used": str(cli.trainer.precision),
+                      "reason": precision.LAST_CHOICE.reason} if precision.LAST_CHOICE else str(cli.trainer.precision),
         "model_name": cli.model.hparams.model_name,
         "model_config": dict(cli.model.hparams.model_config),
         "params": count_parameters(cli.model.model)["total"],

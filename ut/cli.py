@@ -13,6 +13,8 @@ precision, gradient clipping, ...) and the ``run`` section (:class:`ut.lit.run_c
 group, logger, W&B online / offline, checkpoints).
 
 What the CLI adds to a plain LightningCLI:
+- ``trainer.precision: auto`` (the default): bf16-mixed where the CPU / GPU runs bf16 natively, 32-true
+  otherwise, logged with its reason (:mod:`ut.precision`);
 - the logger from ``run`` (W&B offline by default, grouped by experiment, tagged by model), unless
   ``trainer.logger`` is given explicitly;
 - a ``ModelCheckpoint`` writing ``<run dir>/checkpoints/last.ckpt`` (so that ``--ckpt_path last`` resumes), unless
@@ -23,19 +25,44 @@ What the CLI adds to a plain LightningCLI:
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Literal
 
+import lightning as L
 import yaml
+from lightning.fabric.connector import _PRECISION_INPUT
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from ut.lit.base import TrainingModule
 from ut.lit.callbacks.resumable_order import ResumableDataOrder
 from ut.lit.run_config import RunConfig
+from ut.precision import AUTO, resolve_precision
+
+PrecisionInput = Literal["auto"] | _PRECISION_INPUT
 
 # no run may wait on the network: W&B offline unless the user opts in (run.online) and unsets WANDB_MODE
 os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def _log_ut_info() -> None:
+    """Show the project's INFO messages (e.g. the precision choice) like Lightning's own, once a process."""
+    ut_log = logging.getLogger("ut")
+    if not ut_log.handlers:
+        ut_log.addHandler(logging.StreamHandler())
+        ut_log.setLevel(logging.INFO)
+
+
+class Trainer(L.Trainer):
+    """Lightning's Trainer whose ``precision`` also accepts ``"auto"`` (the default): bf16-mixed where the device
+    runs bf16 natively, 32-true otherwise (:func:`ut.precision.resolve_precision`, which logs the choice)."""
+
+    def __init__(self, *args, precision: PrecisionInput | None = AUTO, **kwargs):
+        _log_ut_info()
+        precision = resolve_precision(precision, kwargs.get("accelerator", "auto"))
+        super().__init__(*args, precision=precision, **kwargs)
 
 
 class LogConfigCallback(SaveConfigCallback):
@@ -86,6 +113,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> UTCLI:
     return UTCLI(
         TrainingModule,
         None,
+        trainer_class=Trainer,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_callback=LogConfigCallback,
