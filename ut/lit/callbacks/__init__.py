@@ -4,9 +4,9 @@ WikiSum evaluation."""
 from ut.lit.callbacks.attention_maps import AttentionMapCallback
 from ut.lit.callbacks.ponder_maps import PonderMapCallback
 from ut.lit.callbacks.results_table import ResultsTableCallback
-from ut.lit.callbacks.resumable_order import ResumableDataOrder, ResumableShuffleSampler
+from ut.lit.callbacks.resumable_order import ResumableBatchSampler, ResumableDataOrder, ResumableShuffleSampler
 from ut.lit.callbacks.run_record import RunRecordCallback
 from ut.lit.callbacks.summarization_eval import SummarizationEvalCallback
 
-__all__ = ["AttentionMapCallback", "PonderMapCallback", "ResultsTableCallback", "ResumableDataOrder",
-           "ResumableShuffleSampler", "RunRecordCallback", "SummarizationEvalCallback"]
+__all__ = ["AttentionMapCallback", "PonderMapCallback", "ResultsTableCallback", "ResumableBatchSampler",
+           "ResumableDataOrder", "ResumableShuffleSampler", "RunRecordCallback", "SummarizationEvalCallback"]
