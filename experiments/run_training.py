@@ -67,12 +67,20 @@ def fit_and_test(config: str, overrides: list[str], out: str | Path, threads: in
         "metrics": {s: dict(m) for s, m in cli.model.last_eval_metrics.items()},
         "notes": data_notes(cli.datamodule),
     }
+    _finish_wandb()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=1, sort_keys=True))
     tmp.replace(out)  # atomic: a results file exists only for a finished run (the runner's resume rule)
     return res
+
+
+def _finish_wandb() -> None:
+    """Close this run's W&B run, so that the next run of the same process (the ablation runner) gets its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 def main(argv: list[str] | None = None) -> None:

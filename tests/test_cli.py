@@ -1,5 +1,7 @@
 """``ut-train`` (ut/cli.py): every training config under experiments/ loads and runs a fast_dev_run; every key of
-every config is commented; W&B is the default logger and offline; the CSV alternative works; 2-process DDP on CPU.
+every config is commented; W&B is the default logger, offline unless asked, one run id across fit / resume / test,
+never forced by an import; the config is logged once; the CSV alternative works and appends on resume; progress bars
+follow the terminal; 2-process DDP on CPU. No test opens a network connection (W&B is only built, never started).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def test_wandb_is_the_default_and_offline(tmp_path):
                    run=False)
     logger = cli.trainer.logger
     assert isinstance(logger, WandbLogger)
-    assert logger._offline and logger._wandb_init["group"] == "exp/x"
+    assert logger._wandb_init["mode"] == "offline" and logger._wandb_init["group"] == "exp/x"
     assert "universal" in logger._wandb_init["tags"]
     assert Path(cli.trainer.default_root_dir) == tmp_path / "exp_x" / "universal-seed0"
     assert any(type(c).__name__ == "ResumableDataOrder" for c in cli.trainer.callbacks)
@@ -100,6 +102,109 @@ def test_csv_logger_run_logs_config_params_images_and_table(tmp_path, tiny_data)
     # an interrupted run continues from its last checkpoint with `--ckpt_path last`
     resumed = cli_main(["fit", *args, "--trainer.max_steps", "3", "--ckpt_path", "last"])
     assert resumed.trainer.global_step == 3
+
+
+ALGO_UT_ACT = REPO / "experiments/ut_paper/configs/algorithmic_ut_act.yaml"
+
+
+def test_importing_the_cli_sets_no_wandb_mode():
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+    env["PYTHONPATH"] = str(REPO)
+    code = "import os, ut.cli, ut.lit.run_config; print(os.environ.get('WANDB_MODE'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "None"
+
+
+@pytest.mark.parametrize("online,env,mode", [(None, None, "offline"), (None, "disabled", None),
+                                             (True, "offline", "online"), (False, "online", "offline")])
+def test_wandb_mode_follows_run_online_then_the_environment(monkeypatch, tmp_path, online, env, mode):
+    from ut.lit.run_config import RunConfig
+
+    if env is None:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_MODE", env)
+    logger = RunConfig(save_dir=str(tmp_path), online=online).build_logger("universal", 0)
+    assert logger._wandb_init.get("mode") == mode  # None: wandb.init reads $WANDB_MODE itself
+    assert not logger._offline  # Lightning's offline flag would set WANDB_MODE=dryrun process-wide
+
+
+def test_run_config_keeps_one_wandb_run_id_per_run_folder(tmp_path):
+    from ut.lit.run_config import RunConfig
+
+    run = RunConfig(save_dir=str(tmp_path))
+    first = run.build_logger("universal", 0)._wandb_init["id"]
+    assert (run.run_dir("universal", 0) / "wandb_run_id").read_text().strip() == first
+    assert run.build_logger("universal", 0, resume=True)._wandb_init["id"] == first
+    fresh = run.build_logger("universal", 0)._wandb_init["id"]  # a new fit from scratch is a new W&B run
+    assert fresh != first and run.build_logger("universal", 0, resume=True)._wandb_init["id"] == fresh
+
+
+def test_one_wandb_run_id_across_fit_resume_and_test(monkeypatch, tmp_path, tiny_data):
+    """Real ``ut-train`` fit, test and resumed fit with W&B disabled (no files, no network)."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    args = ["--config", str(ALGO_UT_ACT), "--run.save_dir", str(tmp_path), "--run.online", "null",
+            "--trainer.limit_val_batches", "1",
+            "--trainer.val_check_interval", "1", "--trainer.limit_test_batches", "1",
+            *tiny_overrides(ALGO_UT_ACT, tiny_data)]
+    fit = cli_main(["fit", *args, "--trainer.max_steps", "1"]).trainer.logger
+    assert fit._wandb_init.get("mode") is None  # the user's WANDB_MODE decides
+    ids = {fit._wandb_init["id"]}
+    ids.add(cli_main(["test", *args, "--ckpt_path", "last"]).trainer.logger._wandb_init["id"])
+    ids.add(cli_main(["fit", *args, "--trainer.max_steps", "2", "--ckpt_path", "last"]).trainer.logger
+            ._wandb_init["id"])
+    assert len(ids) == 1
+
+
+def test_sweep_runs_get_their_own_name_folder_and_the_agents_id(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sw1")
+    dirs = set()
+    for run in ("abc123", "def456"):
+        monkeypatch.setenv("WANDB_RUN_ID", run)
+        cli = cli_main(["--config", str(ALGO_UT_ACT), "--run.save_dir", str(tmp_path)], run=False)
+        assert cli.trainer.logger._wandb_init["id"] == run
+        assert cli.trainer.logger._wandb_init["name"] == f"universal-seed0-{run}"
+        dirs.add(cli.trainer.default_root_dir)
+    assert len(dirs) == 2
+
+
+def test_csv_metrics_are_appended_on_resume_and_the_config_logged_once(tmp_path, tiny_data):
+    args = ["--config", str(ALGO_UT_ACT), "--run.logger", "csv", "--run.save_dir", str(tmp_path),
+            "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1", "--trainer.log_every_n_steps",
+            "1", *tiny_overrides(ALGO_UT_ACT, tiny_data)]
+    cli_main(["fit", *args, "--trainer.max_steps", "2"])
+    csv_dir = tmp_path / "ut_paper_algorithmic" / "universal-seed0" / "csv"
+
+    def steps():
+        import csv
+
+        with open(csv_dir / "metrics.csv") as f:
+            return sorted({int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")})
+
+    assert steps() == [0, 1]
+    cli_main(["fit", *args, "--trainer.max_steps", "4", "--ckpt_path", "last"])
+    after = steps()
+    assert after[:2] == [0, 1] and len(after) == 4  # the first run's rows are kept, the resumed run's added
+    hparams = yaml.safe_load((csv_dir / "hparams.yaml").read_text())
+    assert hparams["config"]["model"]["init_args"]["model_name"] == "universal"
+    assert "model_name" not in hparams and "model_config" not in hparams  # no second, flattened copy
+    assert hparams["precision/used"] == "32-true"
+    cli_main(["fit", *args, "--trainer.max_steps", "1"])  # a fresh fit starts a new file
+    assert steps() == [0]
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_bar_follows_the_terminal_unless_set(monkeypatch, tmp_path, tty):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: tty)
+    cfg = tmp_path / "no_bar_key.yaml"
+    data = yaml.safe_load(ALGO_UT_ACT.read_text())
+    data["trainer"].pop("enable_progress_bar", None)
+    cfg.write_text(yaml.safe_dump(data))
+    base = ["--config", str(cfg), "--run.logger", "none", "--run.save_dir", str(tmp_path)]
+    assert (cli_main(base, run=False).trainer.progress_bar_callback is not None) == tty
+    off = cli_main([*base, "--trainer.enable_progress_bar", "false"], run=False)
+    assert off.trainer.progress_bar_callback is None  # scripted runners pass the flag
 
 
 @pytest.mark.slow

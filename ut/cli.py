@@ -15,18 +15,23 @@ group, logger, W&B online / offline, checkpoints).
 What the CLI adds to a plain LightningCLI:
 - ``trainer.precision: auto`` (the default): bf16-mixed where the CPU / GPU runs bf16 natively, 32-true
   otherwise, logged with its reason (:mod:`ut.precision`);
-- the logger from ``run`` (W&B offline by default, grouped by experiment, tagged by model), unless
+- the logger from ``run`` (W&B offline by default, online with ``--run.online true``; grouped by experiment,
+  tagged by model; one W&B run id across fit / resume / test, see :mod:`ut.lit.run_config`), unless
   ``trainer.logger`` is given explicitly;
+- ``trainer.enable_progress_bar`` defaults to "stdout is a terminal" (a progress bar with the running loss when
+  run by hand, none in logs and scripted runners; a config or ``--trainer.enable_progress_bar`` decides otherwise);
 - a ``ModelCheckpoint`` writing ``<run dir>/checkpoints/last.ckpt`` (so that ``--ckpt_path last`` resumes), unless
   the config has its own;
 - :class:`ut.lit.callbacks.ResumableDataOrder` seeded by ``seed_everything`` (resume with the same data order);
-- the full resolved config logged to every logger and saved as ``config.yaml`` in the run folder.
+- the full resolved config logged once to every logger (nested under ``config``) and saved as ``config.yaml`` in
+  the run folder.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +41,7 @@ from lightning.fabric.connector import _PRECISION_INPUT
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from ut import precision
 from ut.lit.base import TrainingModule
 from ut.lit.callbacks.resumable_order import ResumableDataOrder
 from ut.lit.run_config import RunConfig
@@ -43,8 +49,6 @@ from ut.precision import AUTO, resolve_precision
 
 PrecisionInput = Literal["auto"] | _PRECISION_INPUT
 
-# no run may wait on the network: W&B offline unless the user opts in (run.online) and unsets WANDB_MODE
-os.environ.setdefault("WANDB_MODE", "offline")
 
 
 def _log_ut_info() -> None:
@@ -66,12 +70,20 @@ class Trainer(L.Trainer):
 
 
 class LogConfigCallback(SaveConfigCallback):
-    """Save ``config.yaml`` in the run folder AND log the full resolved config to every logger."""
+    """Save ``config.yaml`` in the run folder AND log the full resolved config to every logger, once, nested under
+    ``config`` (Lightning's own logging of the module's and data module's hparams is switched off: they are part of
+    it), with the precision that ``trainer.precision: auto`` resolved to."""
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
         cfg = self.parser.dump(self.config, skip_none=False, format="yaml")
+        pl_module._log_hyperparams = False
+        if trainer.datamodule is not None:
+            trainer.datamodule._log_hyperparams = False
+        params = {"config": yaml.safe_load(cfg), "precision/used": str(trainer.precision)}
+        if precision.LAST_CHOICE is not None:
+            params["precision/reason"] = precision.LAST_CHOICE.reason
         for lg in trainer.loggers:
-            lg.log_hyperparams({"config": yaml.safe_load(cfg)})
+            lg.log_hyperparams(params)
 
 
 class UTCLI(LightningCLI):
@@ -86,16 +98,20 @@ class UTCLI(LightningCLI):
         model_name = cfg["model"]["init_args"]["model_name"]
         seed = cfg.get("seed_everything")
         seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
-        return run, model_name, seed
+        # the run continues (same W&B run id, CSV metrics appended): a resumed fit, or any evaluation of the run
+        resume = self.subcommand not in (None, "fit") or cfg.get("ckpt_path") is not None
+        return run, model_name, seed, resume
 
     def instantiate_trainer(self, **kwargs):
-        run, model_name, seed = self._run_settings()
+        run, model_name, seed, resume = self._run_settings()
         trainer_cfg = self._get(self.config_init, "trainer", default={})
         run_dir = run.run_dir(model_name, seed)
         if trainer_cfg.get("logger") in (None, True):
-            kwargs["logger"] = run.build_logger(model_name, seed)
+            kwargs["logger"] = run.build_logger(model_name, seed, resume=resume)
         if trainer_cfg.get("default_root_dir") in (None, os.getcwd()):
             kwargs["default_root_dir"] = str(run_dir)
+        if trainer_cfg.get("enable_progress_bar") is None:
+            kwargs["enable_progress_bar"] = sys.stdout.isatty()  # a bar (with the loss) in a terminal only
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if trainer_cfg.get("enable_checkpointing", True) is not False and not any(
                 isinstance(c, ModelCheckpoint) for c in callbacks):

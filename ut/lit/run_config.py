@@ -1,20 +1,33 @@
 """The ``run`` section of a training config: where a run writes, how it is tracked, how it checkpoints.
 
-W&B is the default tracker and runs OFFLINE unless ``online: true`` (no run ever waits on the network; sync an
-offline run later with ``wandb sync <save_dir>/.../wandb/offline-run-*``). Note that the environment variable
-``WANDB_MODE=offline`` (set by the Makefile and the tests) still wins over ``online: true``: unset it to go online.
-``logger: csv`` or ``tensorboard`` needs no W&B account. Runs are grouped by ``experiment`` (the W&B group, and the
-folder ``<save_dir>/<experiment>/<name>``) and tagged by model name.
+W&B is the default tracker. Its mode: ``online: true`` goes online, ``online: false`` stays offline, and the default
+``online: null`` follows the environment variable ``WANDB_MODE`` when the user set it (``online``, ``offline``,
+``disabled``) and is offline otherwise, so no run waits on the network unless asked. Nothing in the project sets
+``WANDB_MODE`` on import.
+
+One W&B run id per run folder: ``fit`` from scratch draws a new id and writes it to ``<run dir>/wandb_run_id``;
+``fit --ckpt_path ...`` (a resume), ``test``, ``validate`` and ``predict`` reuse it (``resume="allow"``), so online they
+all log into one W&B run. Offline, every invocation writes its own ``<run dir>/wandb/offline-run-*`` folder carrying
+that same id; ``wandb sync <run dir>/wandb/offline-run-*`` uploads them, in time order, into the one run. Under a W&B
+sweep agent (``WANDB_SWEEP_ID`` set) the agent's run id (``WANDB_RUN_ID``) is used and appended to the run name, so
+that every sweep run has its own name, folder and checkpoints.
+
+``logger: csv`` or ``tensorboard`` needs no W&B account; a resumed or evaluated run APPENDS to the CSV metrics of its
+folder (a fresh ``fit`` starts a new file). Runs are grouped by ``experiment`` (the W&B group, and the folder
+``<save_dir>/<experiment>/<name>``) and tagged by model name.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
 
@@ -27,7 +40,7 @@ class RunConfig:
     name: str | None = None  # run name (folder and W&B run name); None: "<model_name>-seed<seed>"
     save_dir: str = "outputs"  # root folder of every run's logs and checkpoints
     logger: str = "wandb"  # "wandb" (default, offline), "csv", "tensorboard" or "none"
-    online: bool = False  # W&B: sync to the server while training (off: offline run folder)
+    online: bool | None = None  # W&B: true online, false offline, null: $WANDB_MODE if set, else offline
     project: str = "universal-transformers"  # W&B project
     tags: list[str] = field(default_factory=list)  # extra W&B tags (the model name is always added)
     checkpoint_every_n_steps: int | None = None  # also checkpoint every n steps (None: at epoch / validation end)
@@ -39,28 +52,74 @@ class RunConfig:
             raise ValueError("run.checkpoint_every_n_steps must be >= 1 or null")
 
     def run_name(self, model_name: str, seed) -> str:
-        return self.name or f"{model_name}-seed{seed}"
+        name = self.name or f"{model_name}-seed{seed}"
+        if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
+            name = f"{name}-{os.environ['WANDB_RUN_ID']}"  # one folder and checkpoint per sweep run
+        return name
 
     def run_dir(self, model_name: str, seed) -> Path:
         return Path(self.save_dir) / _slug(self.experiment) / _slug(self.run_name(model_name, seed))
 
-    def build_logger(self, model_name: str, seed) -> Logger | bool:
-        """The Lightning logger this section asks for (False for "none")."""
+    def wandb_mode(self) -> str | None:
+        """The ``mode`` passed to ``wandb.init`` (None: let W&B read ``WANDB_MODE``)."""
+        if self.online is None:
+            return None if os.environ.get("WANDB_MODE") else "offline"
+        return "online" if self.online else "offline"
+
+    def wandb_run_id(self, model_name: str, seed, resume: bool) -> str:
+        """The W&B run id of this run folder: reused when ``resume`` (a resumed fit, a test), new otherwise."""
+        if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
+            return os.environ["WANDB_RUN_ID"]
+        path = self.run_dir(model_name, seed) / WANDB_ID_FILE
+        if resume and path.is_file() and path.read_text().strip():
+            return path.read_text().strip()
+        run_id = secrets.token_hex(4)  # W&B's id alphabet (lower-case letters and digits), 8 characters
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id + "\n")
+        return run_id
+
+    def build_logger(self, model_name: str, seed, resume: bool = False) -> Logger | bool:
+        """The Lightning logger this section asks for (False for "none"). ``resume``: the run continues (a fit
+        from a checkpoint, or an evaluation of the run): same W&B run id, CSV metrics appended."""
         run_dir = self.run_dir(model_name, seed)
         name = self.run_name(model_name, seed)
         if self.logger == "none":
             return False
         if self.logger == "csv":
-            return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+            cls = AppendingCSVLogger if resume else CSVLogger
+            return cls(save_dir=str(run_dir), name="csv", version="")
         if self.logger == "tensorboard":
             return TensorBoardLogger(save_dir=str(run_dir), name="tb", version="")
         run_dir.mkdir(parents=True, exist_ok=True)
-        # a run id from the folder, so that resuming a run continues the same W&B run; under a W&B sweep agent
-        # (which sets WANDB_SWEEP_ID) the agent's own run id must be used instead
-        ids = {} if os.environ.get("WANDB_SWEEP_ID") else {"id": _slug(f"{self.experiment}-{name}")[-64:],
-                                                            "resume": "allow"}
-        return WandbLogger(project=self.project, name=name, save_dir=str(run_dir), offline=not self.online,
-                           group=self.experiment, tags=sorted({model_name, *self.tags}), job_type="train", **ids)
+        mode = self.wandb_mode()
+        return WandbLogger(project=self.project, name=name, save_dir=str(run_dir), offline=False,
+                           id=self.wandb_run_id(model_name, seed, resume), group=self.experiment,
+                           tags=sorted({model_name, *self.tags}), job_type="train",
+                           **({"mode": mode} if mode else {}))
+
+
+WANDB_ID_FILE = "wandb_run_id"
+
+
+class _AppendingExperimentWriter(ExperimentWriter):
+    """Lightning's CSV writer, keeping (and extending) an existing ``metrics.csv`` instead of deleting it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                header = next(csv.reader(file), [])
+            self.metrics_keys = sorted(header)
+
+
+class AppendingCSVLogger(CSVLogger):
+    """A CSVLogger that appends to the ``metrics.csv`` of its folder (a resumed run, a test of a trained run)."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def _slug(text: str) -> str:
