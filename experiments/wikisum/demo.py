@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=rel(DEFAULT_DATA_DIR), help="a python -m data_prep build output")
     p.add_argument("--scaling-lengths", type=int, nargs="*", default=list(SCALING_LENGTHS),
                    help="L values of the step-scaling part (configs/lsweep has 100 500 2000 4000 11000)")
-    p.add_argument("--timeout-s", type=float, default=600, help="per-run limit")
+    p.add_argument("--timeout-s", type=float, help="per-run limit (default none: the budget is in steps)")
     p.add_argument("--fast-dev-run", action="store_true", help="1 step per run (a smoke test)")
     p.add_argument("extra", nargs="*", help="more ut-train flags for every WikiSum run, after --")
     return p

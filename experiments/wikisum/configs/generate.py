@@ -25,7 +25,7 @@ from typing import Any
 CONFIG_DIR = Path(__file__).resolve().parent
 EXPERIMENTS = ("table3", "table4", "lsweep", "demo")
 DATA_DIR = "data/wikisum_sample"  # relative to the repository root, where ut-train runs
-PRECISION = "32-true"  # the trainer precision of every run (fp32 runs everywhere; bf16 only where native)
+PRECISION = "auto"  # ut.precision: bf16-mixed where the CPU / GPU runs bf16 natively, 32-true otherwise
 
 SIZE = {"d_model": 128, "n_heads": 4, "d_ff": 512, "dropout": 0.1}
 OPTIMIZER = {"schedule": "inverse_sqrt", "lr_scale": 2.0, "warmup_steps": 100, "beta1": 0.9, "beta2": 0.997,
@@ -53,12 +53,11 @@ COMMENTS = {  # YAML comments, by dotted key
     "trainer": "lightning.Trainer arguments",
     "trainer.accelerator": "auto: cuda where present, else cpu",
     "trainer.devices": "GPUs / processes; N GPUs: --trainer.devices N --trainer.strategy ddp",
-    "trainer.precision": "32-true runs everywhere; bf16-mixed only where the CPU / GPU runs bf16 natively",
+    "trainer.precision": "auto: bf16-mixed where the CPU / GPU runs bf16 natively, else 32-true (ut.precision)",
     "trainer.max_steps": "the step budget: equal steps for every model of the experiment",
     "trainer.val_check_interval": "validate (val log-ppl) every n training steps: the learning curve",
     "trainer.check_val_every_n_epoch": "null: val_check_interval counts steps across epochs",
     "trainer.limit_val_batches": "0: no validation",
-    "trainer.enable_progress_bar": "the experiment scripts turn it off",
     "trainer.callbacks": "run record (s/step, curves, memory), evaluation, pictures",
     "model": "the LightningModule",
     "model.init_args.model_config": "sizes from the data (vocabulary, positions) are filled in by the DataModule",
@@ -116,7 +115,7 @@ def _runs() -> list[Run]:
             runs.append(Run("lsweep", f"{family} L={L}", family, input_length=L, max_steps=300, val_every=300,
                             batch_size=1, eval=None, attention_maps=False, data={"train_min_input_tokens": L}))
     for family, L, bs in (("T-ED", 500, 4), ("T-DMCA", 1000, 2), ("UT ACT", 500, 4)):
-        runs.append(Run("demo", f"{family} L={L}", family, input_length=L, max_steps=240, val_every=40,
+        runs.append(Run("demo", f"{family} L={L}", family, input_length=L, max_steps=200, val_every=40,
                         batch_size=bs, eval={"beam_size": 1, "alpha": 0.6, "max_len": 40, "max_examples": 2}))
     return runs
 
@@ -157,7 +156,7 @@ def config(run: Run) -> dict[str, Any]:
         "trainer": {"accelerator": "auto", "devices": 1, "strategy": "auto", "precision": PRECISION,
                     "max_steps": run.max_steps, "max_epochs": -1, "val_check_interval": run.val_every,
                     "check_val_every_n_epoch": None, "gradient_clip_val": 1.0, "log_every_n_steps": 10,
-                    "num_sanity_val_steps": 0, "enable_progress_bar": True, "callbacks": callbacks},
+                    "num_sanity_val_steps": 0, "callbacks": callbacks},
         "model": {"class_path": module,
                   "init_args": {"model_name": model_name, "label_smoothing": 0.1, "optimizer": dict(OPTIMIZER),
                                 "model_config": model_config(run.family)}},

@@ -5,12 +5,15 @@ curves at equal steps) and usable by any ``ut-train`` run. Recorded:
 
 - ``time_per_step_s``: median wall time of a training batch (forward, backward, optimiser step), the first
   ``skip_first_steps`` excluded (allocator and kernel warm-up); on CUDA the device is synchronised around each step;
+  ``cpu_per_step_s``: the same for the process's CPU time (all its threads), which a machine shared with other jobs
+  inflates less than wall time;
 - ``curve``: ``[[step, training loss], ...]`` of every step; ``val_curve``: ``[[step, val nll], ...]`` at every
   validation: the teacher-forced log-perplexity (nats per target token) against the number of optimiser steps;
 - ``peak_rss_mb``: the process's peak resident memory (Linux ``VmHWM``; ``ru_maxrss`` elsewhere), and on CUDA
   ``peak_gpu_mb`` (``torch.cuda.max_memory_allocated``);
-- the resolved ``precision``, ``accelerator`` and device count, the parameter count, the steps trained, and the
-  DataModule's hyper-parameters (paths relative to the working directory, which ``ut-train`` runs in).
+- the resolved ``precision`` (with the reason ``precision: auto`` gave), ``accelerator`` and device count, the
+  parameter count, the steps trained, and the DataModule's hyper-parameters (paths relative to the working
+  directory, which ``ut-train`` runs in).
 
 The JSON goes to ``path`` or, by default, ``<trainer.default_root_dir>/record.json`` (the run folder under
 ``ut-train``), written at the end of ``fit`` on rank 0.
@@ -53,6 +56,15 @@ def relative_path(path: str | os.PathLike | None, root: str | os.PathLike | None
     return os.path.relpath(os.path.abspath(path), os.path.abspath(root or os.getcwd()))
 
 
+def _precision_reason() -> str | None:
+    """Why ``precision: auto`` chose what it chose (:mod:`ut.precision`), when it was asked to."""
+    try:
+        from ut.precision import LAST_CHOICE
+    except ImportError:
+        return None
+    return LAST_CHOICE.reason if LAST_CHOICE is not None else None
+
+
 class RunRecordCallback(L.Callback):
     """Record step times, learning curves and peak memory of a fit (see the module docstring).
 
@@ -66,9 +78,10 @@ class RunRecordCallback(L.Callback):
             raise ValueError("skip_first_steps must be >= 0")
         self.path, self.skip_first_steps = path, skip_first_steps
         self.times: list[float] = []
+        self.cpu_times: list[float] = []
         self.curve: list[list[float]] = []
         self.val_curve: list[list[float]] = []
-        self._t0 = 0.0
+        self._t0 = self._c0 = 0.0
         self._fit_t0 = 0.0
 
     def _sync(self, pl_module) -> None:
@@ -82,11 +95,12 @@ class RunRecordCallback(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._sync(pl_module)
-        self._t0 = time.perf_counter()
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._sync(pl_module)
         self.times.append(time.perf_counter() - self._t0)
+        self.cpu_times.append(time.process_time() - self._c0)
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:
             self.curve.append([int(trainer.global_step), float(loss)])
@@ -100,6 +114,7 @@ class RunRecordCallback(L.Callback):
 
     def record(self, trainer, pl_module) -> dict[str, Any]:
         timed = self.times[self.skip_first_steps:] or self.times
+        cpu = self.cpu_times[self.skip_first_steps:] or self.cpu_times
         hp = dict(getattr(pl_module, "hparams", {}) or {})
         dm = trainer.datamodule
         data = {k: v for k, v in dict(getattr(dm, "hparams", {}) or {}).items()}
@@ -114,11 +129,13 @@ class RunRecordCallback(L.Callback):
             "params": count_parameters(pl_module.model)["total"] if getattr(pl_module, "model", None) else None,
             "steps": int(trainer.global_step),
             "time_per_step_s": statistics.median(timed) if timed else None,
+            "cpu_per_step_s": statistics.median(cpu) if cpu else None,
             "train_time_s": time.perf_counter() - self._fit_t0,
             "curve": self.curve,
             "val_curve": self.val_curve,
             "peak_rss_mb": peak_rss_mb(),
             "precision": str(trainer.precision),
+            "precision_reason": _precision_reason(),
             "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
             "devices": int(trainer.num_devices),
             "threads": torch.get_num_threads(),
