@@ -121,9 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                                                            description=__doc__.splitlines()[0]))
     p.add_argument("--ut-task", default="copy", choices=sorted(UT_CONFIGS), help="the UT-vs-Transformer part")
     p.add_argument("--ut-steps", type=int, default=DEFAULT_UT_STEPS, help="training steps of each UT-part model")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite report.md from the results of an earlier run in --out (no training)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        return rewrite_report(out)
     start = time.perf_counter()
     parts = wikisum_demo.wikisum_parts(args, out)
     print(f"\n== 4. Universal Transformer vs Transformer at {args.ut_steps} steps each: {UT_TITLES[args.ut_task]} ==\n")
@@ -135,13 +139,30 @@ def main(argv: list[str] | None = None) -> int:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     timing = (f"wall time {total:.0f} s (build + WikiSum models {parts['models_s']:.0f} s, L-scaling "
               f"{parts['scaling_s']:.0f} s, UT part {ut_s:.0f} s); {os.cpu_count()} CPUs, load average now {load}")
-    extra = (f"\n## 4. Universal Transformer vs Transformer\n\n{UT_TITLES[args.ut_task]}\n\n"
-             f"{ut_table(args.ut_task, ut_rows)}\n\nCommands:\n\n" +
-             "\n".join(f"- `{r['command']}`" for r in ut_rows) + f"\n\n## Time\n\n{timing}\n")
     command = "python -m experiments.demo" + (" " + " ".join(argv) if argv else "")
-    report = wikisum_demo.write_wikisum_report(parts, out, command, total, extra)
-    (out / "ut_comparison.json").write_text(json.dumps({"task": args.ut_task, "rows": ut_rows}, indent=1) + "\n")
+    ut = {"task": args.ut_task, "steps": args.ut_steps, "rows": ut_rows, "timing": timing}
+    (out / "ut_comparison.json").write_text(json.dumps(ut, indent=1) + "\n")
+    report = wikisum_demo.write_wikisum_report(parts, out, command, total, ut_markdown(ut))
     print(f"\n{timing}\nreport: {rel(report)}")
+    return 0
+
+
+def ut_markdown(ut: dict) -> str:
+    return (f"\n## 4. Universal Transformer vs Transformer ({ut.get('steps', '?')} steps each)\n\n"
+            f"{UT_TITLES[ut['task']]}\n\n{ut_table(ut['task'], ut['rows'])}\n\nCommands:\n\n" +
+            "\n".join(f"- `{r['command']}`" for r in ut["rows"]) + f"\n\n## Time\n\n{ut.get('timing', '')}\n")
+
+
+def rewrite_report(out: Path) -> int:
+    """``report.md`` again from ``results.json`` and ``ut_comparison.json`` of an earlier run in ``out``."""
+    res = json.loads((out / "results.json").read_text())
+    ut = json.loads((out / "ut_comparison.json").read_text())
+    demo = [r for r in res["rows"] if str(r.get("config", "")).startswith("experiments/wikisum/configs/demo/")]
+    parts = {"data_dir": REPO_ROOT / res["data"]["build"], "models": demo,
+             "scaling": [r for r in res["rows"] if r not in demo]}
+    report = wikisum_demo.write_wikisum_report(parts, out, res["command"], res["total_time_s"], ut_markdown(ut),
+                                               record=res)
+    print(f"report: {rel(report)}")
     return 0
 
 

@@ -74,20 +74,21 @@ def curve_table(rows: list[dict]) -> str:
 
 
 def scaling_table(rows: list[dict]) -> str:
-    """s/step and peak memory per L (rows) and model (columns), markdown."""
+    """s/step (wall), CPU s/step and peak memory per L (rows) and model (columns), markdown."""
     lengths = sorted({r["L"] for r in rows if r.get("L")})
     groups = list(dict.fromkeys(r.get("group") or r["name"] for r in rows))
-    head = "| L | " + " | ".join(f"{g} s/step | {g} peak MB" for g in groups) + " |"
-    lines = [head, "|---|" + "---|---|" * len(groups)]
+    head = "| L | " + " | ".join(f"{g} s/step | {g} CPU s/step | {g} peak MB" for g in groups) + " |"
+    lines = [head, "|---|" + "---|---|---|" * len(groups)]
     for L in lengths:
         cells = []
         for g in groups:
             r = next((r for r in rows if r.get("L") == L and (r.get("group") or r["name"]) == g), None)
             if r is None or r.get("status") != "ok":
-                cells += [r["status"] if r else "-", "-"]
+                cells += [r["status"] if r else "-", "-", "-"]
             else:
                 mem = r.get("peak_gpu_mb") or r.get("peak_rss_mb")
-                cells += [f"{r['time_per_step_s']:.3f}", f"{mem:.0f}"]
+                cpu = r.get("cpu_per_step_s")
+                cells += [f"{r['time_per_step_s']:.3f}", "-" if cpu is None else f"{cpu:.3f}", f"{mem:.0f}"]
         lines.append(f"| {L} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -145,15 +146,19 @@ def wikisum_parts(args, out: Path, say=print) -> dict:
             "scaling_s": time.perf_counter() - t1}
 
 
-def write_wikisum_report(parts: dict, out: Path, command: str, total_s: float, extra_md: str = "") -> Path:
+def write_wikisum_report(parts: dict, out: Path, command: str, total_s: float, extra_md: str = "",
+                         record: dict | None = None) -> Path:
+    """``results.json`` (or ``record``, a saved one) and ``report.md`` with the figures of parts 1-3."""
     from ut.eval.report import plot_l_sweep, plot_learning_curves, write_report
 
     rows = parts["models"]
-    res = results_record("demo", "make demo: WikiSum models at equal steps, extractive ranking, L-scaling", [
-        f"Step-budgeted: {rows[0].get('steps') if rows else '?'} steps per WikiSum model, the same on any machine.",
-        "Generated samples are those of barely trained models; the comparison is the log-ppl curves."],
+    res = record or results_record(
+        "demo", "make demo: WikiSum models at equal steps, extractive ranking, L-scaling",
+        [f"Step-budgeted: {rows[0].get('steps') if rows else '?'} steps per WikiSum model, the same on any machine.",
+         "Generated samples are those of barely trained models; the comparison is the log-ppl curves."],
         None, parts["data_dir"], rows + parts["scaling"], total_s)
     res["command"] = command
+    res["total_time_s"] = round(total_s, 1)
     (out / "results.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
     report = write_report({**res, "rows": rows}, out)
     plot_learning_curves(rows, out / "learning_curves.png", "WikiSum sample: validation log-ppl at equal steps")

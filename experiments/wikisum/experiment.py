@@ -73,8 +73,9 @@ def machine_info() -> dict:
 
 
 def comparison_table(rows: list[dict]) -> str:
-    """The printed table: model, L, params, steps, s/step, peak MB, log-ppl, ROUGE-L, distinct outputs, status."""
-    head = f"{'model':<20}{'L':>6}{'params':>8}{'steps':>6}{'s/step':>8}{'peak MB':>8}{'log-ppl':>8}" \
+    """The printed table: model, L, params, steps, s/step (wall), cpu s (CPU time per step), peak MB, log-ppl,
+    ROUGE-L, distinct outputs, status."""
+    head = f"{'model':<20}{'L':>6}{'params':>8}{'steps':>6}{'s/step':>8}{'cpu s':>7}{'peak MB':>8}{'log-ppl':>8}" \
            f"{'ROUGE-L':>8}{'distinct':>9}  status"
     lines = [head, "-" * len(head)]
 
@@ -85,7 +86,8 @@ def comparison_table(rows: list[dict]) -> str:
         m = r.get("metrics") or {}
         params = f"{r['params'] / 1e6:.2f}M" if r.get("params") else "-"
         lines.append(f"{r['name']:<20}{f(r.get('L'), 'd'):>6}{params:>8}{f(r.get('steps'), 'd'):>6}"
-                     f"{f(r.get('time_per_step_s'), '.3f'):>8}{f(r.get('peak_rss_mb'), '.0f'):>8}"
+                     f"{f(r.get('time_per_step_s'), '.3f'):>8}{f(r.get('cpu_per_step_s'), '.3f'):>7}"
+                     f"{f(r.get('peak_gpu_mb') or r.get('peak_rss_mb'), '.0f'):>8}"
                      f"{f(m.get('log_ppl'), '.3f'):>8}{f(m.get('rougeL'), '.1f'):>8}"
                      f"{f(m.get('distinct_outputs'), '.2f'):>9}  {r.get('status', 'ok')}")
     return "\n".join(lines)

@@ -172,7 +172,7 @@ def test_demo_end_to_end_on_the_tiny_build(tiny, tmp_path, capsys):
 
     out = tmp_path / "demo"
     assert main(["--data-dir", str(tiny), "--out", str(out), "--steps", "4", "--ut-steps", "2", "--scaling-lengths",
-                 "500", "2000", "--", *TINY]) == 0
+                 "500", "--", *TINY]) == 0
     printed = capsys.readouterr().out
     for part in ("1. Extractive ranking", "| ranker |", "2. WikiSum models at equal steps", "T-DMCA L=1000",
                  "3. L-scaling", "4. Universal Transformer vs Transformer", "Generated samples (NOT summaries"):
@@ -185,6 +185,9 @@ def test_demo_end_to_end_on_the_tiny_build(tiny, tmp_path, capsys):
     assert len(models) == 3 and all(r["steps"] == 4 for r in models)
     assert {len(r["val_curve"]) for r in models} == {4}  # validation every steps // 5 = 1 step
     _no_absolute_paths(saved, "demo results.json")
+    (out / "report.md").unlink()
+    assert main(["--out", str(out), "--report-only"]) == 0  # the report again from the saved results
+    assert report == (out / "report.md").read_text() and saved == json.loads((out / "results.json").read_text())
 
 
 def test_custom_data_dir_is_never_built_implicitly(tmp_path):
