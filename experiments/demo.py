@@ -13,7 +13,7 @@ Every training run is ``ut-train fit`` on a repository config in its own process
 thread each; precision and accelerator are the configs' (fp32 on any CPU). W&B is not used (CSV logs under
 ``--out``). Writes ``<out>/report.md`` with the tables and figures.
 
-    python -m experiments.demo [--steps 200] [--ut-steps 800] [--ut-task copy|babi1] [--jobs 2] [--out outputs/demo]
+    python -m experiments.demo [--steps 160] [--ut-steps 800] [--ut-task copy|babi1] [--jobs 2] [--out outputs/demo]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@
 Precision, accelerator and devices are the configs' (fp32 everywhere unless changed there); each run is its own
 ``ut-train`` process, ``--jobs`` of them at a time with one thread each.
 
-    python -m experiments.wikisum.demo [--steps 200] [--jobs 2] [--out outputs/demo]
+    python -m experiments.wikisum.demo [--steps 160] [--jobs 2] [--out outputs/demo]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from experiments.wikisum.experiment import comparison_table, ensure_dataset, res
 from experiments.wikisum.runner import DEFAULT_DATA_DIR, rel
 
 DEFAULT_OUT = "outputs/demo"
-DEFAULT_STEPS = 200
+DEFAULT_STEPS = 160
 SCALING_LENGTHS = (500, 2000, 4000)
 SCALING_FAMILIES = ("t_d", "t_dmca")
 SCALING_STEPS = 4

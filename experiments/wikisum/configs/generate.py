@@ -115,7 +115,7 @@ def _runs() -> list[Run]:
             runs.append(Run("lsweep", f"{family} L={L}", family, input_length=L, max_steps=300, val_every=300,
                             batch_size=1, eval=None, attention_maps=False, data={"train_min_input_tokens": L}))
     for family, L, bs in (("T-ED", 500, 4), ("T-DMCA", 1000, 2), ("UT ACT", 500, 4)):
-        runs.append(Run("demo", f"{family} L={L}", family, input_length=L, max_steps=200, val_every=40,
+        runs.append(Run("demo", f"{family} L={L}", family, input_length=L, max_steps=160, val_every=32,
                         batch_size=bs, eval={"beam_size": 1, "alpha": 0.6, "max_len": 40, "max_examples": 2}))
     return runs
 
