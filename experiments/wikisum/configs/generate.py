@@ -49,7 +49,8 @@ COMMENTS = {  # YAML comments, by dotted key
     "seed_everything": "seeds weights, dropout and the training-data order",
     "run": "run bookkeeping (ut.lit.run_config.RunConfig)",
     "run.experiment": "W&B group; the run folder is <save_dir>/<experiment>/<name>",
-    "run.logger": "wandb (offline unless online: true) | csv | tensorboard | none",
+    "run.logger": "wandb | csv | tensorboard | none",
+    "run.online": "W&B: true online, false offline, null: $WANDB_MODE if set, else offline",
     "trainer": "lightning.Trainer arguments",
     "trainer.accelerator": "auto: cuda where present, else cpu",
     "trainer.devices": "GPUs / processes; N GPUs: --trainer.devices N --trainer.strategy ddp",
@@ -151,7 +152,7 @@ def config(run: Run) -> dict[str, Any]:
     return {
         "seed_everything": 0,
         "run": {"experiment": f"wikisum/{run.experiment}", "name": run.name, "save_dir": "outputs",
-                "logger": "wandb", "online": False, "project": "universal-transformers",
+                "logger": "wandb", "online": None, "project": "universal-transformers",
                 "tags": ["wikisum", run.experiment]},
         "trainer": {"accelerator": "auto", "devices": 1, "strategy": "auto", "precision": PRECISION,
                     "max_steps": run.max_steps, "max_epochs": -1, "val_check_interval": run.val_every,
