@@ -69,14 +69,19 @@ def attention_grid(maps: Sequence[np.ndarray], title: str, row_label: str = "lay
         maps: ``maps[r]`` is an ``(H, Lq, Lk)`` array (rows of weights summing to 1) for row ``r``.
         title: the figure title (say which example, stream and training step).
         row_label: "layer" or "step": the rows are called ``f"{row_label} {r}"`` unless ``row_names`` is given.
-        q_tokens, k_tokens: query / key token strings (length Lq / Lk) for the axis labels.
+        q_tokens, k_tokens: query / key token strings (length Lq / Lk) for the axis labels; ``k_tokens`` may also be
+            one list per row (rows whose keys differ, e.g. memory-compressed attention): then every row's x axis is
+            labelled with its own keys.
         scale: "auto", "linear" or "log" (see :func:`attention_norm`).
         head_names: column titles (default ``head h``; e.g. ``["mean of 4 heads"]`` for a head-averaged map).
     """
     if not maps:
         raise ValueError("attention_grid: no maps to draw")
     n_rows, n_heads = len(maps), maps[0].shape[0]
-    lq, lk = maps[0].shape[1], maps[0].shape[2]
+    lq, lk = maps[0].shape[1], max(m.shape[2] for m in maps)
+    per_row = k_tokens is not None and len(k_tokens) == n_rows and all(
+        t is None or isinstance(t, list | tuple) for t in k_tokens)
+    row_keys = list(k_tokens) if per_row else [k_tokens if r == n_rows - 1 else None for r in range(n_rows)]
     norm = attention_norm(maps, scale)
     fs = 7 if max(lq, lk) <= 24 else 6 if max(lq, lk) <= 48 else 5
     cell = max(2.0, 0.12 * max(lq, lk))  # inches per panel: room for one readable label per token
@@ -89,7 +94,7 @@ def attention_grid(maps: Sequence[np.ndarray], title: str, row_label: str = "lay
             if isinstance(norm, LogNorm):
                 data = np.maximum(data, norm.vmin)
             image = ax.imshow(data, cmap="viridis", norm=norm, aspect="auto", interpolation="nearest")
-            _tick_labels(ax, "x", k_tokens if r == n_rows - 1 else None, lk, fs)
+            _tick_labels(ax, "x", row_keys[r], data.shape[1], fs)
             _tick_labels(ax, "y", q_tokens if h == 0 else None, lq, fs)
             if r == 0:
                 ax.set_title(head_names[h] if head_names else f"head {h}", fontsize=8)

@@ -71,3 +71,19 @@ def test_ponder_map_tokens_colour_bar_and_shared_scale():
     assert [t.get_text() for t in panels[0].get_xticklabels()] == tokens[0]
     assert [t.get_text() for t in panels[1].get_xticklabels()] == tokens[1]
     close(fig)
+
+
+def test_rows_with_their_own_keys_are_labelled_each():
+    """A memory-compressed layer attends over compressed blocks, not tokens: its row gets its own key labels."""
+    rng = np.random.default_rng(2)
+    full = _softmax_maps(rng, 1, 2, 4, 6)[0]
+    compressed = _softmax_maps(rng, 1, 2, 4, 2)[0]
+    tokens = [f"t{i}" for i in range(6)]
+    fig = attention_grid([full, compressed], "decoder_self", "layer", k_tokens=[tokens, ["c0", "c1"]],
+                         row_names=["layer 0", "layer 1 (compressed keys)"])
+    panels = _panels(fig)
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == tokens
+    assert [t.get_text() for t in panels[2].get_xticklabels()] == ["c0", "c1"]
+    assert panels[2].get_ylabel() == "layer 1 (compressed keys)"
+    assert len({im.get_clim() for ax in panels for im in ax.images}) == 1
+    close(fig)

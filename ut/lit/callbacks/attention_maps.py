@@ -124,12 +124,20 @@ class AttentionMapCallback(L.Callback):
                 qi, ki = id_keys.get(stream, (None, None))
                 q_tok = token_strings(datamodule, batch[qi][i, :lq].tolist()) if qi in batch else None
                 k_tok = token_strings(datamodule, batch[ki][i, :lk].tolist()) if ki in batch else None
+                row_names = None
+                width = batch[ki].shape[1] if ki in batch else None
+                compressed = [width is not None and w.shape[-1] != width for w in per_layer]
+                if any(compressed):  # memory-compressed keys (Liu et al. 2018 §4.2.2): key j is a block of tokens
+                    k_tok = [[f"c{j}" for j in range(m.shape[2])] if c else k_tok for m, c in zip(maps, compressed)]
+                    row_names = [f"{row_label} {r}" + (" (compressed keys)" if c else "")
+                                 for r, c in enumerate(compressed)]
                 heads = f"mean of {n_heads} heads" if self.average_heads else f"{n_heads} heads"
                 fig = attention_grid(
                     maps, f"{stream} attention, example {i}, {len(maps)} {row_label}s x {heads}; first {lq} of {nq} "
                     f"query and {lk} of {nk} key tokens (training step {trainer.global_step})", row_label, q_tok,
                     k_tok,
-                    scale=self.scale, head_names=[f"mean of {n_heads} heads"] if self.average_heads else None)
+                    scale=self.scale, head_names=[f"mean of {n_heads} heads"] if self.average_heads else None,
+                    row_names=row_names)
                 log_figure(trainer, f"{tag}/attention/{stream}/example{i}", fig)
                 n_logged += 1
         return n_logged
