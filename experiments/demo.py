@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from experiments.wikisum import demo as wikisum_demo
-from experiments.wikisum.runner import REPO_ROOT, rel
+from experiments.wikisum.runner import REPO_ROOT, rel, relative_argv
 
 UT_CONFIGS = {
     "copy": {"Transformer": "experiments/ut_paper/configs/algorithmic_transformer.yaml",
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     timing = (f"wall time {total:.0f} s (build + WikiSum models {parts['models_s']:.0f} s, L-scaling "
               f"{parts['scaling_s']:.0f} s, UT part {ut_s:.0f} s); {os.cpu_count()} CPUs, load average now {load}")
-    command = "python -m experiments.demo" + (" " + " ".join(argv) if argv else "")
+    command = "python -m experiments.demo" + (" " + shlex.join(relative_argv(argv)) if argv else "")
     ut = {"task": args.ut_task, "steps": args.ut_steps, "rows": ut_rows, "timing": timing}
     (out / "ut_comparison.json").write_text(json.dumps(ut, indent=1) + "\n")
     report = wikisum_demo.write_wikisum_report(parts, out, command, total, ut_markdown(ut))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from experiments.wikisum.configs.generate import CONFIG_DIR, runs_of
 from experiments.wikisum.experiment import comparison_table, ensure_dataset, results_record, run_all
-from experiments.wikisum.runner import DEFAULT_DATA_DIR, rel
+from experiments.wikisum.runner import DEFAULT_DATA_DIR, rel, relative_argv
 
 DEFAULT_OUT = "outputs/demo"
 DEFAULT_STEPS = 160
@@ -162,11 +162,12 @@ def write_wikisum_report(parts: dict, out: Path, command: str, total_s: float, e
     (out / "results.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
     report = write_report({**res, "rows": rows}, out)
     plot_learning_curves(rows, out / "learning_curves.png", "WikiSum sample: validation log-ppl at equal steps")
-    plot_l_sweep(parts["scaling"], out / "l_scaling.png", f"one training step against L ({SCALING_STEPS} steps, "
-                 "batch 1)")
+    scaling_png = plot_l_sweep(parts["scaling"], out / "l_scaling.png",
+                               f"one training step against L ({SCALING_STEPS} steps, batch 1)")
     text = report.read_text()
     text += ("\n## Extractive ranking\n\n" + extractive_table(parts["data_dir"]) + "\n\n## L-scaling of a training "
-             "step\n\n" + scaling_table(parts["scaling"]) + "\n\n![L scaling](l_scaling.png)\n" + extra_md)
+             "step\n\n" + scaling_table(parts["scaling"]) + "\n" +
+             ("\n![L scaling](l_scaling.png)\n" if scaling_png else "") + extra_md)
     report.write_text(text)
     return report
 
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = wikisum_parts(args, out)
     total = time.perf_counter() - start
     report = write_wikisum_report(parts, out, "python -m experiments.wikisum.demo" + (
-        " " + " ".join(argv) if argv else ""), total)
+        " " + " ".join(relative_argv(argv)) if argv else ""), total)
     print(f"\nreport: {rel(report)} ({total:.0f} s)")
     return 0
 

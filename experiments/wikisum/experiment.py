@@ -29,7 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from experiments.wikisum.configs.generate import CONFIG_DIR, runs_of
-from experiments.wikisum.runner import DEFAULT_DATA_DIR, REPO_ROOT, load_config, overrides_for, rel, run_config
+from experiments.wikisum.runner import (
+    DEFAULT_DATA_DIR,
+    REPO_ROOT,
+    load_config,
+    overrides_for,
+    rel,
+    relative_argv,
+    run_config,
+)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -147,7 +155,7 @@ def results_record(name: str, title: str, notes: list[str], argv: list[str] | No
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     return {
         "experiment": name, "title": title, "notes": notes,
-        "command": f"python -m experiments.wikisum.{name}" + (" " + shlex.join(argv) if argv else ""),
+        "command": f"python -m experiments.wikisum.{name}" + (" " + shlex.join(relative_argv(argv)) if argv else ""),
         "machine": machine_info(), "jobs": jobs,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "total_time_s": round(total_s, 1),

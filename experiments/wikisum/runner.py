@@ -36,6 +36,16 @@ def rel(path: str | os.PathLike) -> str:
     return os.path.relpath(os.path.abspath(path), REPO_ROOT)
 
 
+def relative_argv(argv: list[str] | None) -> list[str]:
+    """Command-line arguments with every absolute path (``/x`` or ``--flag=/x``) made relative to the repository
+    root, so that a recorded command names no machine's folders."""
+    out = []
+    for a in argv or []:
+        flag, eq, value = a.rpartition("=") if a.startswith("--") and "=" in a else ("", "", a)
+        out.append(f"{flag}{eq}{rel(value)}" if os.path.isabs(value) else a)
+    return out
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """The YAML of a run, with a clear error for a missing file or a file that is not a run config."""
     path = Path(path)

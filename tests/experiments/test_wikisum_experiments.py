@@ -85,6 +85,14 @@ def test_config_picks_the_machine_and_never_hard_codes_bf16(path):
     assert f"--config {rel(path)}" in path.read_text()  # the header names the command that runs it
 
 
+def test_recorded_commands_have_no_absolute_paths():
+    from experiments.wikisum.runner import relative_argv
+
+    argv = ["--data-dir", str(REPO_ROOT / "data" / "b"), f"--out={REPO_ROOT}/o", "--steps", "4", "/tmp/x"]
+    assert relative_argv(argv)[:5] == ["--data-dir", "data/b", "--out=o", "--steps", "4"]
+    assert not relative_argv(argv)[5].startswith("/")
+
+
 def test_scripted_overrides():
     cfg = yaml.safe_load((generate.CONFIG_DIR / "lsweep" / "t_d_l2000.yaml").read_text())
     ov = overrides_for(cfg, data_dir=REPO_ROOT / "data" / "x", max_steps=5, logger="none")
@@ -174,11 +182,13 @@ def test_demo_end_to_end_on_the_tiny_build(tiny, tmp_path, capsys):
     assert main(["--data-dir", str(tiny), "--out", str(out), "--steps", "4", "--ut-steps", "2", "--scaling-lengths",
                  "500", "--", *TINY]) == 0
     printed = capsys.readouterr().out
-    for part in ("1. Extractive ranking", "| ranker |", "2. WikiSum models at equal steps", "T-DMCA L=1000",
+    # the tiny build has no extractive evaluation (eval_lengths=()): the demo says so instead of a table
+    for part in ("1. Extractive ranking", "without --eval-lengths", "2. WikiSum models at equal steps", "T-DMCA L=1000",
                  "3. L-scaling", "4. Universal Transformer vs Transformer", "Generated samples (NOT summaries"):
         assert part in printed, part
     report = (out / "report.md").read_text()
-    assert "learning_curves.png" in report and "l_scaling.png" in report and (out / "l_scaling.png").is_file()
+    assert "learning_curves.png" in report and (out / "learning_curves.png").is_file()
+    assert "l_scaling.png" not in report  # one L only: no scaling plot, and no link to a missing one
     saved = json.loads((out / "results.json").read_text())
     assert all(r["status"] == "ok" for r in saved["rows"]), [(r["name"], r["status"]) for r in saved["rows"]]
     models = [r for r in saved["rows"] if r["config"].startswith("experiments/wikisum/configs/demo/")]
@@ -196,3 +206,11 @@ def test_custom_data_dir_is_never_built_implicitly(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m data_prep build"):
         run_experiment("table3", ["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
     assert not Path(tmp_path / "none").exists()
+
+
+def test_demo_prints_the_builds_extractive_table(tmp_path):
+    from experiments.wikisum.demo import extractive_table
+
+    assert "without --eval-lengths" in extractive_table(tmp_path)
+    (tmp_path / "extractive_rouge.md").write_text("| ranker | ROUGE-L |\n|---|---|\n| tfidf | 14.2 |\n")
+    assert extractive_table(tmp_path).splitlines()[2] == "| tfidf | 14.2 |"
