@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m experiments.wikisum.demo
+	$(PY) -m experiments.demo
 
 test: install
 	$(PY) -m pytest -q

@@ -1,7 +1,8 @@
-"""The L sweep: seconds per step and peak memory of T-ED, T-D and T-DMCA for L in {100, 500, 2000, 4000, 11000}.
+"""The L sweep: log-ppl, s/step and peak memory of T-ED, T-D and T-DMCA for L in {100, 500, 2000, 4000, 11000}.
 
-Liu et al. 2018, "Generating Wikipedia by Summarizing Long Sequences". Config: configs/lsweep.yaml (over
-configs/common.yaml); results: results/lsweep/. Options: see :mod:`experiments.wikisum.experiment`.
+Liu et al. 2018, "Generating Wikipedia by Summarizing Long Sequences". Configs:
+configs/lsweep/*.yaml (one per run, written by
+configs/generate.py); results: results/lsweep/. Options: see :mod:`experiments.wikisum.experiment`.
 
     python -m experiments.wikisum.lsweep
 """

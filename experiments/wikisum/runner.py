@@ -1,338 +1,189 @@
-"""Train one WikiSum model for a budget, evaluate it, and record one results row (Liu et al. 2018, Tables 3-4).
+"""Run one WikiSum config with ``ut-train fit`` in its own process and collect its results row (Liu et al. 2018,
+Tables 3-4 and the L sweep).
 
-Shared by every WikiSum experiment script (``table3.py``, ``table4.py``, ``lsweep.py``, ``demo.py``). A *run spec*
-is a plain dict (one entry of an experiment YAML, merged over the file's ``defaults``)::
+A run is a LightningCLI YAML (``configs/<experiment>/<run>.yaml``, written by ``configs/generate.py``); this module
+adds nothing to it but where it writes and, when asked, overrides (data folder, step budget, logger, fast_dev_run):
+the Trainer, the device and the precision are the config's. Each run is a child process
+(``python -m ut.cli fit --config ...``, cwd = the repository root), so its peak memory is its own and a run that is
+killed or too slow becomes a row with a status instead of ending the experiment.
 
-    name: T-ED                     # row label
-    model: transformer             # ut.models registry name (transformer, universal, decoder_only, ...)
-    model_config: {...}            # the model's config; vocabulary size, special ids, max_len come from the data
-    data: {format: seq2seq, extractor: tfidf, input_length: 500, target_length: 128, batch_size: 4, ...}
-    train: {max_steps: 200, max_time_s: 180, precision: bf16-mixed, optimizer: {...}, label_smoothing: 0.1}
-    eval: {split: test, beam_size: 4, alpha: 0.6, max_len: 128}   # eval: null = measure speed / memory only
-
-The training module is issue 3's :class:`ut.lit.seq2seq.Seq2SeqModule` (``format: seq2seq``) or
-:class:`ut.lit.language_model.LanguageModelModule` (``format: lm``), on a Lightning ``Trainer`` with W&B in
-offline mode (``logger="wandb"``) or no logger. Measured: parameters, seconds per training step (median, the
-first two steps excluded), peak resident memory of the process (``ru_maxrss``; with ``isolate=True`` each run has
-its own process, so the peak is that run's; VmHWM, see ``_rss_mb``), the training-loss curve, and the evaluation of
-:func:`ut.eval.summarization.evaluate_summarization`. One attention map (last layer, mean over heads, first test
-example) and, for ACT models, the ponder times are saved for the report (``maps/<slug>.npz``).
-
-``python -m experiments.wikisum.runner SPEC.json OUT_DIR ROW.json`` runs one spec (what ``isolate=True`` calls).
+The row merges what the config's callbacks wrote into the run folder: ``record.json``
+(:class:`ut.lit.callbacks.RunRecordCallback`: s/step, learning curves, peak memory, precision, device) and
+``summarization_eval.json`` (:class:`ut.lit.callbacks.SummarizationEvalCallback`: log-ppl, ROUGE, decoded samples),
+plus the last picture of each attention / ponder map the callbacks drew (``figures``). Paths and the command in a
+row are relative to the repository root.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-import platform
-import resource
-import statistics
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ut.eval.report import slug
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = REPO_ROOT / "data" / "wikisum_sample"
 
 
-def deep_merge(base: dict, over: dict) -> dict:
-    """``over`` on top of ``base`` (nested dicts merged, everything else replaced); neither is changed."""
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+def rel(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository root (``..`` for a path outside it)."""
+    return os.path.relpath(os.path.abspath(path), REPO_ROOT)
+
+
+def relative_argv(argv: list[str] | None) -> list[str]:
+    """Command-line arguments with every absolute path (``/x`` or ``--flag=/x``) made relative to the repository
+    root, so that a recorded command names no machine's folders."""
+    out = []
+    for a in argv or []:
+        flag, eq, value = a.rpartition("=") if a.startswith("--") and "=" in a else ("", "", a)
+        out.append(f"{flag}{eq}{rel(value)}" if os.path.isabs(value) else a)
     return out
 
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-
-
-def load_experiment(path: str | Path, common: str | Path | None = CONFIG_DIR / "common.yaml") -> dict:
-    """An experiment YAML (``title``, ``notes``, ``defaults``, ``runs`` and/or ``sweep``) with every run merged over
-    ``common.yaml`` and the file's ``defaults``. A ``sweep`` (``lengths`` x ``models``) expands into one run per
-    (model, L), grouped by model for the L-sweep plot."""
-    import yaml
-
-    config = yaml.safe_load(Path(path).read_text())
-    unknown = sorted(set(config) - {"title", "notes", "defaults", "runs", "sweep"})
-    if unknown:
-        raise ValueError(f"{path}: unknown top-level keys {unknown}")
-    base = yaml.safe_load(Path(common).read_text()) if common else {}
-    defaults = deep_merge(base, config.get("defaults") or {})
-    runs = list(config.get("runs") or [])
-    sweep = config.get("sweep")
-    if sweep:
-        for model in sweep["models"]:
-            for length in sweep["lengths"]:
-                run = deep_merge(model, {"name": f"{model['name']} L={length}",
-                                         "data": {"input_length": length, "train_min_input_tokens": length}})
-                run["group"] = model["name"]
-                runs.append(run)
-    config["runs"] = [deep_merge(defaults, run) for run in runs]
-    for run in config["runs"]:
-        check_spec(run, path)
-    return config
-
-
-SPEC_KEYS = {"name", "model", "model_config", "data", "train", "eval", "size", "group"}
-
-
-def check_spec(spec: dict, where: Any = "spec") -> None:
-    unknown = sorted(set(spec) - SPEC_KEYS)
-    if unknown:
-        raise ValueError(f"{where}: run {spec.get('name')!r} has unknown keys {unknown}; valid: {sorted(SPEC_KEYS)}")
-    for key in ("name", "model", "data"):
-        if key not in spec:
-            raise ValueError(f"{where}: a run needs {key!r}")
-
-
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    return {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "platform": platform.platform()}
-
-
-def _rss_mb() -> float:
-    """Peak resident memory of this process image: VmHWM (Linux); ru_maxrss elsewhere. ru_maxrss survives exec, so
-    in a child it would also count the parent's peak (e.g. the dataset build of the driver)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
-
-
-def _current_rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
-
-
-def model_config_for(spec: dict, dm) -> dict:
-    """The spec's ``size`` + ``model_config`` completed with the data's vocabulary, special ids and positions."""
-    import dataclasses
-
-    from ut.models import model_classes
-
-    _, config_cls = model_classes(spec["model"])
-
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    # ``size`` is shared by models of different families: keys a model does not have are skipped;
-    # ``model_config`` is the model's own (unknown keys are an error, raised by the config)
-    cfg = {k: v for k, v in spec.get("size", {}).items() if k in fields}
-    cfg.update(spec.get("model_config", {}))
-    ids = dm.special_ids()
-    data_keys = {"vocab_size": dm.vocab_size, "src_vocab_size": dm.vocab_size, "tgt_vocab_size": dm.vocab_size,
-                 "max_len": dm.max_positions + 1, **ids}
-    for k, v in data_keys.items():
-        if k in fields and k not in cfg:
-            cfg[k] = v
+def load_config(path: str | Path) -> dict[str, Any]:
+    """The YAML of a run, with a clear error for a missing file or a file that is not a run config."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no run config at {path}")
+    cfg = yaml.safe_load(path.read_text())
+    missing = [k for k in ("trainer", "model", "data", "run") if not isinstance(cfg, dict) or k not in cfg]
+    if missing:
+        raise ValueError(f"{path}: not a ut-train run config (missing {missing})")
     return cfg
 
 
-def _step_stats():
-    """A Lightning callback recording per-step wall time and training loss (built lazily: lightning is heavy)."""
-    import lightning as L
+def label_of(path: str | Path) -> tuple[str, str | None]:
+    """(row label, model family) of a config: the generator's when it wrote the file, else (``run.name``, None)."""
+    from experiments.wikisum.configs.generate import RUNS
 
-    class StepStats(L.Callback):
-        def __init__(self):
-            self.times: list[float] = []
-            self.curve: list[tuple[int, float]] = []
-            self._t0 = 0.0
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self._t0 = time.perf_counter()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.times.append(time.perf_counter() - self._t0)
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            self.curve.append((trainer.global_step, float(loss)))
-
-    return StepStats()
+    path = Path(path).resolve()
+    for run in RUNS:
+        if run.path.resolve() == path:
+            return run.label, run.family
+    return str(load_config(path)["run"].get("name") or path.stem), None
 
 
-def _maps(model, dm, path: Path) -> list[str]:
-    """Save the last layer's attention (mean over heads) and ACT ponder times of the first test example."""
-    import numpy as np
-    import torch
+def run_dir_of(cfg: dict[str, Any], save_dir: str | Path) -> Path:
+    """The folder ``ut-train`` writes the run into (:meth:`ut.lit.run_config.RunConfig.run_dir`)."""
+    from ut.lit.run_config import RunConfig
 
-    batch = next(iter(dm.eval_dataloader("test")))
-    batch = {k: v[:1] for k, v in batch.items()}
-    model.eval()
-    saved: dict[str, Any] = {}
-    with torch.no_grad():
-        if dm.format == "lm":
-            out = model(batch["input_ids"], batch["attention_mask"], need_weights=True)
-        else:
-            out = model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"], need_weights=True)
-    for stream in ("decoder_cross", "decoder_self", "encoder"):
-        maps = out.attentions.get(stream) if out.attentions else None
-        if maps and maps[-1] is not None:
-            w = maps[-1][0].float().mean(0)  # (Lq, Lk)
-            saved[f"attention_{stream}"] = w[:256, :1024].numpy()  # cropped: rows / columns beyond are not drawn
-    for stream, t in (out.ponder_time or {}).items():
-        saved[f"ponder_{stream}"] = t[0].float().numpy()
-    if saved:
-        np.savez_compressed(path, **saved)
-    return sorted(saved)
+    run = RunConfig(**{**cfg["run"], "save_dir": str(save_dir)})
+    return run.run_dir(cfg["model"]["init_args"]["model_name"], cfg.get("seed_everything", 0))
 
 
-def run_in_process(spec: dict, out_dir: str | Path, logger: str = "none", progress: bool = True,
-                   data_dir: str | Path | None = None) -> dict:
-    """Train + evaluate one spec here; returns the results row (see the module docstring)."""
-    import lightning as L
-
-    from ut.data.wikisum import WikiSumDataModule
-    from ut.eval.summarization import evaluate_summarization, log_examples_table
-    from ut.lit.base import count_parameters
-
-    check_spec(spec)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train = {"max_steps": 100, "max_time_s": None, "precision": "32-true", "optimizer": {}, "label_smoothing": 0.1,
-             "seed": 0, "gradient_clip_val": 1.0, **spec.get("train", {})}
-    data = {**spec["data"]}
-    data["data_dir"] = str(data_dir or data.get("data_dir") or DEFAULT_DATA_DIR)
-    L.seed_everything(train["seed"], workers=True, verbose=False)
-    dm = WikiSumDataModule(**data)
-    dm.setup()
-    base_rss = _current_rss_mb()
-    model_config = model_config_for(spec, dm)
-    if dm.format == "lm":
-        from ut.lit.language_model import LanguageModelModule as Module
-    else:
-        from ut.lit.seq2seq import Seq2SeqModule as Module
-    module = Module(model_name=spec["model"], model_config=model_config, optimizer=train["optimizer"],
-                    label_smoothing=train["label_smoothing"])
-    params = count_parameters(module.model)["total"]
-    row: dict[str, Any] = {
-        "name": spec["name"], "model": spec["model"], "format": dm.format, "extractor": dm.extractor,
-        "L": dm.input_length, "target_length": dm.target_length, "params": params, "status": "ok",
-        "spec": spec, "model_config": model_config, "group": spec.get("group"),
-    }
-    loggers: Any = False
-    if logger == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
-
-        os.environ.setdefault("WANDB_MODE", "offline")
-        loggers = WandbLogger(project="wikisum", name=spec["name"], save_dir=str(out_dir), offline=True)
-    stats = _step_stats()
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=train["max_steps"], max_epochs=-1,
-        max_time={"seconds": train["max_time_s"]} if train["max_time_s"] else None,
-        precision=train["precision"], gradient_clip_val=train["gradient_clip_val"], logger=loggers,
-        callbacks=[stats], limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=progress, log_every_n_steps=5,
-    )
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    row["train_time_s"] = time.perf_counter() - start
-    row["steps"] = int(trainer.global_step)
-    timed = stats.times[2:] or stats.times
-    row["time_per_step_s"] = statistics.median(timed) if timed else float("nan")
-    row["curve"] = stats.curve
-    row["final_train_loss"] = statistics.fmean(v for _, v in stats.curve[-10:]) if stats.curve else float("nan")
-    row["peak_rss_mb"] = _rss_mb()
-    row["base_rss_mb"] = base_rss
-    model = module.model
-    ev = spec.get("eval")
-    if ev:
-        ev = {"split": "test", "beam_size": 4, "alpha": 0.6, "max_len": None, "max_examples": None, **ev}
-        model.float()  # evaluation in fp32 whatever the training precision
-        res = evaluate_summarization(model, dm, ev["split"], ev["beam_size"], ev["alpha"], ev["max_len"],
-                                     ev["max_examples"], progress=progress)
-        row["metrics"] = res.metrics
-        row["samples"] = res.examples
-        if loggers:
-            log_examples_table(loggers, res.examples, key=f"{ev['split']}/samples")
-            loggers.log_metrics({f"{ev['split']}/{k}": v for k, v in res.metrics.items()})
-        try:
-            row["maps"] = _maps(model, dm, out_dir / f"{slug(spec['name'])}.npz")
-        except Exception as err:  # a long-attention kind may not return weights: the report says so
-            row["maps"] = []
-            row["maps_error"] = f"{type(err).__name__}: {err}"
-    if loggers:
-        try:
-            loggers.experiment.finish()  # flush the offline run; a logging problem never discards the results
-        except Exception as err:
-            row["logger_error"] = f"{type(err).__name__}: {err}"
-    return row
+def overrides_for(cfg: dict[str, Any], data_dir: str | Path | None = None, max_steps: int | None = None,
+                  logger: str = "csv", fast_dev_run: bool = False, extra: list[str] | None = None) -> list[str]:
+    """The ``ut-train`` flags of a scripted run: no progress bar, the logger, and the asked overrides. A step budget
+    below the config's validation interval validates at the last step instead (so there is a log-ppl point)."""
+    out = ["--trainer.enable_progress_bar=false", f"--run.logger={logger}"]
+    if data_dir is not None:
+        out.append(f"--data.init_args.data_dir={rel(data_dir)}")
+    if max_steps is not None:
+        out.append(f"--trainer.max_steps={max_steps}")
+        interval = cfg["trainer"].get("val_check_interval")
+        if isinstance(interval, int) and interval > max_steps:
+            out.append(f"--trainer.val_check_interval={max_steps}")
+    if fast_dev_run:
+        out.append("--trainer.fast_dev_run=true")
+    return out + list(extra or [])
 
 
-def run(spec: dict, out_dir: str | Path, logger: str = "none", progress: bool = True, isolate: bool = False,
-        timeout_s: float | None = None, data_dir: str | Path | None = None) -> dict:
-    """Run one spec, in this process or (``isolate``) in a child process with its own memory peak and a timeout.
+def _figures(run_dir: Path) -> list[str]:
+    """The last-step PNG of every picture the callbacks drew (``<key>_step<N>.png``), relative to the repo root."""
+    latest: dict[str, tuple[int, Path]] = {}
+    for p in run_dir.rglob("*_step*.png"):
+        key, _, step = p.stem.rpartition("_step")
+        if step.isdigit() and int(step) >= latest.get(key, (-1, p))[0]:
+            latest[key] = (int(step), p)
+    return sorted(rel(p) for _, p in latest.values())
 
-    A run that fails or times out returns a row with ``status`` saying why (the tables print it as the paper did
-    for models that did not fit) instead of raising.
+
+def failed_row(label: str, config: str | Path, status: str, **extra) -> dict[str, Any]:
+    cfg = load_config(config)
+    data = cfg["data"].get("init_args", {})
+    return {"name": label, "config": rel(config), "model": cfg["model"]["init_args"].get("model_name"),
+            "format": data.get("format"), "extractor": data.get("extractor"), "L": data.get("input_length"),
+            "status": status, **extra}
+
+
+def run_config(config: str | Path, save_dir: str | Path, overrides: list[str] | None = None,
+               timeout_s: float | None = None, log: bool = True) -> dict[str, Any]:
+    """``ut-train fit --config CONFIG --run.save_dir SAVE_DIR *overrides`` in a child process; the results row.
+
+    The child's output goes to ``<run dir>/fit.log``; a failure's last lines are in the row's ``error``.
     """
-    if not isolate:
-        try:
-            return run_in_process(spec, out_dir, logger, progress, data_dir)
-        except Exception as err:
-            return _failed(spec, f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec_path = out_dir / f"{slug(spec['name'])}.spec.json"
-    row_path = out_dir / f"{slug(spec['name'])}.row.json"
-    spec_path.write_text(json.dumps(spec))
-    row_path.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "experiments.wikisum.runner", str(spec_path), str(out_dir), str(row_path),
-           "--logger", logger] + (["--data-dir", str(data_dir)] if data_dir else []) + \
-        ([] if progress else ["--no-progress"])
-    try:  # stdout / stderr pass through: the child's progress bars show
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, timeout=timeout_s)
+    config = Path(config)
+    cfg = load_config(config)
+    label, family = label_of(config)
+    overrides = list(overrides or [])
+    cmd = [sys.executable, "-m", "ut.cli", "fit", "--config", rel(config), f"--run.save_dir={rel(save_dir)}",
+           *overrides]
+    command = shlex.join(["ut-train", *cmd[3:]])
+    run_dir = run_dir_of(cfg, save_dir)
+    if not run_dir.is_absolute():
+        run_dir = REPO_ROOT / run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("record.json", "summarization_eval.json"):
+        (run_dir / stale).unlink(missing_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    start = time.perf_counter()
+    log_path = run_dir / "fit.log"
+    try:
+        with open(log_path, "w") as f:
+            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                  timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return _failed(spec, f"not run: over the {timeout_s:.0f} s limit on this machine")
-    if row_path.is_file():
-        return json.loads(row_path.read_text())  # a failure inside the run writes its reason there too
-    why = "out of memory (killed)" if proc.returncode in (-9, 137) else f"failed (exit {proc.returncode})"
-    return _failed(spec, why)
-
-
-def _failed(spec: dict, status: str) -> dict:
-    data = spec.get("data", {})
-    return {"name": spec["name"], "model": spec["model"], "format": data.get("format", "seq2seq"),
-            "extractor": data.get("extractor", "tfidf"), "L": data.get("input_length"), "status": status,
-            "spec": spec}
+        return failed_row(label, config, f"not run: over the {timeout_s:.0f} s limit", command=command,
+                          group=family)
+    wall = time.perf_counter() - start
+    record = run_dir / "record.json"
+    if proc.returncode != 0 or not record.is_file():
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
+        why = "out of memory (killed)" if proc.returncode in (-9, 137) else f"failed (exit {proc.returncode})"
+        if any("out of memory" in line.lower() or "can't allocate memory" in line for line in tail):
+            why = "out of memory"
+        if log:
+            print(f"  {label}: {why}; last lines of {rel(log_path)}:\n    " + "\n    ".join(tail), flush=True)
+        return failed_row(label, config, why, command=command, error="\n".join(tail), log=rel(log_path),
+                          group=family)
+    row: dict[str, Any] = json.loads(record.read_text())
+    data = row.get("data") or {}
+    row.update({"name": label, "group": family, "config": rel(config), "command": command, "status": "ok",
+                "wall_s": wall,
+                "model": row.get("model_name"), "format": data.get("format"), "extractor": data.get("extractor"),
+                "L": data.get("input_length"), "run_dir": rel(run_dir), "log": rel(log_path),
+                "figures": _figures(run_dir)})
+    ev = run_dir / "summarization_eval.json"
+    if ev.is_file():
+        res = json.loads(ev.read_text())
+        row["metrics"], row["samples"] = res["metrics"], res["samples"]
+        row["eval"] = {k: res[k] for k in ("split", "beam_size", "alpha", "max_len", "max_examples", "step")}
+    elif row.get("val_curve"):
+        row["metrics"] = {"log_ppl": row["val_curve"][-1][1]}  # validation log-ppl at the last step
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description="run one WikiSum spec (used by run(isolate=True))")
-    p.add_argument("spec")
-    p.add_argument("out_dir")
-    p.add_argument("row")
-    p.add_argument("--logger", default="none", choices=("none", "wandb"))
-    p.add_argument("--data-dir")
-    p.add_argument("--no-progress", action="store_true")
+    p = argparse.ArgumentParser(description="run one WikiSum config through ut-train and print its results row")
+    p.add_argument("config")
+    p.add_argument("--save-dir", default="outputs")
+    p.add_argument("--timeout-s", type=float)
+    p.add_argument("overrides", nargs="*", help="more ut-train flags, after --")
     args = p.parse_args(argv)
-    spec = json.loads(Path(args.spec).read_text())
-    try:
-        row = run_in_process(spec, args.out_dir, args.logger, not args.no_progress, args.data_dir)
-    except MemoryError:
-        row = _failed(spec, "out of memory")
-    except Exception as err:
-        first = str(err).splitlines()[0][:200] if str(err) else ""
-        oom = "can't allocate memory" in str(err) or "out of memory" in str(err).lower()
-        row = _failed(spec, f"out of memory: {first}" if oom else f"failed: {type(err).__name__}: {first}")
-        Path(args.row).write_text(json.dumps(row, default=float))
-        raise
-    Path(args.row).write_text(json.dumps(row, default=float))
-    return 0
+    row = run_config(args.config, args.save_dir, overrides_for(load_config(args.config)) + args.overrides,
+                     args.timeout_s)
+    print(json.dumps({k: v for k, v in row.items() if k not in ("curve", "samples")}, indent=1, default=float))
+    return 0 if row["status"] == "ok" else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,8 +1,9 @@
 """Table 3 in shape: T-ED (L=500) by extractor
 (identity, tf-idf, TextRank, SumBasic, cheating).
 
-Liu et al. 2018, "Generating Wikipedia by Summarizing Long Sequences". Config: configs/table3.yaml (over
-configs/common.yaml); results: results/table3/. Options: see :mod:`experiments.wikisum.experiment`.
+Liu et al. 2018, "Generating Wikipedia by Summarizing Long Sequences". Configs:
+configs/table3/*.yaml (one per run, written by
+configs/generate.py); results: results/table3/. Options: see :mod:`experiments.wikisum.experiment`.
 
     python -m experiments.wikisum.table3
 """

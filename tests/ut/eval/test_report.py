@@ -1,4 +1,4 @@
-"""The WikiSum report generator on a recorded run (a small results.json + maps the test writes)."""
+"""The WikiSum report generator on a recorded run (a small results.json + figures the test writes)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ut.eval.report import load_results, results_table, sweep_groups, write_report
+from ut.eval.report import l_sweep_figure, load_results, results_table, sweep_groups, write_report
 
 
 def _row(name, L, group=None, status="ok", with_maps=False):
@@ -18,7 +18,9 @@ def _row(name, L, group=None, status="ok", with_maps=False):
                        "distinct_outputs": 1.0},
            "samples": [{"title": "Alain Connes", "reference": "alain connes is a french mathematician .",
                         "prediction": "alain connes is a mathematician | pipe ."}],
-           "maps": ["attention_decoder_cross", "ponder_encoder"] if with_maps else []}
+           "val_curve": [[10, 5.0], [20, 4.2]],
+           "figures": ["figs/val_attention_decoder_cross_example0_step20.png",
+                       "figs/val_ponder_map_encoder_step20.png"] if with_maps else []}
     if group:
         row["group"] = group
     if status != "ok":
@@ -30,12 +32,19 @@ def _row(name, L, group=None, status="ok", with_maps=False):
 @pytest.fixture
 def recorded(tmp_path):
     run = tmp_path / "run"
-    (run / "maps").mkdir(parents=True)
+    run.mkdir()
+    (tmp_path / "figs").mkdir()
+    from ut.lit.figures import attention_grid, close, ponder_map
+
+    fig = attention_grid([np.random.rand(2, 8, 12)], "decoder_cross attention")
+    fig.savefig(tmp_path / "figs" / "val_attention_decoder_cross_example0_step20.png")
+    close(fig)
+    fig = ponder_map([np.random.rand(12) + 1], "encoder ponder time")
+    fig.savefig(tmp_path / "figs" / "val_ponder_map_encoder_step20.png")
+    close(fig)
     rows = [_row("T-ED L=100", 100, "T-ED", with_maps=True), _row("T-ED L=500", 500, "T-ED"),
             _row("T-ED L=11000", 11000, "T-ED", status="not run: over the 60 s limit on this machine"),
             _row("T-D L=100", 100, "T-D"), _row("T-D L=500", 500, "T-D")]
-    np.savez(run / "maps" / "t_ed_l_100.npz", attention_decoder_cross=np.random.rand(8, 12),
-             ponder_encoder=np.random.rand(12) + 1)
     results = {"experiment": "lsweep", "title": "L sweep (test)", "command": "python -m experiments.wikisum.lsweep",
                "machine": {"cpus": 2}, "date": "2026-01-01", "notes": ["tiny"], "rows": rows}
     (run / "results.json").write_text(json.dumps(results))
@@ -43,15 +52,15 @@ def recorded(tmp_path):
 
 
 def test_report_has_tables_figures_maps_and_samples(recorded):
-    path = write_report(recorded)
+    path = write_report(recorded, root=recorded.parent)
     text = path.read_text()
     assert path == recorded / "report.md"
     assert "# L sweep (test)" in text and "python -m experiments.wikisum.lsweep" in text
     assert "| T-ED L=500 | 500 | tfidf | 1.23M |" in text
     assert "not run: over the 60 s limit" in text  # the failed cell stays, with its reason
     assert "15.5" in text and "4.200" in text
-    for fig in ("learning_curves.png", "l_sweep.png", "t_ed_l_100_attention_decoder_cross.png",
-                "t_ed_l_100_ponder_encoder.png"):
+    for fig in ("learning_curves.png", "l_sweep.png", "t_ed_l_100__val_attention_decoder_cross_example0_step20.png",
+                "t_ed_l_100__val_ponder_map_encoder_step20.png"):
         assert (recorded / fig).stat().st_size > 1000, fig
         assert f"({fig})" in text
     assert "## Sample outputs" in text and "alain connes is a french mathematician" in text
@@ -81,3 +90,16 @@ def test_missing_results_names_the_script(tmp_path):
     with pytest.raises(ValueError, match="out_dir"):
         write_report({"rows": []})
     assert write_report({"rows": []}, tmp_path / "r").is_file()
+
+
+def test_l_sweep_plots_log_ppl_time_and_memory_against_L():
+    rows = [_row("T-D L=100", 100, "T-D"), _row("T-D L=500", 500, "T-D")]
+    rows[1]["metrics"]["log_ppl"] = 3.9
+    fig = l_sweep_figure(rows, "sweep")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 3 and titles[0].startswith("validation log-ppl after 20 steps vs L")
+    assert "seconds per training step vs L" in titles and "peak resident memory (MB) vs L" in titles
+    assert list(fig.axes[0].lines[0].get_ydata()) == [4.2, 3.9] and list(fig.axes[0].lines[0].get_xdata()) == [100, 500]
+    for r in rows:
+        r.pop("metrics")
+    assert len(l_sweep_figure(rows).axes) == 2  # no log-ppl measured: no empty panel

@@ -1,5 +1,5 @@
-"""Training callbacks: resumable data order, attention maps, ACT ponder maps, results tables, non-finite loss guard,
-prediction writer."""
+"""Training callbacks: resumable data order, attention maps, ACT ponder maps, results tables, run records, the
+WikiSum evaluation, non-finite loss guard, prediction writer."""
 
 from ut.lit.callbacks.attention_maps import AttentionMapCallback
 from ut.lit.callbacks.nonfinite import NonFiniteLossError, NonFiniteLossGuard
@@ -7,7 +7,9 @@ from ut.lit.callbacks.ponder_maps import PonderMapCallback
 from ut.lit.callbacks.prediction_writer import PredictionWriter
 from ut.lit.callbacks.results_table import ResultsTableCallback
 from ut.lit.callbacks.resumable_order import ResumableBatchSampler, ResumableDataOrder, ResumableShuffleSampler
+from ut.lit.callbacks.run_record import RunRecordCallback
+from ut.lit.callbacks.summarization_eval import SummarizationEvalCallback
 
 __all__ = ["AttentionMapCallback", "NonFiniteLossError", "NonFiniteLossGuard", "PonderMapCallback",
            "PredictionWriter", "ResultsTableCallback", "ResumableBatchSampler", "ResumableDataOrder",
-           "ResumableShuffleSampler"]
+           "ResumableShuffleSampler", "RunRecordCallback", "SummarizationEvalCallback"]

@@ -4,8 +4,10 @@ the Universal Transformer per executed recurrent step (Dehghani et al. 2019, App
 At the end of every ``every_n_epochs``-th validation epoch the module's ``forward_batch(batch, need_weights=True)``
 runs on the first ``n_examples`` validation examples (taken once, so every picture shows the same inputs) and one
 figure per (example, attention stream) is logged: rows are layers (Transformer) or steps (UT), columns heads,
-cropped to the real tokens. Streams: ``encoder``, ``decoder_self``, ``decoder_cross`` (whatever the model returns
-in ``ModelOutput.attentions``).
+cropped to the first ``max_tokens`` real tokens, which label the axes (from the DataModule's vocabulary or
+tokenizer); every panel shares one colour scale and colour bar (:func:`ut.lit.figures.attention_grid`). With
+``average_heads`` each row is the mean over heads instead, and the column title says so. Streams: ``encoder``,
+``decoder_self``, ``decoder_cross`` (whatever the model returns in ``ModelOutput.attentions``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,22 @@ _MASKS = {
     "decoder_cross": ("tgt_mask", "src_mask"),
 }
 _LM_MASKS = {"decoder_self": ("attention_mask", "attention_mask")}
+# stream -> (query ids key, key ids key): the tokens that label the axes
+_IDS = {"encoder": ("src", "src"), "decoder_self": ("tgt_in", "tgt_in"), "decoder_cross": ("tgt_in", "src")}
+_LM_IDS = {"decoder_self": ("input_ids", "input_ids")}
+
+
+def token_strings(datamodule, ids) -> list[str] | None:
+    """Token strings of ``ids`` from the DataModule's ``vocab`` (bAbI, algorithmic, LAMBADA) or ``tokenizer``
+    (WikiSum's HF tokenizer); None when it has neither."""
+    for owner in ("vocab", "tokenizer"):
+        try:
+            getter = getattr(getattr(datamodule, owner, None), "id_to_token", None)
+        except (FileNotFoundError, OSError):  # a WikiSum module without a build
+            getter = None
+        if getter is not None:
+            return [str(getter(int(i))) for i in ids]
+    return None
 
 
 def first_examples(loader, n: int) -> dict[str, torch.Tensor]:
@@ -51,16 +69,18 @@ class AttentionMapCallback(L.Callback):
     Args:
         n_examples: how many validation examples to show.
         every_n_epochs: log at the end of every n-th validation epoch (and after test).
-        max_tokens: crop sequences to this many tokens (readability and file size).
+        max_tokens: crop sequences to their first this many tokens (readable labels, file size).
         streams: which attention streams to draw (None: all that the model returns).
+        average_heads: draw the mean over heads (one column) instead of one column per head.
+        scale: colour scale, "auto" (log when most weights are near zero), "linear" or "log".
     """
 
     def __init__(self, n_examples: int = 2, every_n_epochs: int = 1, max_tokens: int = 48,
-                 streams: list[str] | None = None):
-        if n_examples < 1 or every_n_epochs < 1:
-            raise ValueError("n_examples and every_n_epochs must be >= 1")
+                 streams: list[str] | None = None, average_heads: bool = False, scale: str = "auto"):
+        if n_examples < 1 or every_n_epochs < 1 or max_tokens < 1:
+            raise ValueError("n_examples, every_n_epochs and max_tokens must be >= 1")
         self.n_examples, self.every_n_epochs, self.max_tokens = n_examples, every_n_epochs, max_tokens
-        self.streams = streams
+        self.streams, self.average_heads, self.scale = streams, average_heads, scale
         self._batch: dict[str, torch.Tensor] | None = None
 
     def _fixed_batch(self, trainer) -> dict[str, torch.Tensor] | None:
@@ -85,20 +105,39 @@ class AttentionMapCallback(L.Callback):
             out = pl_module.forward_batch(batch, need_weights=True)
         finally:
             pl_module.train(was_training)
-        masks = _LM_MASKS if "input_ids" in batch else _MASKS
+        masks, id_keys = (_LM_MASKS, _LM_IDS) if "input_ids" in batch else (_MASKS, _IDS)
         row_label = "step" if "universal" in pl_module.hparams.model_name else "layer"
+        datamodule = getattr(trainer, "datamodule", None)
         n_logged = 0
         for stream, per_layer in out.attentions.items():
             if not per_layer or (self.streams is not None and stream not in self.streams):
                 continue
             q_key, k_key = masks.get(stream, (None, None))
             for i in range(min(self.n_examples, per_layer[0].shape[0])):
-                lq = int(batch[q_key][i].sum()) if q_key in batch else per_layer[0].shape[2]
-                lk = int(batch[k_key][i].sum()) if k_key in batch else per_layer[0].shape[3]
-                lq, lk = min(lq, self.max_tokens), min(lk, self.max_tokens)
+                nq = int(batch[q_key][i].sum()) if q_key in batch else per_layer[0].shape[2]
+                nk = int(batch[k_key][i].sum()) if k_key in batch else per_layer[0].shape[3]
+                lq, lk = min(nq, self.max_tokens), min(nk, self.max_tokens)
                 maps = [w[i, :, :lq, :lk].float().cpu().numpy() for w in per_layer]
-                fig = attention_grid(maps, f"{stream} attention, example {i} (step {trainer.global_step})",
-                                     row_label)
+                n_heads = maps[0].shape[0]
+                if self.average_heads:
+                    maps = [m.mean(0, keepdims=True) for m in maps]
+                qi, ki = id_keys.get(stream, (None, None))
+                q_tok = token_strings(datamodule, batch[qi][i, :lq].tolist()) if qi in batch else None
+                k_tok = token_strings(datamodule, batch[ki][i, :lk].tolist()) if ki in batch else None
+                row_names = None
+                width = batch[ki].shape[1] if ki in batch else None
+                compressed = [width is not None and w.shape[-1] != width for w in per_layer]
+                if any(compressed):  # memory-compressed keys (Liu et al. 2018 §4.2.2): key j is a block of tokens
+                    k_tok = [[f"c{j}" for j in range(m.shape[2])] if c else k_tok for m, c in zip(maps, compressed)]
+                    row_names = [f"{row_label} {r}" + (" (compressed keys)" if c else "")
+                                 for r, c in enumerate(compressed)]
+                heads = f"mean of {n_heads} heads" if self.average_heads else f"{n_heads} heads"
+                fig = attention_grid(
+                    maps, f"{stream} attention, example {i}, {len(maps)} {row_label}s x {heads}; first {lq} of {nq} "
+                    f"query and {lk} of {nk} key tokens (training step {trainer.global_step})", row_label, q_tok,
+                    k_tok,
+                    scale=self.scale, head_names=[f"mean of {n_heads} heads"] if self.average_heads else None,
+                    row_names=row_names)
                 log_figure(trainer, f"{tag}/attention/{stream}/example{i}", fig)
                 n_logged += 1
         return n_logged
