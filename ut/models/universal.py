@@ -6,6 +6,17 @@ self-attention, attention over the FINAL encoder state, transition). Before ever
 and the timestep signal S_t are added: ``x_t = H^{t-1} + P + S_t`` (§2.1, eq. 1-2 with the coordinate embedding).
 The embedding H^0 carries no position signal of its own (the paper's H^0 is the plain embedding).
 
+Position start index per step (config ``position_start_index``, tensor2tensor's hparam of the same name read by
+``universal_transformer_util.add_position_timing_signal``): ``"zero"`` (default, t2t's default None) adds P at the
+positions themselves; ``"random"`` (t2t's setting for the algorithmic tasks) adds ``P_t = sinusoid(positions + k_t)``
+with ONE start index k_t uniform in [0, L) drawn at EVERY step t, L the padded length of that stack's input, one
+draw per BATCH shared by all its examples (as t2t: ``tf.random_uniform([], maxval=shape(x)[1])``), drawn
+separately by the encoder and the decoder (t2t calls it once per step in each). Deviation, named: t2t also draws in
+eval and decode modes; we draw only in training (``module.training``) and use k_t = 0 at evaluation, so that
+evaluation is deterministic and the cached decoder stays exact (k = 0 lies inside the training distribution of start
+indices). ``"random"`` needs ``position="sinusoidal"`` (t2t's timing signal; a shift of a learned table has no
+meaning beyond its rows). The indices drawn in the last pass are kept in ``stack.last_start_indices``.
+
 Recurrence (config ``recurrence``):
 
 - ``"fixed"``: T = ``n_steps`` applications (the paper's "UT base" for MT, no ACT).
@@ -63,7 +74,7 @@ from ut.nn.act import (
 from ut.nn.attention import DecodingCache, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer, EncoderLayer
-from ut.nn.positions import TimestepSignal, position_ids
+from ut.nn.positions import TimestepSignal, draw_start_index, position_ids, shift_sinusoid
 
 # ----------------------------------------------------------------------------------------------------------------
 # configs
@@ -91,6 +102,7 @@ class UniversalCommonConfig(ConfigBase):
     transition: str = "ffn"  # "ffn" (t2t "fc") or "sepconv" (separable convolutions, causal in the decoder)
     activation: str = "relu"  # "relu" or "gelu"
     position: str = "sinusoidal"  # position signal P: "sinusoidal" (paper) or "learned"
+    position_start_index: str = "zero"  # P's start at every step: "zero" or "random" (t2t, per step; training only)
     max_len: int = 1024  # largest learned position
     pad_id: int = 0
 
@@ -108,6 +120,10 @@ class UniversalCommonConfig(ConfigBase):
         self._check_choice("transition", ("ffn", "sepconv"))
         self._check_choice("activation", ("relu", "gelu"))
         self._check_choice("position", ("sinusoidal", "learned"))
+        self._check_choice("position_start_index", ("zero", "random"))
+        self._check(self.position_start_index == "zero" or self.position == "sinusoidal",
+                    "position_start_index='random' shifts the sinusoid (t2t's timing signal): needs "
+                    f"position='sinusoidal', got position={self.position!r}")
 
     @property
     def max_steps(self) -> int:
@@ -196,14 +212,22 @@ class UniversalStack(nn.Module):
         self.position_wise = cfg.transition == "ffn"
         self.skip_halted = cfg.act_skip_halted and self.position_wise
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
+        self.random_start = cfg.position_start_index == "random"
+        self.last_start_indices: list[Tensor] = []  # k_t of every step of the last training pass (random start)
 
     def step_input(self, state: Tensor, pos_signal: Tensor, step: int) -> Tensor:
-        """x_t = H + P + S_t (UT §2.1)."""
+        """x_t = H + P_t + S_t (UT §2.1); P_t = P shifted by a fresh random start index k_t when
+        ``position_start_index="random"`` and training (see the module docstring), else P."""
+        if self.random_start and self.training:
+            k = draw_start_index(state.shape[1], state.device)
+            self.last_start_indices.append(k)
+            pos_signal = shift_sinusoid(pos_signal, k)
         return state + pos_signal + self.timestep(step, state.device).to(state.dtype)
 
     def run(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None, apply_layer) -> StackOutput:
         """Apply ``apply_layer(x_t, running | None) -> (out, weights)`` T times (fixed) or under ACT."""
         pos_signal = pos_signal.to(x.dtype)
+        self.last_start_indices = []
         if self.act is None:
             attentions = []
             for t in range(self.n_steps):
@@ -281,6 +305,9 @@ class UniversalDecoder(UniversalStack):
     def forward_incremental(self, x: Tensor, pos_signal: Tensor, memory: Tensor, memory_mask: Tensor | None,
                             cache: DecodingCache) -> Tensor:
         """New positions ``x`` (B, Tn, D) after the cached ones -> final states (B, Tn, D); extends ``cache``."""
+        if self.random_start and self.training:
+            raise RuntimeError("cached decoding uses start index 0 at every step (position_start_index='random' "
+                               "draws only in training): call model.eval() before decoding")
         pos_signal = pos_signal.to(x.dtype)
 
         def layer_at(x_t: Tensor, t: int) -> Tensor:
