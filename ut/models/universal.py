@@ -11,11 +11,16 @@ Position start index per step (config ``position_start_index``, tensor2tensor's 
 positions themselves; ``"random"`` (t2t's setting for the algorithmic tasks) adds ``P_t = sinusoid(positions + k_t)``
 with ONE start index k_t uniform in [0, L) drawn at EVERY step t, L the padded length of that stack's input, one
 draw per BATCH shared by all its examples (as t2t: ``tf.random_uniform([], maxval=shape(x)[1])``), drawn
-separately by the encoder and the decoder (t2t calls it once per step in each). Deviation, named: t2t also draws in
-eval and decode modes; we draw only in training (``module.training``) and use k_t = 0 at evaluation, so that
-evaluation is deterministic and the cached decoder stays exact (k = 0 lies inside the training distribution of start
-indices). ``"random"`` needs ``position="sinusoidal"`` (t2t's timing signal; a shift of a learned table has no
-meaning beyond its rows). The indices drawn in the last pass are kept in ``stack.last_start_indices``.
+separately by the encoder and the decoder (t2t calls it once per step in each), in training AND in evaluation (as
+t2t, which has no mode switch there: a model trained on random starts sees, at k_t = 0 for every step, a sum of
+position signals it never saw in training), from torch's global generator (``seed_everything`` fixes it). Cached
+decoding: the encoder draws once per source as in the full pass; the decoder draws its k_t of every step ONCE per
+decode (kept in the cache, so every decoded position of step t shares one k_t as in a full pass), uniform in [0, S)
+with S the source length. Deviation, named: t2t's UT decodes without a cache, re-running the whole prefix and
+redrawing at every token with the prefix length as the bound. ``stack.fixed_start_indices`` (one int per step)
+replaces the draws, e.g. to compare a full pass with a cached decode exactly; the indices used in the last pass are
+in ``stack.last_start_indices``. ``"random"`` needs ``position="sinusoidal"`` (t2t's timing signal; a shift of a
+learned table has no meaning beyond its rows).
 
 Recurrence (config ``recurrence``):
 
@@ -102,7 +107,7 @@ class UniversalCommonConfig(ConfigBase):
     transition: str = "ffn"  # "ffn" (t2t "fc") or "sepconv" (separable convolutions, causal in the decoder)
     activation: str = "relu"  # "relu" or "gelu"
     position: str = "sinusoidal"  # position signal P: "sinusoidal" (paper) or "learned"
-    position_start_index: str = "zero"  # P's start at every step: "zero" or "random" (t2t, per step; training only)
+    position_start_index: str = "zero"  # P's start at every step: "zero" or "random" (t2t: drawn per step and batch)
     max_len: int = 1024  # largest learned position
     pad_id: int = 0
 
@@ -213,15 +218,25 @@ class UniversalStack(nn.Module):
         self.skip_halted = cfg.act_skip_halted and self.position_wise
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
         self.random_start = cfg.position_start_index == "random"
-        self.last_start_indices: list[Tensor] = []  # k_t of every step of the last training pass (random start)
+        self.fixed_start_indices: list[int] | None = None  # replaces the random draws (one k per step) when set
+        self.last_start_indices: list[Tensor] = []  # k_t of every step of the last pass (random start)
 
-    def step_input(self, state: Tensor, pos_signal: Tensor, step: int) -> Tensor:
-        """x_t = H + P_t + S_t (UT §2.1); P_t = P shifted by a fresh random start index k_t when
-        ``position_start_index="random"`` and training (see the module docstring), else P."""
-        if self.random_start and self.training:
-            k = draw_start_index(state.shape[1], state.device)
-            self.last_start_indices.append(k)
-            pos_signal = shift_sinusoid(pos_signal, k)
+    def start_index(self, step: int, length: int, device) -> Tensor | None:
+        """k_t of step ``step``: None without random start, else ``fixed_start_indices[step]`` or a fresh draw in
+        [0, length) (see the module docstring)."""
+        if not self.random_start:
+            return None
+        if self.fixed_start_indices is not None:
+            k = torch.tensor(self.fixed_start_indices[step], device=device)
+        else:
+            k = draw_start_index(length, device)
+        self.last_start_indices.append(k)
+        return k
+
+    def step_input(self, state: Tensor, pos_signal: Tensor, step: int, start: Tensor | None = None) -> Tensor:
+        """x_t = H + P_t + S_t (UT §2.1); P_t = P shifted by the start index ``start`` (k_t) when given, else P."""
+        if start is not None:
+            pos_signal = shift_sinusoid(pos_signal, start)
         return state + pos_signal + self.timestep(step, state.device).to(state.dtype)
 
     def run(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None, apply_layer) -> StackOutput:
@@ -231,12 +246,12 @@ class UniversalStack(nn.Module):
         if self.act is None:
             attentions = []
             for t in range(self.n_steps):
-                x, w = apply_layer(self.step_input(x, pos_signal, t), None)
+                x, w = apply_layer(self.step_input(x, pos_signal, t, self.start_index(t, x.shape[1], x.device)), None)
                 attentions.append(w)
             return StackOutput(self.final_norm(x), attentions)
 
         def step_fn(state: Tensor, t: int, running: Tensor):
-            x_t = self.step_input(state, pos_signal, t)
+            x_t = self.step_input(state, pos_signal, t, self.start_index(t, state.shape[1], state.device))
             out, w = apply_layer(x_t, running)
             return x_t, out, w
 
@@ -305,44 +320,70 @@ class UniversalDecoder(UniversalStack):
     def forward_incremental(self, x: Tensor, pos_signal: Tensor, memory: Tensor, memory_mask: Tensor | None,
                             cache: DecodingCache) -> Tensor:
         """New positions ``x`` (B, Tn, D) after the cached ones -> final states (B, Tn, D); extends ``cache``."""
-        if self.random_start and self.training:
-            raise RuntimeError("cached decoding uses start index 0 at every step (position_start_index='random' "
-                               "draws only in training): call model.eval() before decoding")
         pos_signal = pos_signal.to(x.dtype)
+        starts = cache.get(("dec", "start_index"), DecodeStartIndices) if self.random_start else None
+
+        def start(t: int) -> Tensor | None:  # one k_t per step for the whole decode, drawn at its first use
+            if starts is None:
+                return None
+            if t not in starts.by_step:
+                starts.by_step[t] = self.start_index(t, memory.shape[1], x.device)
+            return starts.by_step[t]
 
         def layer_at(x_t: Tensor, t: int) -> Tensor:
             return self.layer(x_t, memory, memory_mask=memory_mask, cache=cache, cache_key=("dec", t)).x
 
         if self.act is None:
             for t in range(self.n_steps):
-                x = layer_at(self.step_input(x, pos_signal, t), t)
+                x = layer_at(self.step_input(x, pos_signal, t, start(t)), t)
             return self.final_norm(x)
 
         frozen: FrozenStates = cache.get(("dec", "frozen"), FrozenStates)
+        # random start: P is shifted differently at every step, so the frozen H and P are kept apart
+        frozen_pos: FrozenStates | None = cache.get(("dec", "frozen_pos"), FrozenStates) if self.random_start else None
         n_prev = len(frozen)
 
         def step_fn(state: Tensor, t: int, running: Tensor):
-            self._fill_from_frozen(cache, frozen, n_prev, t, memory, memory_mask)
-            x_t = self.step_input(state, pos_signal, t)
+            self._fill_from_frozen(cache, frozen, n_prev, t, memory, memory_mask, frozen_pos, start(t))
+            x_t = self.step_input(state, pos_signal, t, start(t))
             return x_t, layer_at(x_t, t)
 
         a = self.act(x, None, step_fn)
-        frozen.append(a.state + pos_signal)
+        if frozen_pos is None:
+            frozen.append(a.state + pos_signal)
+        else:
+            frozen.append(a.state)
+            frozen_pos.append(pos_signal)
         return self.final_norm(a.output)
 
     def _fill_from_frozen(self, cache: DecodingCache, frozen: FrozenStates, n_prev: int, t: int, memory: Tensor,
-                          memory_mask: Tensor | None) -> None:
-        """Give the step-t cache the positions ``len(cache_t) .. n_prev-1``, which halted before step t."""
+                          memory_mask: Tensor | None, frozen_pos: FrozenStates | None = None,
+                          start: Tensor | None = None) -> None:
+        """Give the step-t cache the positions ``len(cache_t) .. n_prev-1``, which halted before step t. ``frozen``
+        holds H_frozen + P, or H_frozen alone with P in ``frozen_pos`` (random start: P_t = P shifted by ``start``)."""
         kv = cache.get((("dec", t), "self"))
         have = len(kv)
         if have >= n_prev:
             return
         x_t = frozen.base[:, have:n_prev]
+        if frozen_pos is not None:
+            x_t = x_t + shift_sinusoid(frozen_pos.base[:, have:n_prev], start)
         x_t = x_t + self.timestep(t, x_t.device).to(x_t.dtype)
         if self.position_wise:  # only their keys and values are ever read
             kv.append(*self.layer.self_attn.project_kv(self.layer.self_res.inner_input(x_t)))
         else:  # convolution neighbours too: run the layer on them, discard the outputs
             self.layer(x_t, memory, memory_mask=memory_mask, cache=cache, cache_key=("dec", t))
+
+
+class DecodeStartIndices:
+    """A :class:`ut.nn.attention.DecodingCache` site: the decoder's start index k_t of every step for one decode
+    (random start), shared by all rows, so beam reordering leaves it as it is."""
+
+    def __init__(self):
+        self.by_step: dict[int, Tensor | None] = {}
+
+    def reorder_(self, index: Tensor) -> None:
+        pass
 
 
 def _act_summary(name: str, stack: StackOutput, token_mask: Tensor | None, out: ModelOutput) -> Tensor | None:
