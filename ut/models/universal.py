@@ -327,6 +327,8 @@ class UniversalDecoder(UniversalStack):
             if starts is None:
                 return None
             if t not in starts.by_step:
+                if not starts.by_step:  # a new decode
+                    self.last_start_indices = []
                 starts.by_step[t] = self.start_index(t, memory.shape[1], x.device)
             return starts.by_step[t]
 
