@@ -309,8 +309,9 @@ seed 0): length exactly 400 ({args.n_400} examples), lengths uniform in 1..400 a
 and the training distribution, lengths uniform in 1..40 ({args.n_le40}).
 
 Position policy: tensor2tensor's (the paper's code): the Transformer's positions start at 0; the UT and UT+ACT draw
-ONE random start index in [0, L) per batch at every recurrent step while training (`position_start_index: random`,
-ut/models/universal.py; start 0 at evaluation, a named deviation: t2t draws at evaluation too). No data-side offsets
+ONE random start index in [0, L) per batch at every recurrent step, in training and evaluation as t2t
+(`position_start_index: random`, ut/models/universal.py; cached greedy decoding draws the decoder's index of each
+step once per decode, bounded by the source length, a named deviation). No data-side offsets
 (`position_offsets: none`, ut/data/algorithmic.py).
 
 Scale: d_model {args.d_model}, 4 layers / 4 steps (UT+ACT at most 8), batch {args.batch_size}, steps per task: {steps};
