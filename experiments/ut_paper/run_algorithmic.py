@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -299,7 +300,8 @@ def write_report(results: list[dict], args, out: Path, argv: list[str]) -> None:
         per_run.setdefault(MODELS[m], []).extend(r.get("total_seconds", 0) + sum(r.get("eval_seconds", {}).values())
                                                  for r in rs)
     wall = (f"training + test at len 400 {train_s / 60:.1f} min, other evaluations {eval_s / 60:.1f} min: "
-            f"{(train_s + eval_s) / 60:.1f} min of run time in all")
+            f"{(train_s + eval_s) / 60:.1f} min of run time in all (wall clock on a shared machine: 1-minute load "
+            f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs when this report was written)")
     n_specs = len(args.tasks) * len(args.models) * len(args.seeds)
     steps = ", ".join(f"{t} {args.steps[t]}" for t in args.tasks)
     text = f"""# UT paper §3.3 algorithmic tasks, CPU scale
