@@ -4,27 +4,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from experiments.ut_paper import run_algorithmic, run_babi
+from experiments.ut_paper import run_babi
 
 
 def fake(config, variant, metrics, params=100):
     return {"config_name": config, "variant": variant, "seed": 0, "params": params, "metrics": {"test": metrics},
             "machine": "test machine", "command": "python -m experiments.run_training ...", "total_seconds": 1.0,
             "notes": []}
-
-
-def test_algorithmic_table(tmp_path):
-    results = [fake("algorithmic_transformer", "copy", {"token_acc": 0.5, "seq_acc": 0.0}),
-               fake("algorithmic_ut", "copy", {"token_acc": 0.9, "seq_acc": 0.25}),
-               fake("algorithmic_ut_act", "copy", {"token_acc": 0.8, "seq_acc": 0.1, "ponder_encoder": 2.5})]
-    args = SimpleNamespace(tasks=["copy"], models=["transformer", "ut", "ut_act"], test_size=8, d_model=16, steps=3,
-                           batch_size=4, seeds=[0])
-    run_algorithmic.write_report(results, args, tmp_path, ["run_algorithmic", "--steps", "3"])
-    text = (tmp_path / "README.md").read_text()
-    assert "| copy | 0.50 / 0.00 | 0.90 / 0.25 | 0.80 / 0.10 | 0.53 / 0.03 | 0.91 / 0.35 |" in text
-    assert "test machine" in text and (tmp_path / "char_acc.png").is_file()
-    assert "copy, char-acc on length 400: UT 0.90 > UT+ACT 0.80 > Transformer 0.50 (UT leads by 0.10)" in text
-    assert "copy, char-acc on training lengths (<= 40): n/a" in text  # no in-distribution metrics in these fakes
 
 
 def babi_fake(model, task, seed, error, ponder=None):

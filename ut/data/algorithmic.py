@@ -10,26 +10,26 @@ Data follow tensor2tensor's `algorithmic_{identity,reverse,addition}_decimal40` 
 - training: max_len 40 (t2t train_length); evaluation: max_len 400 (t2t dev_length). By default evaluation
   lengths are uniform in [1, 400] as in t2t's dev set (`eval_length="uniform"`); `eval_length="fixed"` makes
   every evaluation input exactly 400 symbols long (the paper's wording "test length 400").
-- random position offsets (paper §3.3: positions "starting with randomized offsets"): every TRAINING example
-  gets a start offset for its source and for its target positions (`src_pos_offset`, `tgt_pos_offset`,
-  Long[B]; models add them to their position indices), uniform so that offset + padded length <=
-  `max_positions`: positions up to `max_positions - 1` (~400) are seen while training on lengths <= 40.
-  Evaluation batches carry zero offsets. By default (`shared_offsets=True`) source and target share ONE offset
-  per example (see the deviations below); `shared_offsets=False` draws them independently.
+- position offsets, a named policy (`position_offsets`). The paper (§3.3) trains "with randomized offsets"; in
+  tensor2tensor, which the paper used, the offsets are NOT in the data: the Transformer's positions start at 0, and
+  the Universal Transformer draws a random start index inside every recurrent step
+  (`universal_transformer_util.add_position_timing_signal`, `position_start_index="random"`; here the model config
+  field `position_start_index` of ut/models/universal.py). So the default `position_offsets="none"` gives every
+  batch zero offsets, and t2t's policy is data "none" + UT `position_start_index: random`. Two data-side variants
+  are kept as options, applied to TRAINING batches of every model (evaluation batches always carry zero offsets):
+  - `"shared"`: ONE offset per example for both the source and the target positions, uniform so that
+    offset + max(padded src length, padded tgt length) <= `max_positions`: positions up to `max_positions - 1`
+    (~400) are seen while training on lengths <= 40, and target position i carries the same position signal as
+    source position i (copy) or a fixed relation to it. Not t2t.
+  - `"independent"`: source and target offsets drawn independently per example, each bounded by its own padded
+    length; the source / target position relation is random on every example. Not t2t either (t2t's draw is per
+    batch, bounded by the length, and inside the model); at CPU scale (hundreds of steps) no model learned copy
+    that way (char-acc ~0.26 on training lengths after 600 steps, vs 0.83 without offsets).
 
 Deviations from t2t, named:
 - ids: PAD=0, BOS=1, EOS=2, SEP=3, UNK=4, digits "0".."9" = 5..14, "+" = 15 (t2t: 0 pad, 1 EOS, digits
   from 2, and the separator was the id `base`).
 - the source carries no EOS (t2t appended one); its length is given by `src_mask`.
-- t2t draws ONE offset per batch in [0, length) (`position_start_index="random"`), separately for the
-  inputs and the targets; here each example draws its own, bounded by `max_positions` instead of by the length.
-- `shared_offsets=True` (the default, a deviation from t2t): ONE offset per example is used for BOTH the
-  source and the target positions, drawn uniformly so that offset + max(padded src length, padded tgt length)
-  <= `max_positions`. Target position i then carries the same position signal as source position i (copy) or
-  a fixed relation to it, so the decoder can align by position. With independent draws
-  (`shared_offsets=False`, what t2t does per call) the source / target position relation is random on every
-  example: t2t's 100k+ steps learn through that, but at CPU scale (hundreds to a few thousand steps) no model
-  learned copy at all (char-acc ~0.26 on training lengths after 600 steps, vs 0.83 with offsets off).
 - t2t generated a fixed 100k training set; here example i of a split is a pure function of
   (seed, split, i), generated lazily: any `train_size`, reproducible runs, resume with the same data.
 
@@ -131,19 +131,23 @@ class AlgorithmicDataset(Dataset):
         )
 
 
-class Seq2SeqCollator:
-    """Pads examples into the seq2seq batch; with `random_offsets`, draws per-example position offsets in
-    [0, max_positions - padded_len] from each example's own uniform draws: with `shared_offsets` ONE offset per
-    example for source and target (padded_len = max(src, tgt padded length)), otherwise source and target
-    independently (each bounded by its own padded length)."""
+POSITION_OFFSETS = ("none", "shared", "independent")
 
-    def __init__(self, max_positions: int, random_offsets: bool, shared_offsets: bool = True):
-        self.max_positions, self.random_offsets = max_positions, random_offsets
-        self.shared_offsets = shared_offsets
+
+class Seq2SeqCollator:
+    """Pads examples into the seq2seq batch with per-example position offsets (``position_offsets``, see the module
+    docstring): "none" all zero; "shared" ONE offset per example in [0, max_positions - padded_len] with padded_len
+    = max(src, tgt padded length), from the example's own uniform draw; "independent" source and target offsets
+    from two draws, each bounded by its own padded length."""
+
+    def __init__(self, max_positions: int, position_offsets: str = "none"):
+        if position_offsets not in POSITION_OFFSETS:
+            raise ValueError(f"position_offsets must be one of {POSITION_OFFSETS}, got {position_offsets!r}")
+        self.max_positions, self.position_offsets = max_positions, position_offsets
 
     def _offsets(self, us: list[float], length: int) -> torch.Tensor:
         room = self.max_positions - length + 1  # offsets 0..room-1 keep offset + length <= max_positions
-        if not self.random_offsets:
+        if self.position_offsets == "none":
             return torch.zeros(len(us), dtype=torch.long)
         if room < 1:
             raise ValueError(f"batch length {length} exceeds max_positions={self.max_positions}")
@@ -153,7 +157,7 @@ class Seq2SeqCollator:
         src, src_mask = pad([e.src for e in examples])  # (B, S)
         tgt_in, tgt_mask = pad([[BOS_ID, *e.tgt] for e in examples])  # (B, T)
         tgt_out, _ = pad([[*e.tgt, EOS_ID] for e in examples])  # (B, T)
-        if self.shared_offsets:
+        if self.position_offsets != "independent":
             src_off = self._offsets([e.u_src for e in examples], max(src.shape[1], tgt_in.shape[1]))  # (B,)
             tgt_off = src_off.clone()
         else:
@@ -181,11 +185,9 @@ class AlgorithmicDataModule(L.LightningDataModule):
         max_positions: positions 0..max_positions-1 may occur; training offsets keep
             offset + padded length <= max_positions. Default eval_max_len + 1 (room for BOS / EOS), so a
             learned position table needs this many rows.
-        random_offsets: random start offsets on training batches (paper: on).
-        shared_offsets: with random_offsets, ONE offset per example for both source and target positions
-            (offset + max(src, tgt) padded length <= max_positions), so that target position i lines up with
-            source position i; False draws source and target offsets independently (t2t; at CPU-scale budgets
-            no model learns copy that way). A deviation from t2t, see the module docstring.
+        position_offsets: data-side position offsets of TRAINING batches: "none" (default; t2t, whose random
+            start index lives inside the UT's steps, see the module docstring), "shared" (one random offset per
+            example for source and target) or "independent" (two per example). Evaluation batches: always zero.
         train_size, val_size, test_size: examples per split (t2t: 100k train, 10k dev; small here for CPU).
         batch_size, eval_batch_size: examples per batch.
         seed: data seed (train order is shuffled by the trainer's seed).
@@ -199,8 +201,7 @@ class AlgorithmicDataModule(L.LightningDataModule):
         eval_max_len: int = 400,
         eval_length: Literal["uniform", "fixed"] = "uniform",
         max_positions: int | None = None,
-        random_offsets: bool = True,
-        shared_offsets: bool = True,
+        position_offsets: Literal["none", "shared", "independent"] = "none",
         train_size: int = 100_000,
         val_size: int = 256,
         test_size: int = 1024,
@@ -212,6 +213,8 @@ class AlgorithmicDataModule(L.LightningDataModule):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"unknown algorithmic task {task!r}; choose one of {TASKS}")
+        if position_offsets not in POSITION_OFFSETS:
+            raise ValueError(f"position_offsets must be one of {POSITION_OFFSETS}, got {position_offsets!r}")
         if eval_length not in ("uniform", "fixed"):
             raise ValueError(f"eval_length must be 'uniform' or 'fixed', got {eval_length!r}")
         self.save_hyperparameters()
@@ -227,8 +230,8 @@ class AlgorithmicDataModule(L.LightningDataModule):
         self.train_set = AlgorithmicDataset(task, train_size, train_max_len, seed, "train")
         self.val_set = AlgorithmicDataset(task, val_size, eval_max_len, seed, "val", fixed)
         self.test_set = AlgorithmicDataset(task, test_size, eval_max_len, seed, "test", fixed)
-        self._train_collate = Seq2SeqCollator(self.max_positions, random_offsets, shared_offsets)
-        self._eval_collate = Seq2SeqCollator(self.max_positions, False)
+        self._train_collate = Seq2SeqCollator(self.max_positions, position_offsets)
+        self._eval_collate = Seq2SeqCollator(self.max_positions, "none")
 
     @property
     def vocab_size(self) -> int:

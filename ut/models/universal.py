@@ -6,6 +6,22 @@ self-attention, attention over the FINAL encoder state, transition). Before ever
 and the timestep signal S_t are added: ``x_t = H^{t-1} + P + S_t`` (§2.1, eq. 1-2 with the coordinate embedding).
 The embedding H^0 carries no position signal of its own (the paper's H^0 is the plain embedding).
 
+Position start index per step (config ``position_start_index``, tensor2tensor's hparam of the same name read by
+``universal_transformer_util.add_position_timing_signal``): ``"zero"`` (default, t2t's default None) adds P at the
+positions themselves; ``"random"`` (t2t's setting for the algorithmic tasks) adds ``P_t = sinusoid(positions + k_t)``
+with ONE start index k_t uniform in [0, L) drawn at EVERY step t, L the padded length of that stack's input, one
+draw per BATCH shared by all its examples (as t2t: ``tf.random_uniform([], maxval=shape(x)[1])``), drawn
+separately by the encoder and the decoder (t2t calls it once per step in each), in training AND in evaluation (as
+t2t, which has no mode switch there: a model trained on random starts sees, at k_t = 0 for every step, a sum of
+position signals it never saw in training), from torch's global generator (``seed_everything`` fixes it). Cached
+decoding: the encoder draws once per source as in the full pass; the decoder draws its k_t of every step ONCE per
+decode (kept in the cache, so every decoded position of step t shares one k_t as in a full pass), uniform in [0, S)
+with S the source length. Deviation, named: t2t's UT decodes without a cache, re-running the whole prefix and
+redrawing at every token with the prefix length as the bound. ``stack.fixed_start_indices`` (one int per step)
+replaces the draws, e.g. to compare a full pass with a cached decode exactly; the indices used in the last pass are
+in ``stack.last_start_indices``. ``"random"`` needs ``position="sinusoidal"`` (t2t's timing signal; a shift of a
+learned table has no meaning beyond its rows).
+
 Recurrence (config ``recurrence``):
 
 - ``"fixed"``: T = ``n_steps`` applications (the paper's "UT base" for MT, no ACT).
@@ -64,7 +80,7 @@ from ut.nn.act import (
 from ut.nn.attention import DecodingCache, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer, EncoderLayer
-from ut.nn.positions import TimestepSignal, position_ids
+from ut.nn.positions import TimestepSignal, draw_start_index, position_ids, shift_sinusoid
 
 # ----------------------------------------------------------------------------------------------------------------
 # configs
@@ -92,6 +108,7 @@ class UniversalCommonConfig(ConfigBase):
     transition: str = "ffn"  # "ffn" (t2t "fc") or "sepconv" (separable convolutions, causal in the decoder)
     activation: str = "relu"  # "relu" or "gelu"
     position: str = "sinusoidal"  # position signal P: "sinusoidal" (paper) or "learned"
+    position_start_index: str = "zero"  # P's start at every step: "zero" or "random" (t2t: drawn per step and batch)
     max_len: int = 1024  # largest learned position
     pad_id: int = 0
 
@@ -109,6 +126,10 @@ class UniversalCommonConfig(ConfigBase):
         self._check_choice("transition", ("ffn", "sepconv"))
         self._check_choice("activation", ("relu", "gelu"))
         self._check_choice("position", ("sinusoidal", "learned"))
+        self._check_choice("position_start_index", ("zero", "random"))
+        self._check(self.position_start_index == "zero" or self.position == "sinusoidal",
+                    "position_start_index='random' shifts the sinusoid (t2t's timing signal): needs "
+                    f"position='sinusoidal', got position={self.position!r}")
 
     @property
     def max_steps(self) -> int:
@@ -197,23 +218,41 @@ class UniversalStack(nn.Module):
         self.position_wise = cfg.transition == "ffn"
         self.skip_halted = cfg.act_skip_halted and self.position_wise
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
+        self.random_start = cfg.position_start_index == "random"
+        self.fixed_start_indices: list[int] | None = None  # replaces the random draws (one k per step) when set
+        self.last_start_indices: list[Tensor] = []  # k_t of every step of the last pass (random start)
 
-    def step_input(self, state: Tensor, pos_signal: Tensor, step: int) -> Tensor:
-        """x_t = H + P + S_t (UT §2.1)."""
+    def start_index(self, step: int, length: int, device) -> Tensor | None:
+        """k_t of step ``step``: None without random start, else ``fixed_start_indices[step]`` or a fresh draw in
+        [0, length) (see the module docstring)."""
+        if not self.random_start:
+            return None
+        if self.fixed_start_indices is not None:
+            k = torch.tensor(self.fixed_start_indices[step], device=device)
+        else:
+            k = draw_start_index(length, device)
+        self.last_start_indices.append(k)
+        return k
+
+    def step_input(self, state: Tensor, pos_signal: Tensor, step: int, start: Tensor | None = None) -> Tensor:
+        """x_t = H + P_t + S_t (UT §2.1); P_t = P shifted by the start index ``start`` (k_t) when given, else P."""
+        if start is not None:
+            pos_signal = shift_sinusoid(pos_signal, start)
         return state + pos_signal + self.timestep(step, state.device).to(state.dtype)
 
     def run(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None, apply_layer) -> StackOutput:
         """Apply ``apply_layer(x_t, running | None) -> (out, weights)`` T times (fixed) or under ACT."""
         pos_signal = pos_signal.to(x.dtype)
+        self.last_start_indices = []
         if self.act is None:
             attentions = []
             for t in range(self.n_steps):
-                x, w = apply_layer(self.step_input(x, pos_signal, t), None)
+                x, w = apply_layer(self.step_input(x, pos_signal, t, self.start_index(t, x.shape[1], x.device)), None)
                 attentions.append(w)
             return StackOutput(self.final_norm(x), attentions)
 
         def step_fn(state: Tensor, t: int, running: Tensor):
-            x_t = self.step_input(state, pos_signal, t)
+            x_t = self.step_input(state, pos_signal, t, self.start_index(t, state.shape[1], state.device))
             out, w = apply_layer(x_t, running)
             return x_t, out, w
 
@@ -283,40 +322,71 @@ class UniversalDecoder(UniversalStack):
                             cache: DecodingCache) -> Tensor:
         """New positions ``x`` (B, Tn, D) after the cached ones -> final states (B, Tn, D); extends ``cache``."""
         pos_signal = pos_signal.to(x.dtype)
+        starts = cache.get(("dec", "start_index"), DecodeStartIndices) if self.random_start else None
+
+        def start(t: int) -> Tensor | None:  # one k_t per step for the whole decode, drawn at its first use
+            if starts is None:
+                return None
+            if t not in starts.by_step:
+                if not starts.by_step:  # a new decode
+                    self.last_start_indices = []
+                starts.by_step[t] = self.start_index(t, memory.shape[1], x.device)
+            return starts.by_step[t]
 
         def layer_at(x_t: Tensor, t: int) -> Tensor:
             return self.layer(x_t, memory, memory_mask=memory_mask, cache=cache, cache_key=("dec", t)).x
 
         if self.act is None:
             for t in range(self.n_steps):
-                x = layer_at(self.step_input(x, pos_signal, t), t)
+                x = layer_at(self.step_input(x, pos_signal, t, start(t)), t)
             return self.final_norm(x)
 
         frozen: FrozenStates = cache.get(("dec", "frozen"), FrozenStates)
+        # random start: P is shifted differently at every step, so the frozen H and P are kept apart
+        frozen_pos: FrozenStates | None = cache.get(("dec", "frozen_pos"), FrozenStates) if self.random_start else None
         n_prev = len(frozen)
 
         def step_fn(state: Tensor, t: int, running: Tensor):
-            self._fill_from_frozen(cache, frozen, n_prev, t, memory, memory_mask)
-            x_t = self.step_input(state, pos_signal, t)
+            self._fill_from_frozen(cache, frozen, n_prev, t, memory, memory_mask, frozen_pos, start(t))
+            x_t = self.step_input(state, pos_signal, t, start(t))
             return x_t, layer_at(x_t, t)
 
         a = self.act(x, None, step_fn)
-        frozen.append(a.state + pos_signal)
+        if frozen_pos is None:
+            frozen.append(a.state + pos_signal)
+        else:
+            frozen.append(a.state)
+            frozen_pos.append(pos_signal)
         return self.final_norm(a.output)
 
     def _fill_from_frozen(self, cache: DecodingCache, frozen: FrozenStates, n_prev: int, t: int, memory: Tensor,
-                          memory_mask: Tensor | None) -> None:
-        """Give the step-t cache the positions ``len(cache_t) .. n_prev-1``, which halted before step t."""
+                          memory_mask: Tensor | None, frozen_pos: FrozenStates | None = None,
+                          start: Tensor | None = None) -> None:
+        """Give the step-t cache the positions ``len(cache_t) .. n_prev-1``, which halted before step t. ``frozen``
+        holds H_frozen + P, or H_frozen alone with P in ``frozen_pos`` (random start: P_t = P shifted by ``start``)."""
         kv = cache.get((("dec", t), "self"))
         have = len(kv)
         if have >= n_prev:
             return
         x_t = frozen.base[:, have:n_prev]
+        if frozen_pos is not None:
+            x_t = x_t + shift_sinusoid(frozen_pos.base[:, have:n_prev], start)
         x_t = x_t + self.timestep(t, x_t.device).to(x_t.dtype)
         if self.position_wise:  # only their keys and values are ever read
             kv.append(*self.layer.self_attn.project_kv(self.layer.self_res.inner_input(x_t)))
         else:  # convolution neighbours too: run the layer on them, discard the outputs
             self.layer(x_t, memory, memory_mask=memory_mask, cache=cache, cache_key=("dec", t))
+
+
+class DecodeStartIndices:
+    """A :class:`ut.nn.attention.DecodingCache` site: the decoder's start index k_t of every step for one decode
+    (random start), shared by all rows, so beam reordering leaves it as it is."""
+
+    def __init__(self):
+        self.by_step: dict[int, Tensor | None] = {}
+
+    def reorder_(self, index: Tensor) -> None:
+        pass
 
 
 def _act_summary(name: str, stack: StackOutput, token_mask: Tensor | None, out: ModelOutput) -> Tensor | None:

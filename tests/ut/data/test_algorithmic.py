@@ -63,7 +63,7 @@ def test_addition_lengths_follow_t2t():
 
 
 def test_offsets_in_range_and_cover_long_positions():
-    dm = AlgorithmicDataModule("copy", train_size=2000, batch_size=100)
+    dm = AlgorithmicDataModule("copy", train_size=2000, batch_size=100, position_offsets="shared")
     offs, maxpos = [], 0
     for b in dm.train_dataloader():
         for key, seq in (("src_pos_offset", "src"), ("tgt_pos_offset", "tgt_in")):
@@ -101,8 +101,8 @@ def test_bad_task():
 
 @pytest.mark.parametrize("task", ["copy", "addition"])  # addition: source longer than target
 def test_shared_offsets_one_per_example_within_bounds(task):
-    dm = AlgorithmicDataModule(task, train_size=2000, batch_size=100)  # shared_offsets is the default
-    assert dm.hparams.shared_offsets
+    dm = AlgorithmicDataModule(task, train_size=2000, batch_size=100, position_offsets="shared")
+    assert dm.hparams.position_offsets == "shared"
     maxpos, offs = 0, []
     for b in dm.train_dataloader():
         so, to = b["src_pos_offset"], b["tgt_pos_offset"]
@@ -117,7 +117,7 @@ def test_shared_offsets_one_per_example_within_bounds(task):
 
 
 def test_independent_offsets_when_not_shared():
-    dm = AlgorithmicDataModule("addition", train_size=500, batch_size=100, shared_offsets=False)
+    dm = AlgorithmicDataModule("addition", train_size=500, batch_size=100, position_offsets="independent")
     differ = 0
     for b in dm.train_dataloader():
         for key, seq in (("src_pos_offset", "src"), ("tgt_pos_offset", "tgt_in")):
@@ -126,3 +126,26 @@ def test_independent_offsets_when_not_shared():
     assert differ > 400  # independent draws: almost never equal
     eval_batch = next(iter(dm.val_dataloader()))
     assert (eval_batch["src_pos_offset"] == 0).all() and (eval_batch["tgt_pos_offset"] == 0).all()
+
+
+def test_default_policy_has_no_data_side_offsets():
+    """t2t's policy: positions start at 0 in the data (the Transformer's positions are 0..L-1); the UT's random
+    start index lives inside its steps (tests/ut/models/test_universal_position_start.py)."""
+    dm = AlgorithmicDataModule("copy", train_size=300, batch_size=100)
+    assert dm.hparams.position_offsets == "none"
+    for b in dm.train_dataloader():
+        assert (b["src_pos_offset"] == 0).all() and (b["tgt_pos_offset"] == 0).all()
+
+
+def test_bad_offset_policy_is_named():
+    with pytest.raises(ValueError, match="position_offsets must be one of"):
+        AlgorithmicDataModule("copy", position_offsets="random")
+
+
+def test_shipped_configs_use_t2t_offset_policy():
+    import yaml
+
+    for model, start in (("transformer", None), ("ut", "random"), ("ut_act", "random")):
+        cfg = yaml.safe_load(open(f"experiments/ut_paper/configs/algorithmic_{model}.yaml"))
+        assert cfg["data"]["init_args"]["position_offsets"] == "none"
+        assert cfg["model"]["init_args"]["model_config"].get("position_start_index") == start

@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from ut.nn.embedding import TokenEmbedding
-from ut.nn.positions import LearnedPositions, PositionSignal, TimestepSignal, position_ids, sinusoid
+from ut.nn.positions import (
+    LearnedPositions,
+    PositionSignal,
+    TimestepSignal,
+    draw_start_index,
+    position_ids,
+    shift_sinusoid,
+    sinusoid,
+)
 
 
 def test_one_hot_position_times_block_matrix_equals_adding_the_learned_table():
@@ -79,3 +87,29 @@ def test_token_embedding_scales_by_sqrt_d_and_adds_positions():
     expected = emb.tokens(tok) * 4.0 + sinusoid(pos, 16)
     torch.testing.assert_close(emb(tok, pos), expected)
     assert torch.all(emb.weight[0] == 0), "padding embedding must start at zero"
+
+
+@pytest.mark.parametrize("d_model", [8, 9, 64])
+def test_shift_sinusoid_equals_the_sinusoid_of_shifted_positions(d_model):
+    pos = position_ids(7, 3, torch.tensor([0, 5, 40]))  # (B, L), per-example bases
+    signal = sinusoid(pos, d_model)
+    for k in (0, 1, 6, 399):
+        torch.testing.assert_close(shift_sinusoid(signal, k), sinusoid(pos + k, d_model), atol=2e-5, rtol=0)
+    per_example = torch.tensor([[2], [0], [17]])  # Long[B, 1]: one shift per example
+    torch.testing.assert_close(shift_sinusoid(signal, per_example), sinusoid(pos + per_example, d_model),
+                               atol=2e-5, rtol=0)
+    assert not torch.allclose(shift_sinusoid(signal, 3), signal)  # a shift is not the identity
+    if d_model % 2:
+        assert (shift_sinusoid(signal, 5)[..., -1] == 0).all()  # the pad channel stays zero
+
+
+def test_draw_start_index_is_uniform_over_the_length_and_seeded():
+    torch.manual_seed(0)
+    draws = torch.stack([draw_start_index(10) for _ in range(2000)])
+    assert draws.dtype == torch.long and draws.shape == (2000,)
+    assert int(draws.min()) == 0 and int(draws.max()) == 9  # [0, length), both ends reached
+    counts = torch.bincount(draws, minlength=10).float()
+    assert (counts - 200).abs().max() < 60  # roughly uniform (binomial sd ~13)
+    torch.manual_seed(0)
+    again = torch.stack([draw_start_index(10) for _ in range(2000)])
+    assert torch.equal(draws, again)
