@@ -47,8 +47,13 @@ def tfidf_scores(query: str, paragraphs: list[str]) -> list[float]:
     Each paragraph's sum runs over the query tokens it holds, in sorted order: the tokens it lacks add
     0.0, which leaves a float sum unchanged, so this is the sum over all query tokens."""
     wanted = set(_query_tokens(query))
-    counts = [Counter(p.split()) for p in paragraphs]
-    held = [sorted(c.keys() & wanted) for c in counts]
+    counts, held = [], []
+    for paragraph in paragraphs:
+        tokens = paragraph.split()
+        present = sorted(wanted.intersection(tokens))
+        # a few query tokens (a title): count them in the list; many (a lead): count the whole paragraph
+        counts.append({w: tokens.count(w) for w in present} if len(present) <= 4 else Counter(tokens))
+        held.append(present)
     doc_freq = Counter(token for tokens in held for token in tokens)
     n = len(paragraphs)
     idf = {w: math.log(n / max(df, 1)) for w, df in doc_freq.items()}

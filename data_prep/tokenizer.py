@@ -124,16 +124,18 @@ class WordCachedEncoder:
     def encode(self, text: str, max_tokens: int | None = None) -> list[int]:
         """Token ids of ``text`` (no BOS/EOS), cut at ``max_tokens``: ``tokenizer.encode(text).ids[:max_tokens]``."""
         words = text.split()
+        if max_tokens is not None:
+            words = words[:max_tokens]  # every word gives at least one id (the normalizer deletes nothing)
         cache = self._ids
-        missing = [w for w in dict.fromkeys(words) if w not in cache]
+        missing = set(words).difference(cache)  # the order does not matter: each word's ids are its own
         if missing:
             if len(cache) + len(missing) > self.max_cached_words:
                 cache.clear()  # bounded memory on a large dump; the ids stay the same
-                missing = list(dict.fromkeys(words))
+                missing = set(words)
+            missing = sorted(missing)
             for word, encoding in zip(missing, self.tokenizer.encode_batch(missing), strict=True):
                 cache[word] = encoding.ids
-        ids = list(itertools.chain.from_iterable(map(cache.__getitem__, words)))
-        return ids if max_tokens is None else ids[:max_tokens]
+        return list(itertools.islice(itertools.chain.from_iterable(map(cache.__getitem__, words)), max_tokens))
 
 
 def encode(tokenizer: Tokenizer | WordCachedEncoder, text: str, max_tokens: int | None = None) -> list[int]:
