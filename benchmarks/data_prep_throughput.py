@@ -43,6 +43,10 @@ def main() -> None:
                "read_pages_per_s": round(len(pages) / read_s, 1), "builds": [],
                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
                           f"Python {platform.python_version()}",
+               "note": "whole build (read, parse, wiki-body source, paragraphs, 5 rankers, tokenizer training, "
+                       "encoding, save), no ROUGE eval; articles_per_cpu_s counts the CPU seconds of this process "
+                       "and its workers, the figure to read on a shared machine (see load_average_1min); the "
+                       "per-stage profile is benchmarks/results/data_prep_profile.md",
                "command": "python -m benchmarks.data_prep_throughput " + " ".join(
                    ["--num-proc", *map(str, args.num_proc)])}
     for num_proc in args.num_proc:
