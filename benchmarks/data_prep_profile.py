@@ -321,8 +321,9 @@ def markdown(result: dict) -> str:
         f"{result['machine']['load_average_1_5_15']}, Python {result['machine']['python']}. "
         "Times are CPU ms of one process (one core; tokenizer and BLAS threads at 1), medians over "
         f"{result['repeats']} builds per revision{', interleaved with the baseline' if 'baseline' in result else ''}."
-        " On a loaded machine CPU time is also inflated (shared caches, hyperthreads): read the shares "
-        "and the ratios, not the absolute figures.",
+        " On a shared machine CPU time varies too (shared caches, the other hyperthread, the host): read "
+        "the shares and the ratios, not the absolute figures; the speed-up of a stage whose code did not "
+        "change is the run's noise floor (1.00x when quiet).",
         "",
     ]
     current = result["current"]
