@@ -497,8 +497,11 @@ class Encode(beam.DoFn):
     def process(self, keyed, tokenizer_json):
         from tokenizers import Tokenizer
 
+        from data_prep.tokenizer import WordCachedEncoder
+
         if tokenizer_json != self._source:
-            self._tokenizer, self._source = Tokenizer.from_str(tokenizer_json), tokenizer_json
+            self._tokenizer = WordCachedEncoder(Tokenizer.from_str(tokenizer_json))
+            self._source = tokenizer_json
         _, example = keyed
         row = example_row(example, self._tokenizer, self.rankers, self.max_tokens)
         yield beam.pvalue.TaggedOutput(example["split"], row)

@@ -57,7 +57,7 @@ from data_prep.sources import (
     wiki_body_documents,
 )
 from data_prep.splits import DEFAULT_FRACTIONS, SPLIT_NAMES, split_of_title
-from data_prep.tokenizer import default_vocab_size, encode, special_token_ids, train_tokenizer
+from data_prep.tokenizer import WordCachedEncoder, default_vocab_size, encode, special_token_ids, train_tokenizer
 from data_prep.wikitext import parse_article
 
 log = logging.getLogger(__name__)
@@ -157,20 +157,24 @@ def article_documents(article: dict, source: str, store, search_results) -> tupl
 
 
 def page_to_article(
-    page: dict, max_wikitext_chars: int = DEFAULT_MAX_WIKITEXT_CHARS
+    page: dict, max_wikitext_chars: int = DEFAULT_MAX_WIKITEXT_CHARS, with_reference_urls: bool = True
 ) -> tuple[dict | None, str | None]:
-    """A dump page to ``(article, None)``, or ``(None, skip reason)`` (:func:`page_skip_reason`)."""
+    """A dump page to ``(article, None)``, or ``(None, skip reason)`` (:func:`page_skip_reason`);
+    ``with_reference_urls``: see :func:`data_prep.wikitext.parse_article`."""
     reason = page_skip_reason(page, max_wikitext_chars)
     if reason:
         return None, reason
-    return parse_article(page.get("title", ""), page["wikitext"], page.get("namespaces")), None
+    article = parse_article(page.get("title", ""), page["wikitext"], page.get("namespaces"), with_reference_urls)
+    return article, None
 
 
 def process_record(record: dict) -> dict:
     """A dump page or a parsed article in, ``{"title", "example" | "skip", "counts"}`` out."""
     title = record.get("title", "")
     if "wikitext" in record:  # a dump page
-        article, reason = page_to_article(record, _WORKER["max_wikitext_chars"])
+        article, reason = page_to_article(
+            record, _WORKER["max_wikitext_chars"], with_reference_urls=_WORKER["source"] != "wiki-body"
+        )
         if reason:
             return {"title": title, "skip": reason, "counts": {}}
     else:
@@ -274,7 +278,10 @@ def fit_tokenizer(texts: list[str], vocab_size: int | None):
 
 
 def example_row(example: dict, tokenizer, rankers, max_tokens: int) -> dict:
-    """The dataset row of an example: its columns (no ``split``) plus token ids cut at ``max_tokens``."""
+    """The dataset row of an example: its columns (no ``split``) plus token ids cut at ``max_tokens``.
+
+    ``tokenizer``: a ``tokenizers.Tokenizer`` or, faster with the same ids, a
+    :class:`data_prep.tokenizer.WordCachedEncoder` over it."""
     row = {k: v for k, v in example.items() if k != "split"}
     row["target_ids"] = encode(tokenizer, example["target"])
     row["n_target_tokens"] = len(row["target_ids"])
@@ -479,12 +486,13 @@ def _build_into(config: BuildConfig, partial: Path, inputs: list[dict]) -> dict:
     special_ids = special_token_ids(tokenizer)
     _write_json(partial / SPECIAL_TOKENS_FILE, special_ids)
     max_tokens = max(config.input_lengths)
+    encoder = WordCachedEncoder(tokenizer)
     rows_by_split: dict[str, list[dict]] = {split: [] for split in SPLIT_NAMES}
     length_counts: dict[str, collections.Counter] = {}
     markup: collections.Counter = collections.Counter()
     for example in tqdm(examples, desc="tokenize", unit="ex", dynamic_ncols=True, disable=None):
         markup.update(example_markup_counters(example, f"input_{config.rankers[0]}"))
-        row = example_row(example, tokenizer, config.rankers, max_tokens)
+        row = example_row(example, encoder, config.rankers, max_tokens)
         add_length_counts(length_counts, row)
         rows_by_split[example["split"]].append(row)
     _save_dataset(rows_by_split, config.rankers, partial / DATASET_DIR)

@@ -70,14 +70,30 @@ def article_target(article: dict, target_mode: str = "lead") -> str:
     return target.strip()
 
 
-def ranked_input(title: str, paragraphs: list[str], order: list[int], max_words: int) -> str:
-    """``title <sep> p_order[0] p_order[1] ...`` cut at ``max_words`` words of paragraph text."""
-    words: list[str] = []
+def ranked_input(
+    title: str, paragraphs: list[str], order: list[int], max_words: int, word_counts: list[int] | None = None
+) -> str:
+    """``title <sep> p_order[0] p_order[1] ...`` cut at ``max_words`` words of paragraph text.
+
+    ``word_counts``: ``len(p.split())`` of each paragraph, for paragraphs that are normalised
+    (:func:`normalize_text`: words separated by one space, none at the ends, none empty); whole
+    paragraphs are then joined as they are and only the one holding the cut is split (the same text)."""
+    if word_counts is None:
+        words: list[str] = []
+        for index in order:
+            words.extend(paragraphs[index].split())
+            if len(words) >= max_words:
+                break
+        return f"{title} {SEPARATOR} {' '.join(words[:max_words])}"
+    parts: list[str] = []
+    n_words = 0
     for index in order:
-        words.extend(paragraphs[index].split())
-        if len(words) >= max_words:
+        if n_words + word_counts[index] >= max_words:
+            parts.append(" ".join(paragraphs[index].split()[: max_words - n_words]))
             break
-    return f"{title} {SEPARATOR} {' '.join(words[:max_words])}"
+        parts.append(paragraphs[index])
+        n_words += word_counts[index]
+    return f"{title} {SEPARATOR} {' '.join(parts)}"
 
 
 def make_example(
@@ -106,7 +122,8 @@ def make_example(
     if not paragraphs:
         return None, "no_source_text", counts
     target = article_target(article, config.target_mode)
-    n_source_words = sum(len(p.split()) for p in paragraphs)
+    word_counts = [len(p.split()) for p in paragraphs]
+    n_source_words = sum(word_counts)
     if n_source_words < config.min_source_words:
         return None, "source_too_short", counts
     if n_source_words < config.min_source_target_ratio * len(target.split()):
@@ -114,7 +131,7 @@ def make_example(
     example = {"title": article["title"], "target": target}
     for name in config.rankers:
         order = get_ranker(name)(title, paragraphs, lead)
-        example[f"input_{name}"] = ranked_input(title, paragraphs, order, config.max_input_words)
+        example[f"input_{name}"] = ranked_input(title, paragraphs, order, config.max_input_words, word_counts)
     example.update(
         {
             "n_target_words": len(example["target"].split()),

@@ -20,17 +20,17 @@ import re
 import string
 
 MIN_PARAGRAPH_TOKENS = 6
-_PUNCTUATION_RE = re.compile(f"[{re.escape(string.punctuation)}]")
-_WHITESPACE_RE = re.compile(r"\s+")
 _SOME_ALPHA_RE = re.compile(r"[A-Za-z]")
-_ONLY_ALPHA_RE = re.compile(r"^[A-Za-z]*$")
+# t2t's regex substitution of every punctuation character c by " c ", as one str.translate table
+_SPACED_PUNCTUATION = str.maketrans({c: f" {c} " for c in string.punctuation})
 
 
 def normalize_text(text: str) -> str:
-    """Lowercase, spaces around every punctuation character, whitespace collapsed (t2t `_normalize_text`)."""
-    text = text.lower()
-    text = _PUNCTUATION_RE.sub(r" \g<0> ", text)
-    return _WHITESPACE_RE.sub(" ", text).strip()
+    """Lowercase, spaces around every punctuation character, whitespace collapsed (t2t `_normalize_text`).
+
+    The whitespace of t2t's ``\\s+`` (Python's Unicode ``\\s``) is exactly what :meth:`str.split` splits on
+    (``str.isspace``), so collapsing is ``" ".join(text.split())``."""
+    return " ".join(text.lower().translate(_SPACED_PUNCTUATION).split())
 
 
 def is_good_paragraph(paragraph: str) -> bool:
@@ -53,7 +53,7 @@ def is_good_paragraph(paragraph: str) -> bool:
                 return True
             last_period = i
             num_alpha = 0
-        if _ONLY_ALPHA_RE.match(token):
+        if token.isascii() and token.isalpha():  # t2t's ^[A-Za-z]*$ on a (non-empty) token
             num_alpha += 1
     return False
 

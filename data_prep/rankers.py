@@ -42,13 +42,22 @@ def _query_tokens(text: str) -> list[str]:
 
 
 def tfidf_scores(query: str, paragraphs: list[str]) -> list[float]:
-    """t2t's tf-idf score of each paragraph against the distinct tokens of ``query``."""
-    query_tokens = _query_tokens(query)
-    wanted = set(query_tokens)
-    counts = [Counter(t for t in p.split() if t in wanted) for p in paragraphs]
-    doc_freq = Counter(token for c in counts for token in c)
+    """t2t's tf-idf score of each paragraph against the distinct tokens of ``query``.
+
+    Each paragraph's sum runs over the query tokens it holds, in sorted order: the tokens it lacks add
+    0.0, which leaves a float sum unchanged, so this is the sum over all query tokens."""
+    wanted = set(_query_tokens(query))
+    counts, held = [], []
+    for paragraph in paragraphs:
+        tokens = paragraph.split()
+        present = sorted(wanted.intersection(tokens))
+        # a few query tokens (a title): count them in the list; many (a lead): count the whole paragraph
+        counts.append({w: tokens.count(w) for w in present} if len(present) <= 4 else Counter(tokens))
+        held.append(present)
+    doc_freq = Counter(token for tokens in held for token in tokens)
     n = len(paragraphs)
-    return [sum(c[w] * math.log(n / max(doc_freq[w], 1)) for w in query_tokens) for c in counts]
+    idf = {w: math.log(n / max(df, 1)) for w, df in doc_freq.items()}
+    return [sum((c[w] * idf[w] for w in tokens), 0.0) for c, tokens in zip(counts, held, strict=True)]
 
 
 def _order_by_score(scores) -> list[int]:
@@ -122,6 +131,8 @@ def sumbasic_order(paragraphs: list[str]) -> list[int]:
     owner = np.repeat(np.arange(len(words)), [len(ws) for ws in words])  # (T,) paragraph of each token
     lengths = np.array([max(len(ws), 1) for ws in words], dtype=np.float64)
     probability = np.bincount(token_ids, minlength=len(vocabulary)) / len(token_ids)
+    starts = np.concatenate([[0], np.cumsum([len(ws) for ws in words])])  # paragraph j: tokens starts[j]:starts[j+1]
+    held_words = [np.unique(token_ids[starts[j] : starts[j + 1]]) for j in range(len(words))]
     available = np.ones(len(words), dtype=bool)
     order: list[int] = []
     for _ in range(len(words)):
@@ -130,7 +141,7 @@ def sumbasic_order(paragraphs: list[str]) -> list[int]:
         best = int(np.argmax(mean_probability))  # argmax returns the first maximum: stable on ties
         order.append(best)
         available[best] = False
-        held = np.unique(token_ids[owner == best])
+        held = held_words[best]
         probability[held] = probability[held] ** 2
     return order
 

@@ -28,6 +28,8 @@ Special tokens and their fixed ids (the project's convention, see CONTRIBUTING.m
 
 from __future__ import annotations
 
+import itertools
+import json
 import string
 import sys
 from collections.abc import Iterable
@@ -81,8 +83,65 @@ def special_token_ids(tokenizer: Tokenizer) -> dict[str, int]:
     return {f"{name}_id": tokenizer.token_to_id(token) for name, token in SPECIAL_TOKENS.items()}
 
 
-def encode(tokenizer: Tokenizer, text: str, max_tokens: int | None = None) -> list[int]:
+class WordCachedEncoder:
+    """``tokenizer.encode(text).ids`` of a :func:`train_tokenizer` tokenizer, with each whitespace-separated
+    word encoded once per build and its ids reused.
+
+    Exact because this tokenizer encodes every word on its own: special tokens hold no whitespace and are
+    matched on the raw text (``normalized: false``, no lstrip / rstrip); every normalizer step is local to
+    a character or a word (lower-casing, the final-sigma rule looks one character to each side, where a
+    word's end reads like the space beside it; punctuation gets spaces around it; the whitespace runs that
+    separate words collapse to one space, and a word holds none of them since :meth:`str.split` splits on
+    every ``str.isspace`` character); Metaspace (``prepend_scheme: always``) gives each word its own
+    ``▁``-prefixed pieces, and BPE merges within a piece. So the ids of ``"w1 w2 ..."`` are the ids of
+    ``w1`` followed by those of ``w2``... The five ranked inputs of an article hold the same paragraphs in
+    another order, so most of their words are found in the cache. The constructor refuses a tokenizer of
+    another structure (pre-tokenizer, post-processor adding tokens, truncation).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, max_cached_words: int = 2_000_000):
+        spec = json.loads(tokenizer.to_str())
+        pre = spec.get("pre_tokenizer") or {}
+        if not (
+            pre.get("type") == "Metaspace"
+            and pre.get("prepend_scheme") == "always"
+            and pre.get("split", True)
+            and spec.get("post_processor") is None
+            and spec.get("truncation") is None
+            and spec["model"]["type"] == "BPE"
+            and not spec["model"].get("dropout")
+            and all(
+                not (t["normalized"] or t["lstrip"] or t["rstrip"]) and not any(c.isspace() for c in t["content"])
+                for t in spec.get("added_tokens", [])
+            )
+        ):
+            raise ValueError("WordCachedEncoder needs a tokenizer made by data_prep.tokenizer.train_tokenizer")
+        self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self.tokenizer.no_padding()
+        self.max_cached_words = max_cached_words
+        self._ids: dict[str, list[int]] = {}
+
+    def encode(self, text: str, max_tokens: int | None = None) -> list[int]:
+        """Token ids of ``text`` (no BOS/EOS), cut at ``max_tokens``: ``tokenizer.encode(text).ids[:max_tokens]``."""
+        words = text.split()
+        if max_tokens is not None:
+            words = words[:max_tokens]  # every word gives at least one id (the normalizer deletes nothing)
+        cache = self._ids
+        missing = set(words).difference(cache)  # the order does not matter: each word's ids are its own
+        if missing:
+            if len(cache) + len(missing) > self.max_cached_words:
+                cache.clear()  # bounded memory on a large dump; the ids stay the same
+                missing = set(words)
+            missing = sorted(missing)
+            for word, encoding in zip(missing, self.tokenizer.encode_batch(missing), strict=True):
+                cache[word] = encoding.ids
+        return list(itertools.islice(itertools.chain.from_iterable(map(cache.__getitem__, words)), max_tokens))
+
+
+def encode(tokenizer: Tokenizer | WordCachedEncoder, text: str, max_tokens: int | None = None) -> list[int]:
     """Token ids of ``text`` (no BOS/EOS added), cut at ``max_tokens``."""
+    if isinstance(tokenizer, WordCachedEncoder):
+        return tokenizer.encode(text, max_tokens)
     ids = tokenizer.encode(text).ids
     return ids if max_tokens is None else ids[:max_tokens]
 

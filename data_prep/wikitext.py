@@ -279,13 +279,12 @@ def wikitext_to_sections(
     prefixes = dropped_link_prefixes(namespaces)
     sections: list[dict] = []
     for i, section in enumerate(code.get_sections(flat=True, include_lead=True)):
-        headings = section.filter_headings(recursive=False)
         title = ""
-        if headings and section.nodes and isinstance(section.nodes[0], Heading):
+        if section.nodes and isinstance(section.nodes[0], Heading):
             heading = section.nodes[0]
             _clean_code(heading.title, prefixes)
             title = clean_plain_text(heading.title.strip_code()).strip()
-            section.remove(heading)
+            section.nodes.pop(0)  # the heading (what section.remove(heading) finds, without the search)
         elif i > 0:
             continue
         if drop_apparatus and title.lower() in APPARATUS_SECTION_TITLES:
@@ -335,11 +334,15 @@ def reference_urls(wikitext) -> list[str]:
     return found
 
 
-def parse_article(title: str, wikitext: str, namespaces: dict[str, int] | None = None) -> dict:
+def parse_article(
+    title: str, wikitext: str, namespaces: dict[str, int] | None = None, with_reference_urls: bool = True
+) -> dict:
     """One parse for both products: ``{"title", "sections", "reference_urls"}`` (the article record).
 
-    ``namespaces``: the dump's namespace table, see :func:`wikitext_to_sections`."""
+    ``namespaces``: the dump's namespace table, see :func:`wikitext_to_sections`. ``with_reference_urls``
+    False skips the walk over the whole tree that finds them (``reference_urls`` is then None): the
+    wiki-body source never reads them."""
     code = parse_wikitext(wikitext)
-    urls = reference_urls(code)  # before the sections pass strips the refs
+    urls = reference_urls(code) if with_reference_urls else None  # before the sections pass strips the refs
     sections = wikitext_to_sections(code, namespaces=namespaces)
     return {"title": title, "sections": sections, "reference_urls": urls}
