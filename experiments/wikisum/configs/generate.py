@@ -67,7 +67,63 @@ COMMENTS = {  # YAML comments, by dotted key
     "data.init_args.input_length": "L: first L tokens of the ranked paragraphs",
     "data.init_args.target_length": "target tokens, EOS included",
     "data.init_args.train_min_input_tokens": "only training examples with >= L input tokens (timed steps see L)",
+    "run.name": "run name (the run folder)",
+    "run.save_dir": "root folder of logs and checkpoints",
+    "run.project": "W&B project",
+    "run.tags": "W&B tags",
+    "trainer.strategy": "auto | ddp | fsdp",
+    "trainer.max_epochs": "-1: max_steps ends the run",
+    "trainer.gradient_clip_val": "clip the global gradient norm",
+    "trainer.log_every_n_steps": "how often training metrics are logged",
+    "trainer.num_sanity_val_steps": "no validation pass before training",
+    "model.class_path": "the training module of the model family",
+    "model.init_args": "constructor arguments",
+    "model.init_args.model_name": "ut.models registry name",
+    "model.init_args.label_smoothing": "Vaswani et al. 2017: 0.1",
+    "model.init_args.optimizer": "ut.optim.OptimizerConfig: Adam + warmup / inverse-sqrt schedule",
+    "data.class_path": "WikiSum batches: seq2seq (T-ED, UT) or [input; sep; target] (decoder-only)",
+    "data.init_args": "constructor arguments",
+    "data.init_args.format": "seq2seq | lm",
+    "data.init_args.extractor": "the ranker whose ranked paragraphs form the input (Table 3's rows)",
+    "data.init_args.batch_size": "training batch",
+    "data.init_args.eval_batch_size": "evaluation batch",
+    "data.init_args.seed": "data order seed",
+    "data.init_args.num_workers": "DataLoader workers",
 }
+LEAF_COMMENTS = {  # keys whose comment does not depend on where they stand (optimizer and model_config fields)
+    "schedule": "lr = c * d^-0.5 * min(step^-0.5, step * warmup^-1.5) (Vaswani et al.; t2t)",
+    "lr_scale": "c (t2t 2.0)",
+    "warmup_steps": "linear warmup steps",
+    "beta1": "Adam beta1",
+    "beta2": "Adam beta2 (t2t 0.997)",
+    "eps": "Adam epsilon",
+    "d_model": "width",
+    "n_heads": "attention heads",
+    "d_ff": "feed-forward width",
+    "dropout": "residual / embedding / feed-forward dropout",
+    "n_layers": "decoder layers",
+    "n_encoder_layers": "encoder layers",
+    "n_decoder_layers": "decoder layers",
+    "layer_pattern": "layer kinds (t2t names): locm = local attention, redm = memory-compressed; -moe: MoE feed-forward",
+    "n_experts": "mixture-of-experts feed-forward experts",
+    "n_steps": "T: applications of the shared layer",
+    "recurrence": "fixed T steps or act (adaptive computation time)",
+    "act_max_steps": "most ACT steps a position may run",
+}
+CALLBACK_COMMENTS = {
+    "ut.lit.callbacks.RunRecordCallback": "s/step, training / validation log-ppl curves, peak memory, precision",
+    "ut.lit.callbacks.SummarizationEvalCallback": "log-ppl, beam decoding and ROUGE at the end of fit",
+    "ut.lit.callbacks.AttentionMapCallback": "attention maps per layer and head",
+    "ut.lit.callbacks.PonderMapCallback": "ACT ponder time per position",
+}
+
+
+def comment(path: str) -> str:
+    """The YAML comment of the key at dotted ``path``; every key has one (a test checks every config line)."""
+    note = COMMENTS.get(path) or LEAF_COMMENTS.get(path.rsplit(".", 1)[-1])
+    if note is None:
+        raise KeyError(f"no comment for config key {path!r}: add it to COMMENTS or LEAF_COMMENTS")
+    return note
 
 
 @dataclass
@@ -175,17 +231,17 @@ def _emit(value: Any, key_path: str, indent: int, lines: list[str]) -> None:
     pad = " " * indent
     for k, v in value.items():
         path = f"{key_path}.{k}" if key_path else k
-        note = f"  # {COMMENTS[path]}" if path in COMMENTS else ""
+        note = f"  # {comment(path)}"
         if isinstance(v, dict) and v:
             lines.append(f"{pad}{k}:{note}")
             _emit(v, path, indent + 2, lines)
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):  # the callbacks
             lines.append(f"{pad}{k}:{note}")
             for item in v:
                 first, *rest = item.items()
-                lines.append(f"{pad}  - {first[0]}: {_scalar(first[1])}")
+                lines.append(f"{pad}  - {first[0]}: {_scalar(first[1])}  # {CALLBACK_COMMENTS[first[1]]}")
                 for rk, rv in rest:
-                    lines.append(f"{pad}    {rk}: {_scalar(rv)}")
+                    lines.append(f"{pad}    {rk}: {_scalar(rv)}  # constructor arguments")
         else:
             lines.append(f"{pad}{k}: {_scalar(v)}{note}")
 
