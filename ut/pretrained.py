@@ -40,7 +40,8 @@ from ut.models.outputs import ModelOutput
 
 TOKENIZER_FILE = "tokenizer.json"
 TEXT_INTERFACE_KEY = "text_interface"  # = ut.lit.base.TEXT_INTERFACE_KEY (the checkpoint key)
-CLASSIFIERS = ("transformer_classifier", "universal_classifier")
+CLASSIFIERS = ("transformer_classifier", "universal_classifier", "transformer_fact_qa", "universal_fact_qa")
+FACT_QA = ("transformer_fact_qa", "universal_fact_qa")  # bAbI over fact vectors: facts / question batches
 LANGUAGE_MODELS = ("decoder_only", "universal_decoder_only")
 
 
@@ -114,6 +115,8 @@ class UTModel(torch.nn.Module, PyTorchModelHubMixin, library_name="universal-tra
         """Teacher-forced outputs of a batch in the model's format (CONTRIBUTING.md)."""
         if self.model_name in LANGUAGE_MODELS:
             return self.model(batch["input_ids"], batch.get("attention_mask"))
+        if self.model_name in FACT_QA:
+            return self.model(batch["facts"], batch["question"], batch["fact_mask"])
         if self.model_name in CLASSIFIERS:
             return self.model(batch["src"], batch.get("src_mask"))
         return self.model(batch["src"], batch.get("src_mask"), batch["tgt_in"], batch.get("tgt_mask"))

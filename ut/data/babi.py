@@ -273,24 +273,30 @@ class BabiFactCollator:
         return [self.vocab.encode(e.story[i]) for i in idx]
 
     def __call__(self, examples: list[BabiExample]) -> dict[str, torch.Tensor]:
-        rows = [self.facts(e) for e in examples]
-        n_facts = max([1, *(len(r) for r in rows)])
-        n_words = max([1, *(len(f) for r in rows for f in r)])
-        facts = torch.full((len(rows), n_facts, n_words), PAD_ID, dtype=torch.long)  # (B, F, W)
-        fact_mask = torch.zeros(len(rows), n_facts, dtype=torch.bool)  # (B, F)
-        for b, r in enumerate(rows):
-            for i, f in enumerate(r):
-                facts[b, i, : len(f)] = torch.as_tensor(f, dtype=torch.long)
-            fact_mask[b, : len(r)] = True
-        question, _ = pad([self.vocab.encode(e.question) for e in examples])  # (B, Wq)
-        return {
-            "facts": facts,
-            "fact_mask": fact_mask,
-            "question": question,
-            "src_mask": torch.cat([torch.ones(len(rows), 1, dtype=torch.bool), fact_mask], 1),  # (B, 1 + F)
-            "label": torch.tensor([self.answers[e.answer] for e in examples], dtype=torch.long),  # (B,)
-            "task": torch.tensor([e.task for e in examples], dtype=torch.long),  # (B,)
-        }
+        batch = fact_batch([self.facts(e) for e in examples], [self.vocab.encode(e.question) for e in examples])
+        batch["label"] = torch.tensor([self.answers[e.answer] for e in examples], dtype=torch.long)  # (B,)
+        batch["task"] = torch.tensor([e.task for e in examples], dtype=torch.long)  # (B,)
+        return batch
+
+
+def fact_batch(rows: list[list[list[int]]], questions: list[list[int]]) -> dict[str, torch.Tensor]:
+    """The fact layout's model inputs from word ids: ``rows[b]`` the facts of example b in the model's order,
+    ``questions[b]`` its question (used by the training collator and by prediction from raw text)."""
+    n_facts = max([1, *(len(r) for r in rows)])
+    n_words = max([1, *(len(f) for r in rows for f in r)])
+    facts = torch.full((len(rows), n_facts, n_words), PAD_ID, dtype=torch.long)  # (B, F, W)
+    fact_mask = torch.zeros(len(rows), n_facts, dtype=torch.bool)  # (B, F)
+    for b, r in enumerate(rows):
+        for i, f in enumerate(r):
+            facts[b, i, : len(f)] = torch.as_tensor(f, dtype=torch.long)
+        fact_mask[b, : len(r)] = True
+    question, _ = pad(questions)  # (B, Wq)
+    return {
+        "facts": facts,
+        "fact_mask": fact_mask,
+        "question": question,
+        "src_mask": torch.cat([torch.ones(len(rows), 1, dtype=torch.bool), fact_mask], 1),  # (B, 1 + F)
+    }
 
 
 def _parse_tasks(tasks: int | str | Sequence[int]) -> list[int]:

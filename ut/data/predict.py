@@ -57,6 +57,7 @@ class TextInterface:
     keep: str = "first"  # which tokens survive the cut: "first", or "last" (LAMBADA keeps the context's end)
     babi_sentences: bool = False  # bAbI: story sentences joined by <sep> before the question
     max_sentences: int | None = None  # bAbI: keep the last n story sentences (the data module's max_sentences)
+    babi_fact_order: str | None = None  # bAbI fact layout: "newest_first" / "oldest_first"; None: the flat layout
     strict: bool = False  # an unknown symbol is an error (the algorithmic tasks' digits)
     labels: list[str] | None = None  # classification: class id -> name
     pad_id: int = 0
@@ -129,10 +130,32 @@ class TextInterface:
     def collate(self, items: list[tuple[int, list[int]]]) -> dict[str, torch.Tensor]:
         """``(record index, model input ids)`` pairs -> a batch of this task's format plus ``index``."""
         index, inputs = zip(*items)
-        ids, mask = pad(inputs, self.pad_id)
-        batch = {"input_ids": ids, "attention_mask": mask} if self.task == "lm" else {"src": ids, "src_mask": mask}
+        if self.babi_fact_order is not None:
+            batch = self._fact_batch(inputs)
+        else:
+            ids, mask = pad(inputs, self.pad_id)
+            batch = {"input_ids": ids, "attention_mask": mask} if self.task == "lm" else {"src": ids, "src_mask": mask}
         batch["index"] = torch.tensor(index, dtype=torch.long)
         return batch
+
+    def _fact_batch(self, inputs) -> dict[str, torch.Tensor]:
+        """bAbI's fact layout (:func:`ut.data.babi.fact_batch`) from ``s1 <sep> ... sn <sep> q`` ids."""
+        from ut.data.babi import fact_batch
+        from ut.data.vocab import SEP_ID
+
+        rows, questions = [], []
+        for ids in inputs:
+            parts, cur = [], []
+            for i in ids:
+                if i == SEP_ID:
+                    parts.append(cur)
+                    cur = []
+                else:
+                    cur.append(i)
+            facts = [p for p in parts if p]
+            rows.append(facts[::-1] if self.babi_fact_order == "newest_first" else facts)
+            questions.append(cur)
+        return fact_batch(rows, questions)
 
 
 @dataclass
@@ -237,8 +260,10 @@ def text_interface(dm) -> TextInterface:
     if isinstance(dm, BabiDataModule):
         dm.setup()
         labels = [a for a, _ in sorted(dm.answers.items(), key=lambda kv: kv[1])]
+        facts = dm.hparams.layout == "facts"
         return TextInterface("classification", vocabulary_tokenizer(dm.vocab, "babi").to_str(), babi_sentences=True,
-                             max_sentences=dm.hparams.max_sentences, labels=labels)
+                             max_sentences=dm.hparams.max_sentences, labels=labels,
+                             babi_fact_order=dm.hparams.fact_order if facts else None)
     if isinstance(dm, LambadaDataModule):
         dm.setup()
         level = "lambada_word" if dm.hparams.level == "word" else "lambada_char"

@@ -12,10 +12,11 @@ from tests.experiments.wikisum_fixtures import build_tiny_wikisum
 from tests.ut.lit.conftest import write_babi
 from ut.data import BOS_ID, SEP_ID
 from ut.data.algorithmic import AlgorithmicDataModule
-from ut.data.babi import BabiDataModule, flatten
+from ut.data.babi import BabiDataModule, BabiExample, flatten
 from ut.data.lambada import LambadaDataModule, make_example, split_target
 from ut.data.lambada import tokenize as lambada_tokenize
 from ut.data.predict import PredictInputs, TextInterface, predict_dataloader, read_texts, text_interface
+from ut.data.task_tokenizer import vocabulary_tokenizer
 from ut.data.wikisum import WikiSumDataModule
 
 PASSAGES = [
@@ -60,16 +61,35 @@ def test_babi_raw_text_gives_the_data_modules_ids(babi_dm):
     assert "<sep>" in iface.tokenizer.decode(iface.encode("Mary went home. Where is Mary?"), skip_special_tokens=False)
 
 
-def test_babi_split_inputs_equal_the_test_loader(babi_dm):
-    dm, _ = babi_dm
-    dm.predict_inputs = None
+@pytest.mark.parametrize("layout", ["flat", "facts"])
+def test_babi_split_inputs_equal_the_test_loader(babi_dm, layout):
+    _, root = babi_dm
+    dm = BabiDataModule(data_dir=str(root), tasks=1, eval_batch_size=5, layout=layout)
+    dm.setup()
     pred = next(iter(predict_dataloader(dm)))
     test = next(iter(dm.test_dataloader()))
-    n = pred["src"].shape[0]
+    n = pred["index"].shape[0]
     assert n == 5 and pred["index"].tolist() == list(range(5))
-    assert torch.equal(pred["src"], test["src"][:n, : pred["src"].shape[1]])
-    assert torch.equal(pred["src_mask"], test["src_mask"][:n, : pred["src"].shape[1]])
+    keys = ("src", "src_mask") if layout == "flat" else ("facts", "fact_mask", "question", "src_mask")
+    for k in keys:  # the same model inputs as the test loader (cropped to the prediction batch's padding)
+        got = pred[k]
+        assert torch.equal(got, test[k][(slice(0, n), *(slice(0, d) for d in got.shape[1:]))]), k
     assert predict_dataloader(dm).dataset.records[0]["reference"] == dm.test_set[0].answer
+
+
+def test_babi_fact_layout_from_raw_text_equals_the_collator():
+    from ut.data.babi import BabiFactCollator
+    from ut.data.vocab import Vocabulary
+
+    vocab = Vocabulary("mary went to the kitchen . john bathroom where is ?".split())
+    story = [["mary", "went", "to", "the", "kitchen", "."], ["john", "went", "to", "the", "bathroom", "."]]
+    example = BabiExample(story, [1, 2], ["where", "is", "mary", "?"], "kitchen", [1], task=1)
+    want = BabiFactCollator(vocab, {"kitchen": 0}, max_sentences=50)([example])
+    iface = TextInterface("classification", vocabulary_tokenizer(vocab, "babi").to_str(), babi_sentences=True,
+                          max_sentences=50, labels=["kitchen"], babi_fact_order="newest_first")
+    got = iface.collate([(0, iface.encode("Mary went to the kitchen. John went to the bathroom. Where is Mary?"))])
+    for k in ("facts", "fact_mask", "question", "src_mask"):
+        assert torch.equal(got[k], want[k]), k
 
 
 @pytest.mark.parametrize("level", ["word", "char"])

@@ -41,7 +41,7 @@ def copy_run(tmp_path_factory):
     d, m = "--data.init_args.", "--model.init_args.model_config."
     return fit("algorithmic_transformer.yaml", tmp_path_factory.mktemp("runs"), "copy", 30,
                d + "train_max_len", "5", d + "eval_max_len", "6", d + "eval_length", "uniform",
-               d + "random_offsets", "false", d + "val_size", "4", d + "test_size", "6", d + "batch_size", "16",
+               d + "position_offsets", "none", d + "val_size", "4", d + "test_size", "6", d + "batch_size", "16",
                d + "eval_batch_size", "4", m + "d_model", "16", m + "n_heads", "2", m + "d_ff", "32",
                m + "n_encoder_layers", "1", m + "n_decoder_layers", "1")
 
