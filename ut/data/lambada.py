@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -52,6 +51,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ut.data.batching import pad
+from ut.data.jsonl import iter_text_records
 from ut.data.paths import find_data_dir
 from ut.data.vocab import BOS_ID, EOS_ID, UNK_ID, Vocabulary
 
@@ -71,15 +71,7 @@ def read_lambada(path: str | Path) -> list[str]:
         raise FileNotFoundError(f"LAMBADA file not found: {path}")
     texts = []
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err})") from err
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise ValueError(f"{path}:{lineno}: expected an object with a string 'text' field")
+        for lineno, record in iter_text_records(f, path):
             if len(record["text"].split()) < 2:
                 raise ValueError(f"{path}:{lineno}: a LAMBADA passage needs a context and a target word")
             texts.append(record["text"])
@@ -119,15 +111,7 @@ def iter_corpus_documents(path: str | Path) -> Iterator[str]:
                 if not is_jsonl:
                     yield f.read()
                     continue
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{file}:{lineno}: not valid JSON ({err})") from err
-                    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                        raise ValueError(f"{file}:{lineno}: expected an object with a string 'text' field")
+                for _, record in iter_text_records(f, file):
                     yield record["text"]
         except UnicodeDecodeError as err:
             raise ValueError(f"{file}: not UTF-8 text ({err})") from err

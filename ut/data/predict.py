@@ -26,7 +26,6 @@ Batches (CONTRIBUTING.md formats, without targets) plus ``index Long[B]``: the r
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ut.data.batching import pad
+from ut.data.jsonl import iter_text_records
 
 log = logging.getLogger(__name__)
 
@@ -180,24 +180,14 @@ def read_texts(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prediction input file not found: {path}")
-    records, empty = [], 0
     with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                empty += 1
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: not a JSON object ({e})") from e
-                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-                    raise ValueError(f"{path}:{n}: needs a string field 'text'")
-                records.append(rec)
-            else:
-                records.append({"text": line.rstrip("\n")})
-    if empty:
-        log.info("%s: skipped %d empty lines", path, empty)
+        lines = f.readlines()
+    if path.suffix == ".jsonl":
+        records = [rec for _, rec in iter_text_records(lines, path)]
+    else:
+        records = [{"text": line.rstrip("\n")} for line in lines if line.strip()]
+    if len(records) < len(lines):
+        log.info("%s: skipped %d empty lines", path, len(lines) - len(records))
     if not records:
         raise ValueError(f"{path}: no text to predict on")
     return records
