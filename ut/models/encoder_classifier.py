@@ -89,6 +89,18 @@ class TransformerClassifierConfig(ConfigBase):
         self._check_choice("pooling", POOLING)
 
 
+def encoder_stack(cfg) -> TransformerEncoder:
+    """The N-layer :class:`TransformerEncoder` of an encoder-only config (this classifier's, the fact-QA model's):
+    the fields it shares with :class:`TransformerConfig` carried over."""
+    enc_cfg = TransformerConfig(
+        src_vocab_size=cfg.vocab_size, tgt_vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads,
+        d_ff=cfg.d_ff, n_encoder_layers=cfg.n_layers, dropout=cfg.dropout,
+        attention_dropout=cfg.attention_dropout, norm=cfg.norm, transition=cfg.transition,
+        activation=cfg.activation, position=cfg.position, max_len=cfg.max_len, pad_id=cfg.pad_id,
+    )
+    return TransformerEncoder(enc_cfg, cfg.n_layers)
+
+
 class TransformerEncoderClassifier(nn.Module):
     """Token embedding + position -> :class:`TransformerEncoder` (N layers) -> :class:`ClassificationHead`."""
 
@@ -96,13 +108,7 @@ class TransformerEncoderClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.position, cfg.max_len, cfg.dropout, cfg.pad_id)
-        enc_cfg = TransformerConfig(
-            src_vocab_size=cfg.vocab_size, tgt_vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads,
-            d_ff=cfg.d_ff, n_encoder_layers=cfg.n_layers, dropout=cfg.dropout,
-            attention_dropout=cfg.attention_dropout, norm=cfg.norm, transition=cfg.transition,
-            activation=cfg.activation, position=cfg.position, max_len=cfg.max_len, pad_id=cfg.pad_id,
-        )
-        self.encoder = TransformerEncoder(enc_cfg, cfg.n_layers)
+        self.encoder = encoder_stack(cfg)
         self.head = ClassificationHead(cfg.d_model, cfg.n_classes, cfg.pooling)
 
     def forward(self, src: Tensor, src_mask: Tensor | None = None, *, src_pos_offset: Tensor | None = None,

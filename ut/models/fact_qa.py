@@ -37,9 +37,8 @@ import torch
 from torch import Tensor, nn
 
 from ut.models.config import ConfigBase
-from ut.models.encoder_classifier import POOLING, ClassificationHead
+from ut.models.encoder_classifier import POOLING, ClassificationHead, encoder_stack
 from ut.models.outputs import ModelOutput
-from ut.models.transformer import TransformerConfig, TransformerEncoder
 from ut.models.universal import UniversalCommonConfig, UniversalEncoder
 from ut.nn.fact_encoder import FactEncoder
 from ut.nn.positions import PositionSignal, position_ids
@@ -122,13 +121,7 @@ class TransformerFactQA(_FactQABase):
 
     def __init__(self, cfg: TransformerFactQAConfig):
         super().__init__(cfg)
-        enc_cfg = TransformerConfig(
-            src_vocab_size=cfg.vocab_size, tgt_vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads,
-            d_ff=cfg.d_ff, n_encoder_layers=cfg.n_layers, dropout=cfg.dropout,
-            attention_dropout=cfg.attention_dropout, norm=cfg.norm, transition=cfg.transition,
-            activation=cfg.activation, position=cfg.position, max_len=cfg.max_len, pad_id=cfg.pad_id,
-        )
-        self.encoder = TransformerEncoder(enc_cfg, cfg.n_layers)
+        self.encoder = encoder_stack(cfg)
 
     def forward(self, facts: Tensor, question: Tensor, fact_mask: Tensor | None = None, *,
                 need_weights: bool = False) -> ModelOutput:
