@@ -26,10 +26,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-SCHEDULES = ("inverse_sqrt", "constant")
+from ut.models.config import ConfigBase
 
 
 def inverse_sqrt_lr(step: int, d_model: int, warmup: int, scale: float = 1.0) -> float:
@@ -42,10 +43,10 @@ def inverse_sqrt_lr(step: int, d_model: int, warmup: int, scale: float = 1.0) ->
 
 
 @dataclass
-class OptimizerConfig:
+class OptimizerConfig(ConfigBase):
     """Adam + schedule settings; every field is a YAML key under ``model.optimizer``."""
 
-    schedule: str = "inverse_sqrt"  # "inverse_sqrt" (paper) or "constant"
+    schedule: Literal["inverse_sqrt", "constant"] = "inverse_sqrt"  # warmup + inverse sqrt (paper), or constant
     lr_scale: float = 1.0  # c in lr = c * d^-0.5 * min(...) (paper 1.0; t2t 2.0); ignored by "constant"
     warmup_steps: int = 4000  # linear warmup length (paper 4000; t2t 8000)
     lr: float = 1e-3  # the learning rate of schedule="constant"
@@ -57,8 +58,7 @@ class OptimizerConfig:
     peak_lr: float | None = None  # inverse_sqrt: the learning rate at step = warmup (overrides lr_scale); None: off
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"optimizer.schedule={self.schedule!r} is not one of {SCHEDULES}")
+        super().__post_init__()
         if self.warmup_steps < 1:
             raise ValueError(f"optimizer.warmup_steps must be >= 1, got {self.warmup_steps}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):

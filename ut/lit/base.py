@@ -2,10 +2,13 @@
 parameter counts, and exact epoch-level evaluation metrics.
 
 The model is named by ``model_name`` (a key of :data:`ut.models.MODEL_REGISTRY`) and configured by
-``model_config`` (a plain dict, checked by the model's typed config: unknown keys are an error). Each subclass types
-``model_config`` with :func:`model_config_keys` (the keys of the configs of the models it trains), so that
-LightningCLI rejects a misspelt key or a wrongly typed value at parse time, in one line, and
-``--model.model_config.help <Name>`` documents every key (see :func:`ut.models.config.config_keys_type`).
+``model_config`` (a plain dict, checked by the model's typed config). Each subclass types ``model_config`` with
+:func:`model_config_keys` (the keys of the configs of the models it trains), so that LightningCLI rejects a misspelt
+key, a wrongly typed value or a value outside a ``Literal`` field's choices at parse time, in one line, and
+``--model.model_config.help <Name>`` documents every key (see :func:`ut.models.config.config_keys_type`). Built from
+Python, the module checks the same at construction: an unknown key, or a choice outside its field's values
+(``ConfigBase.check_choices``), is a ``ValueError`` naming it; the other checks of the config run when the model is
+built (at construction when every size is given, else in :meth:`configure_model`).
 
 Sizes that come from the data (vocabulary, number of answer classes, number of positions) may be left out of
 ``model_config``: they are filled in from the DataModule in :meth:`configure_model` (``DATA_FILLED_KEYS`` says
@@ -93,6 +96,7 @@ class TrainingModule(L.LightningModule):
         unknown = sorted(set(model_config) - fields)
         if unknown:
             raise ValueError(f"{config_cls.__name__}: unknown model_config keys {unknown}; valid: {sorted(fields)}")
+        config_cls.check_choices(model_config)
         self._config_fields = fields
         # _class_path lets `ut-train test --ckpt_path ...` (LightningCLI) rebuild this subclass from a checkpoint
         self.save_hyperparameters({"model_name": model_name, "model_config": model_config,

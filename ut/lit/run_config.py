@@ -25,29 +25,29 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-LOGGERS = ("wandb", "csv", "tensorboard", "none")
+from ut.models.config import ConfigBase
 
 
 @dataclass
-class RunConfig:
+class RunConfig(ConfigBase):
     """Run bookkeeping; each field is a YAML key under ``run:``."""
 
     experiment: str = "default"  # W&B group and sub-folder of save_dir, e.g. "ut_paper/algorithmic"
     name: str | None = None  # run name (folder and W&B run name); None: "<model_name>-seed<seed>"
     save_dir: str = "outputs"  # root folder of every run's logs and checkpoints
-    logger: str = "wandb"  # "wandb" (default, offline), "csv", "tensorboard" or "none"
+    logger: Literal["wandb", "csv", "tensorboard", "none"] = "wandb"  # W&B (offline by default) or a local logger
     online: bool | None = None  # W&B: true online, false offline, null: $WANDB_MODE if set, else offline
     project: str = "universal-transformers"  # W&B project
     tags: list[str] = field(default_factory=list)  # extra W&B tags (the model name is always added)
     checkpoint_every_n_steps: int | None = None  # also checkpoint every n steps (None: at epoch / validation end)
 
     def __post_init__(self):
-        if self.logger not in LOGGERS:
-            raise ValueError(f"run.logger={self.logger!r} is not one of {LOGGERS}")
+        super().__post_init__()
         if self.checkpoint_every_n_steps is not None and self.checkpoint_every_n_steps < 1:
             raise ValueError("run.checkpoint_every_n_steps must be >= 1 or null")
 

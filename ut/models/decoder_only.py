@@ -23,14 +23,14 @@ import torch
 from torch import Tensor, nn
 
 from ut.decoding import DecodeState
-from ut.models.config import ConfigBase
+from ut.models.config import Activation, ConfigBase, MoEPriority, Norm, PositionKind, Transition
 from ut.models.inputs import lm_padding, token_mask
 from ut.models.outputs import ModelOutput
 from ut.nn.attention import DecodingCache, MultiHeadAttention, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer
 from ut.nn.long_attention import LocalAttention, MemoryCompressedAttention
-from ut.nn.moe import PRIORITIES, MoEFeedForward
+from ut.nn.moe import MoEFeedForward
 
 
 @dataclass
@@ -43,10 +43,10 @@ class DecoderOnlyConfig(ConfigBase):
     layer_pattern: str = ""  # "/"-separated attention kinds, one per layer (see ATTENTION_KINDS); "" = all "full"
     dropout: float = 0.1  # residual / embedding / ffn dropout
     attention_dropout: float = 0.0  # keep 0 for long inputs on CPU (SDPA's math path otherwise)
-    norm: str = "pre"  # "pre" (t2t) or "post" (paper)
-    transition: str = "ffn"  # "ffn" or "sepconv" (causal)
-    activation: str = "relu"
-    position: str = "sinusoidal"  # "sinusoidal" or "learned"
+    norm: Norm = "pre"  # "pre" (t2t) or "post" (paper)
+    transition: Transition = "ffn"  # "ffn" or "sepconv" (causal)
+    activation: Activation = "relu"  # "relu" or "gelu"
+    position: PositionKind = "sinusoidal"  # "sinusoidal" or "learned"
     max_len: int = 4096  # largest learned position
     tie_output: bool = True  # output softmax weight = token embedding
     # long-input attention settings (used by the kinds that need them; see ut/nn/long_attention.py)
@@ -57,19 +57,17 @@ class DecoderOnlyConfig(ConfigBase):
     moe_top_k: int = 2  # experts per token
     moe_capacity_factor: float = 1.25  # expert capacity = factor * tokens * k / n_experts
     moe_aux_loss_weight: float = 0.01  # load-balancing loss weight
-    moe_priority: str = "position"  # capacity priority: "position" (causal in training) or "choice" (GShard)
+    moe_priority: MoEPriority = "position"  # capacity priority: "position" (causal in training) or "choice" (GShard)
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
     sep_id: int = 3
 
     def __post_init__(self):
+        super().__post_init__()
         self._check(self.d_model % self.n_heads == 0, f"d_model={self.d_model} must divide by n_heads={self.n_heads}")
         self._check(self.n_layers >= 1 or bool(self.layer_pattern), "need at least one layer")
         self._check(0 <= self.dropout < 1 and 0 <= self.attention_dropout < 1, "dropouts must be in [0, 1)")
-        self._check_choice("norm", ("pre", "post"))
-        self._check_choice("transition", ("ffn", "sepconv"))
-        self._check_choice("position", ("sinusoidal", "learned"))
         for kind in self.layer_kinds():
             self._check(kind_base(kind) in ATTENTION_KINDS,
                         f"unknown layer kind {kind!r} in layer_pattern; known: {sorted(ATTENTION_KINDS)}")
@@ -138,7 +136,6 @@ def check_long_input_fields(cfg) -> None:
     cfg._check(1 <= cfg.moe_top_k <= cfg.n_experts, f"need 1 <= moe_top_k <= n_experts, got {cfg.moe_top_k}")
     cfg._check(cfg.moe_capacity_factor > 0, f"moe_capacity_factor must be > 0, got {cfg.moe_capacity_factor}")
     cfg._check(cfg.moe_aux_loss_weight >= 0, f"moe_aux_loss_weight must be >= 0, got {cfg.moe_aux_loss_weight}")
-    cfg._check_choice("moe_priority", PRIORITIES)
     for kind in cfg.layer_kinds():
         for suffix in kind.split("-")[1:]:
             cfg._check(suffix in TRANSITION_KINDS,

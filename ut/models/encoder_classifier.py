@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ut.models.config import ConfigBase
+from ut.models.config import Activation, ConfigBase, Norm, Pooling, PositionKind, Transition
 from ut.models.inputs import token_mask
 from ut.models.outputs import ModelOutput
 from ut.models.transformer import TransformerConfig, TransformerEncoder
@@ -69,24 +69,20 @@ class TransformerClassifierConfig(ConfigBase):
     n_layers: int = 6  # encoder depth (the UT compares against a Transformer of equal depth)
     dropout: float = 0.1  # residual / embedding / ffn dropout
     attention_dropout: float = 0.0  # dropout on attention weights (0 keeps SDPA's fast kernels on CPU)
-    norm: str = "pre"  # "pre" (t2t) or "post" (paper)
-    transition: str = "ffn"  # "ffn" or "sepconv"
-    activation: str = "relu"  # "relu" or "gelu"
-    position: str = "sinusoidal"  # "sinusoidal" (paper) or "learned"
+    norm: Norm = "pre"  # "pre" (t2t) or "post" (paper)
+    transition: Transition = "ffn"  # "ffn" or "sepconv"
+    activation: Activation = "relu"  # "relu" or "gelu"
+    position: PositionKind = "sinusoidal"  # "sinusoidal" (paper) or "learned"
     max_len: int = 1024  # largest learned position
-    pooling: str = "mean"  # "mean" (t2t class-label modality, over real tokens), "first" or "last"
+    pooling: Pooling = "mean"  # "mean" (t2t class-label modality, over real tokens), "first" or "last"
     pad_id: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         self._check(self.d_model % self.n_heads == 0, f"d_model={self.d_model} must divide by n_heads={self.n_heads}")
         self._check(min(self.vocab_size, self.n_classes, self.d_model, self.d_ff, self.n_layers) > 0,
                     "sizes must be > 0")
         self._check(0 <= self.dropout < 1 and 0 <= self.attention_dropout < 1, "dropouts must be in [0, 1)")
-        self._check_choice("norm", ("pre", "post"))
-        self._check_choice("transition", ("ffn", "sepconv"))
-        self._check_choice("activation", ("relu", "gelu"))
-        self._check_choice("position", ("sinusoidal", "learned"))
-        self._check_choice("pooling", POOLING)
 
 
 def encoder_stack(cfg) -> TransformerEncoder:

@@ -32,21 +32,23 @@ Shape legend: B batch, F facts, W words per fact, Wq question words, D width, H 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from ut.models.config import ConfigBase
-from ut.models.encoder_classifier import POOLING, ClassificationHead, encoder_stack
+from ut.models.config import Activation, ConfigBase, Norm, PositionKind, Transition
+from ut.models.encoder_classifier import ClassificationHead, encoder_stack
 from ut.models.outputs import ModelOutput
 from ut.models.universal import UniversalCommonConfig, UniversalEncoder
 from ut.nn.fact_encoder import FactEncoder
 from ut.nn.positions import PositionSignal, position_ids
 
+FactPooling = Literal["first", "mean"]  # the ClassificationHead poolings (POOLING) that read the question
+
 
 def _check_fact_fields(cfg) -> None:
     cfg._check(min(cfg.vocab_size, cfg.n_classes, cfg.max_words) > 0, "vocab_size, n_classes, max_words must be > 0")
-    cfg._check_choice("pooling", POOLING[:2])
 
 
 @dataclass
@@ -60,22 +62,19 @@ class TransformerFactQAConfig(ConfigBase):
     n_layers: int = 4  # encoder depth (as deep as the UT's T steps)
     dropout: float = 0.1  # fact-vector / residual / ffn dropout
     attention_dropout: float = 0.0  # dropout on attention weights
-    norm: str = "pre"  # "pre" (t2t) or "post" (paper)
-    transition: str = "ffn"  # "ffn" or "sepconv"
-    activation: str = "relu"  # "relu" or "gelu"
-    position: str = "sinusoidal"  # position signal over the [question, facts] sequence: "sinusoidal" | "learned"
+    norm: Norm = "pre"  # "pre" (t2t) or "post" (paper)
+    transition: Transition = "ffn"  # "ffn" or "sepconv"
+    activation: Activation = "relu"  # "relu" or "gelu"
+    position: PositionKind = "sinusoidal"  # position signal over the [question, facts] sequence
     max_len: int = 256  # most items (1 + facts) for learned positions
-    pooling: str = "first"  # "first": the question's final state; "mean": mean over question + real facts
+    pooling: FactPooling = "first"  # "first": the question's final state; "mean": mean over question + real facts
     pad_id: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         self._check(self.d_model % self.n_heads == 0, f"d_model={self.d_model} must divide by n_heads={self.n_heads}")
         self._check(min(self.d_model, self.d_ff, self.n_layers) > 0, "d_model, d_ff and n_layers must be > 0")
         self._check(0 <= self.dropout < 1 and 0 <= self.attention_dropout < 1, "dropouts must be in [0, 1)")
-        self._check_choice("norm", ("pre", "post"))
-        self._check_choice("transition", ("ffn", "sepconv"))
-        self._check_choice("activation", ("relu", "gelu"))
-        self._check_choice("position", ("sinusoidal", "learned"))
         _check_fact_fields(self)
 
 
@@ -84,7 +83,7 @@ class UniversalFactQAConfig(UniversalCommonConfig):
     vocab_size: int = 32  # word vocabulary size
     n_classes: int = 32  # answer classes C
     max_words: int = 16  # longest fact / question in words (the positional masks' length)
-    pooling: str = "first"  # "first": the question's final state; "mean": mean over question + real facts
+    pooling: FactPooling = "first"  # "first": the question's final state; "mean": mean over question + real facts
     max_len: int = 256  # most items (1 + facts) for learned positions
 
     def __post_init__(self):

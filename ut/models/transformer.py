@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ut.decoding import DecodeState
-from ut.models.config import ConfigBase
+from ut.models.config import Activation, ConfigBase, Norm, PositionKind, Transition
 from ut.models.inputs import check_right_padded, token_mask
 from ut.models.outputs import ModelOutput
 from ut.nn.attention import DecodingCache, key_padding_mask
@@ -40,10 +40,10 @@ class TransformerConfig(ConfigBase):
     n_decoder_layers: int = 6  # decoder depth (base: 6)
     dropout: float = 0.1  # residual, embedding and ffn dropout (paper: 0.1)
     attention_dropout: float = 0.0  # dropout on attention weights (t2t: 0.1; 0 keeps SDPA's fast kernels on CPU)
-    norm: str = "pre"  # "pre" (t2t) or "post" (paper) LayerNorm placement
-    transition: str = "ffn"  # "ffn" or "sepconv"
-    activation: str = "relu"  # "relu" (paper) or "gelu"
-    position: str = "sinusoidal"  # "sinusoidal" (paper) or "learned"
+    norm: Norm = "pre"  # "pre" (t2t) or "post" (paper) LayerNorm placement
+    transition: Transition = "ffn"  # "ffn" or "sepconv"
+    activation: Activation = "relu"  # "relu" (paper) or "gelu"
+    position: PositionKind = "sinusoidal"  # "sinusoidal" (paper) or "learned"
     max_len: int = 1024  # largest learned position (position="learned" only; sinusoids have no bound)
     share_embeddings: bool = False  # one embedding matrix for source and target (needs equal vocabularies)
     tie_output: bool = True  # output softmax weight = target embedding (paper §3.4)
@@ -52,14 +52,11 @@ class TransformerConfig(ConfigBase):
     eos_id: int = 2
 
     def __post_init__(self):
+        super().__post_init__()
         self._check(self.d_model % self.n_heads == 0, f"d_model={self.d_model} must divide by n_heads={self.n_heads}")
         self._check(min(self.src_vocab_size, self.tgt_vocab_size, self.d_model, self.d_ff) > 0, "sizes must be > 0")
         self._check(self.n_encoder_layers >= 1 and self.n_decoder_layers >= 1, "at least one layer each")
         self._check(0 <= self.dropout < 1 and 0 <= self.attention_dropout < 1, "dropouts must be in [0, 1)")
-        self._check_choice("norm", ("pre", "post"))
-        self._check_choice("transition", ("ffn", "sepconv"))
-        self._check_choice("activation", ("relu", "gelu"))
-        self._check_choice("position", ("sinusoidal", "learned"))
         if self.share_embeddings:
             self._check(self.src_vocab_size == self.tgt_vocab_size, "share_embeddings needs equal vocab sizes")
 

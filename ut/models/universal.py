@@ -60,13 +60,14 @@ Shape legend: B batch, S source length, T target length, D width, V vocabulary, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from ut.decoding import DecodeState
-from ut.models.config import ConfigBase
-from ut.models.encoder_classifier import POOLING, ClassificationHead
+from ut.models.config import Activation, ConfigBase, Norm, Pooling, PositionKind, Transition
+from ut.models.encoder_classifier import ClassificationHead
 from ut.models.inputs import check_right_padded, token_mask
 from ut.models.outputs import ModelOutput
 from ut.nn.act import (
@@ -94,39 +95,32 @@ class UniversalCommonConfig(ConfigBase):
     n_heads: int = 8  # attention heads H
     d_ff: int = 2048  # transition inner width
     n_steps: int = 6  # T: applications of the shared layer (fixed recurrence); ACT's max default is 2T
-    recurrence: str = "fixed"  # "fixed" (T steps) or "act" (adaptive computation time, per position)
+    recurrence: Literal["fixed", "act"] = "fixed"  # T steps, or adaptive computation time per position
     act_max_steps: int | None = None  # ACT: most steps a position may run; None = 2 * n_steps (t2t base: 12)
     act_epsilon: float = 0.01  # ACT halting threshold = 1 - epsilon (Graves 2016)
     act_halting_bias_init: float = 1.0  # ACT halting unit bias at init (t2t: 1.0, p ~ 0.73)
-    act_combine: str = "basic"  # "basic" (t2t: out = f*w + out*(1-w)) or "accumulated" (Graves: out += f*w)
+    act_combine: Literal["basic", "accumulated"] = "basic"  # t2t: out = f*w + out*(1-w); Graves: out += f*w
     act_loss_weight: float = 0.01  # ponder loss weight (t2t act_loss_weight), encoder and decoder each
     act_skip_halted: bool = True  # ACT: run the layer on running positions only (ffn transition; same outputs)
-    timestep: str = "sinusoidal"  # timestep signal S_t: "sinusoidal" (paper) or "learned" (t2t)
+    timestep: PositionKind = "sinusoidal"  # timestep signal S_t: "sinusoidal" (paper) or "learned" (t2t)
     dropout: float = 0.1  # residual / embedding / transition dropout
     attention_dropout: float = 0.0  # dropout on attention weights (0 keeps SDPA's fast kernels on CPU)
-    norm: str = "pre"  # "pre" (t2t, final LN after the loop) or "post" (paper equations)
-    transition: str = "ffn"  # "ffn" (t2t "fc") or "sepconv" (separable convolutions, causal in the decoder)
-    activation: str = "relu"  # "relu" or "gelu"
-    position: str = "sinusoidal"  # position signal P: "sinusoidal" (paper) or "learned"
-    position_start_index: str = "zero"  # P's start at every step: "zero" or "random" (t2t: drawn per step and batch)
+    norm: Norm = "pre"  # "pre" (t2t, final LN after the loop) or "post" (paper equations)
+    transition: Transition = "ffn"  # "ffn" (t2t "fc") or "sepconv" (separable convolutions, causal in the decoder)
+    activation: Activation = "relu"  # "relu" or "gelu"
+    position: PositionKind = "sinusoidal"  # position signal P: "sinusoidal" (paper) or "learned"
+    position_start_index: Literal["zero", "random"] = "zero"  # P's start per step (random: t2t, per step and batch)
     max_len: int = 1024  # largest learned position
     pad_id: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         self._check(self.d_model % self.n_heads == 0, f"d_model={self.d_model} must divide by n_heads={self.n_heads}")
         self._check(min(self.d_model, self.d_ff, self.n_steps) > 0, "d_model, d_ff and n_steps must be > 0")
         self._check(self.act_max_steps is None or self.act_max_steps >= 1, "act_max_steps must be >= 1 or None")
         self._check(0 < self.act_epsilon < 1, "act_epsilon must be in (0, 1)")
         self._check(self.act_loss_weight >= 0, "act_loss_weight must be >= 0")
         self._check(0 <= self.dropout < 1 and 0 <= self.attention_dropout < 1, "dropouts must be in [0, 1)")
-        self._check_choice("recurrence", ("fixed", "act"))
-        self._check_choice("act_combine", ("basic", "accumulated"))
-        self._check_choice("timestep", ("sinusoidal", "learned"))
-        self._check_choice("norm", ("pre", "post"))
-        self._check_choice("transition", ("ffn", "sepconv"))
-        self._check_choice("activation", ("relu", "gelu"))
-        self._check_choice("position", ("sinusoidal", "learned"))
-        self._check_choice("position_start_index", ("zero", "random"))
         self._check(self.position_start_index == "zero" or self.position == "sinusoidal",
                     "position_start_index='random' shifts the sinusoid (t2t's timing signal): needs "
                     f"position='sinusoidal', got position={self.position!r}")
@@ -159,12 +153,11 @@ class UniversalTransformerConfig(UniversalCommonConfig):
 class UniversalClassifierConfig(UniversalCommonConfig):
     vocab_size: int = 32  # input vocabulary size
     n_classes: int = 32  # answer classes C
-    pooling: str = "mean"  # "mean" (t2t class-label modality, over real tokens), "first" or "last"
+    pooling: Pooling = "mean"  # "mean" (t2t class-label modality, over real tokens), "first" or "last"
 
     def __post_init__(self):
         super().__post_init__()
         self._check(min(self.vocab_size, self.n_classes) > 0, "vocab_size and n_classes must be > 0")
-        self._check_choice("pooling", POOLING)
 
 
 # ----------------------------------------------------------------------------------------------------------------

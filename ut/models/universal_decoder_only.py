@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from ut.decoding import DecodeState
+from ut.models.config import MoEPriority
 from ut.models.decoder_only import (
     ATTENTION_KINDS,
     blocks_follow_tensor_index,
@@ -59,10 +60,11 @@ from ut.nn.embedding import TokenEmbedding
 class UniversalDecoderOnlyConfig(UniversalCommonConfig):
     """UniversalCommonConfig (steps, ACT, timestep, norm, widths) plus the decoder-only / long-input fields.
 
-    ``act_skip_halted`` has no effect here: the long attentions compute whole blocks, so every position runs each
-    executed step (halted ones from their frozen state, as the ACT loop requires); outputs are the same either way.
+    ``act_skip_halted`` must be False here (its default here; True is an error): the long attentions compute whole
+    blocks, so every position runs each executed step (halted ones from their frozen state, as the ACT loop requires).
     """
 
+    act_skip_halted: bool = False  # must be False: every position runs each executed step (see above)
     vocab_size: int = 32  # vocabulary size V (input and target share it)
     layer_pattern: str = "locm/redm"  # ONE recurrence step: "/"-separated T-DMCA layer kinds, weights shared over T
     block_size: int = 256  # local attention block (Liu et al.: 256)
@@ -71,7 +73,7 @@ class UniversalDecoderOnlyConfig(UniversalCommonConfig):
     moe_top_k: int = 2  # experts per token
     moe_capacity_factor: float = 1.25  # expert capacity = factor * tokens * k / n_experts (training)
     moe_aux_loss_weight: float = 0.01  # load-balancing loss weight (per application of a MoE layer)
-    moe_priority: str = "position"  # capacity priority: "position" (causal in training) or "choice" (GShard)
+    moe_priority: MoEPriority = "position"  # capacity priority: "position" (causal in training) or "choice" (GShard)
     max_len: int = 16384  # largest learned position (long inputs)
     tie_output: bool = True  # output softmax weight = token embedding
     bos_id: int = 1
@@ -80,6 +82,9 @@ class UniversalDecoderOnlyConfig(UniversalCommonConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self._check(not self.act_skip_halted,
+                    "act_skip_halted=True cannot apply to UT-DMCA: every position runs each executed step (the "
+                    "long attentions compute whole blocks); set act_skip_halted=False")
         self._check(self.vocab_size > 0, "vocab_size must be > 0")
         self._check(bool(self.layer_pattern.strip()), "layer_pattern must name at least one layer kind")
         for kind in self.layer_kinds():

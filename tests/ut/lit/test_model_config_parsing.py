@@ -3,6 +3,9 @@ misspelt key or a wrongly typed value while parsing, ``--print_config`` included
 
 from __future__ import annotations
 
+import re
+import typing
+
 import pytest
 import yaml
 
@@ -74,3 +77,41 @@ def test_the_keys_are_the_fields_of_the_accepted_models(module, keys):
     for name in module.ACCEPTED_MODELS:
         fields |= set(model_classes(name)[1].__dataclass_fields__)
     assert set(keys.__annotations__) == fields
+
+
+@pytest.mark.parametrize("print_config", [False, True])
+def test_a_value_outside_a_literal_fields_choices_fails_at_parse_time(tmp_path, capsys, print_config):
+    path = config_with(tmp_path, recurrence="actt")
+    code, text = parse(["--config", path, *(["--print_config"] if print_config else [])], capsys)
+    assert code == 2
+    assert "Expected a typing.Literal['fixed', 'act']. Got value: actt" in text and "Traceback" not in text
+    code, text = parse(["--config", CONFIG.as_posix(), "--run.logger=wand", "--print_config"], capsys)
+    assert code == 2 and 'Parser key "run.logger"' in text and "Got value: wand" in text
+
+
+def test_the_keys_carry_the_literal_types_of_the_configs():
+    hints = typing.get_type_hints(Seq2SeqModelConfig)
+    assert typing.get_args(hints["recurrence"]) == ("fixed", "act")  # UniversalTransformerConfig's alone
+    assert set(typing.get_args(typing.get_type_hints(ClassificationModelConfig)["pooling"])) == {"mean", "first",
+                                                                                                 "last"}
+
+
+@pytest.mark.parametrize("module,name,config,message", [
+    (Seq2SeqModule, "universal", {"recurrence": "actt"},
+     "UniversalTransformerConfig: recurrence='actt' is not one of ('fixed', 'act')"),
+    (ClassificationModule, "transformer_classifier", {"pooling": "max"},
+     "TransformerClassifierConfig: pooling='max' is not one of ('mean', 'first', 'last')"),
+    (LanguageModelModule, "decoder_only", {"moe_priority": "random", "vocab_size": None},
+     "DecoderOnlyConfig: moe_priority='random' is not one of ('position', 'choice')"),
+])
+def test_a_bad_choice_fails_at_construction_even_before_the_data_fills_the_sizes(module, name, config, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        module(name, config)
+    assert module(name, {k: v for k, v in config.items() if v is None}).model is None  # the sizes are still missing
+
+
+def test_ut_dmca_rejects_act_skip_halted_at_construction():
+    with pytest.raises(ValueError, match="act_skip_halted=True cannot apply to UT-DMCA"):
+        LanguageModelModule("universal_decoder_only", {"vocab_size": 16, "d_model": 16, "n_heads": 2, "d_ff": 32,
+                                                       "n_steps": 1, "layer_pattern": "full",
+                                                       "act_skip_halted": True})
