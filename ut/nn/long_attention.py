@@ -1,10 +1,13 @@
 """Long-input causal self-attentions of T-DMCA: blockwise local attention and memory-compressed attention.
 
 Liu et al. 2018, "Generating Wikipedia by Summarizing Long Sequences", §4.2.2, and tensor2tensor
-(``common_attention.masked_local_attention_1d``, ``multihead_self_attention_reduced``). Both modules subclass
-:class:`~ut.nn.attention.MultiHeadAttention` (same Q/K/V/O projections, same call signature
-``forward(x, memory=None, *, mask, causal, cache, need_weights) -> AttentionOutput``), so a decoder layer takes
-either in place of full attention.
+(``common_attention.masked_local_attention_1d``, ``multihead_self_attention_reduced``). Both modules have
+:class:`~ut.nn.attention.MultiHeadAttention`'s Q/K/V/O projections (:class:`~ut.nn.attention.HeadProjections`: the
+same parameter names) and its call signature ``forward(x, memory=None, *, mask, causal, cache, need_weights) ->
+AttentionOutput``, so a decoder layer takes either in place of full attention; as self-attentions of a decoder,
+they reject ``memory`` and ``causal=False``. Their attention of projected heads runs through
+:func:`ut.nn.attend.attend` (the mask, the empty-row guard, the softmax precision), except the one grouped-query SDPA
+call of the memory-compressed fast path (below), whose causal mask is top-left aligned over query groups.
 
 Local attention (:class:`LocalAttention`): the sequence is split into blocks of ``block_size`` tokens (256 in the
 paper) and attention is computed per block, causally; cost O(L * block) in time and memory -- there is never an
@@ -51,9 +54,9 @@ channel, ``p = Z_raw / (Z_c + Z_raw)``: the exact joint softmax is ``o_c + p * o
 ``[compressed blocks; raw tokens]`` with an explicit mask; the two agree, and equal a direct per-query float64
 reference (tested).
 
-Attention dropout: local attention passes it to SDPA per block (the math path is then quadratic in the block only,
-i.e. linear in L); memory-compressed attention has no dropout (the sentinel trick needs exact softmax weights), and
-rejects ``dropout > 0``.
+Attention dropout: local attention passes it to SDPA per block (``attend(..., chunk_dropout=False)``: the math path
+is then quadratic in the block only, i.e. linear in L); memory-compressed attention has no dropout (the sentinel
+trick needs exact softmax weights), and rejects ``dropout > 0``.
 
 Masks: only key-padding masks (broadcastable to ``[B, 1, 1, Lk]``, True = real token) are accepted -- the causal /
 local structure is the module's own; a general ``[Lq, Lk]`` mask would be quadratic. Blocks are counted from index 0
@@ -81,7 +84,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ut.nn.attention import AttentionOutput, KVCache, MultiHeadAttention, manual_attention
+from ut.nn.attend import attend
+from ut.nn.attention import AttentionOutput, HeadProjections, KVCache
+from ut.nn.masks import causal_mask
 
 COMPRESSION_ORDERS = ("project_compress", "compress_project")
 
@@ -127,13 +132,6 @@ def _check_call(memory: Tensor | None, causal: bool) -> None:
         raise ValueError("long-input attentions are causal (decoder) attentions: causal=False is not supported")
 
 
-def _masked_sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: float) -> Tensor:
-    """SDPA with a boolean mask; query rows with no allowed key return zeros (SDPA alone would give NaN)."""
-    row_ok = mask.any(-1, keepdim=True)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~row_ok, dropout_p=dropout_p)
-    return out * row_ok.to(out.dtype)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # local attention
 
@@ -149,7 +147,7 @@ def local_attention_mask(q_len: int, block_size: int, look_back: bool, k_len: in
     i = torch.arange(k_len - q_len, k_len, device=device)[:, None]
     j = torch.arange(k_len, device=device)[None, :]
     first = ((i // block_size) - int(look_back)).clamp(min=0) * block_size
-    return (j <= i) & (j >= first)
+    return causal_mask(q_len, k_len, device=device) & (j >= first)
 
 
 def blockwise_local_attention(q: Tensor, k: Tensor, v: Tensor, block_size: int, look_back: bool,
@@ -196,22 +194,14 @@ def blockwise_local_attention_parts(q: Tensor, k: Tensor, v: Tensor, block_size:
         lo = (full - 1) * w if look_back and full else full * w  # keys of the last block (and of the one before)
         if lo < full * w:
             kt, vt = k[:, :, lo:], v[:, :, lo:]
-        mask = causal_window(qt.shape[2], kt.shape[2], q.device)
-        mask = mask if key_ok is None else mask & key_ok[:, None, None, lo:]
-        parts.append(rearrange(_local_sdpa(qt, kt, vt, mask, dropout_p), "b h l d -> b l h d"))
+        mask = None if key_ok is None else key_ok[:, None, None, lo:]
+        parts.append(rearrange(_causal_attend(qt, kt, vt, mask, dropout_p), "b h l d -> b l h d"))
     return [part.flatten(2) for part in parts]
 
 
-def causal_window(q_len: int, k_len: int, device=None) -> Tensor:
-    """Bool[Lq, Lk]: the Lq queries are the last Lq of the Lk keys (bottom-right aligned causal mask)."""
-    return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(diagonal=k_len - q_len)
-
-
-def _local_sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: float) -> Tensor:
-    """SDPA under a causal-window mask: is_causal (skips masked tiles) when the mask is exactly that."""
-    if mask.dim() == 2 and mask.shape[0] == mask.shape[1]:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-    return _masked_sdpa(q, k, v, mask, dropout_p)
+def _causal_attend(q: Tensor, k: Tensor, v: Tensor, key_ok: Tensor | None, dropout_p: float) -> Tensor:
+    """Causal attention of one window (the queries are its last keys), dropout through SDPA: (B, H, Lq, Dh)."""
+    return attend(q, k, v, key_ok, causal=True, dropout_p=dropout_p, chunk_dropout=False)[0]
 
 
 def _local_whole_blocks(q: Tensor, k: Tensor, v: Tensor, w: int, look_back: bool, ok: Tensor | None,
@@ -221,29 +211,28 @@ def _local_whole_blocks(q: Tensor, k: Tensor, v: Tensor, w: int, look_back: bool
     flat = lambda t: rearrange(t, "b h (n w) d -> (b n) h w d", w=w)  # a view of the projections' memory
     unflat = lambda t: rearrange(t, "(b n) h w d -> b (n w) h d", b=bsz)
     ok_b = None if ok is None else rearrange(ok, "b (n w) -> b n w", w=w)  # (B, Nw, W)
-    own = causal_window(w, w, q.device)
     if not look_back:  # the paper's: each block alone, causal
-        mask = own if ok_b is None else rearrange(own & ok_b[:, :, None, :], "b n q k -> (b n) 1 q k")
-        return unflat(_local_sdpa(flat(q), flat(k), flat(v), mask, dropout_p))
+        mask = None if ok_b is None else rearrange(ok_b, "b n k -> (b n) 1 1 k")
+        return unflat(_causal_attend(flat(q), flat(k), flat(v), mask, dropout_p))
     # t2t local_mask_right: block 0 alone; block n >= 1 sees the window [block n - 1; block n], query r keys <= W + r
-    first_mask = own if ok_b is None else own & ok_b[:, None, None, 0, :]
-    parts = [rearrange(_local_sdpa(q[:, :, :w], k[:, :, :w], v[:, :, :w], first_mask, dropout_p),
+    first_mask = None if ok_b is None else ok_b[:, None, None, 0, :]
+    parts = [rearrange(_causal_attend(q[:, :, :w], k[:, :, :w], v[:, :, :w], first_mask, dropout_p),
                        "b h w d -> b w h d")]
     if q.shape[2] > w:
         window = lambda t: torch.cat([flat(t[:, :, :-w]), flat(t[:, :, w:])], dim=2)  # (B*(Nw-1), H, 2W, Dh)
-        mask = causal_window(w, 2 * w, q.device)
+        mask = None
         if ok_b is not None:
             ok_w = torch.cat([ok_b[:, :-1], ok_b[:, 1:]], dim=2)  # (B, Nw-1, 2W)
-            mask = rearrange(mask & ok_w[:, :, None, :], "b n q k -> (b n) 1 q k")
-        parts.append(unflat(_masked_sdpa(flat(q[:, :, w:]), window(k), window(v), mask, dropout_p)))
+            mask = rearrange(ok_w, "b n k -> (b n) 1 1 k")
+        parts.append(unflat(_causal_attend(flat(q[:, :, w:]), window(k), window(v), mask, dropout_p)))
     return torch.cat(parts, dim=1)
 
 
-class LocalAttention(MultiHeadAttention):
+class LocalAttention(HeadProjections):
     """Causal blockwise local self-attention (Liu et al. 2018, §4.2.2; t2t ``local_mask_right`` with look_back).
 
     Args:
-        d_model, n_heads, bias: as :class:`MultiHeadAttention`.
+        d_model, n_heads, bias: as :class:`~ut.nn.attention.MultiHeadAttention`.
         block_size: tokens per block W (paper: 256).
         look_back: False = attend within the own block only (the paper); True = own block + previous block (t2t's
             ``local_mask_right``, the attention t2t's ``"locm"`` layers run).
@@ -254,10 +243,10 @@ class LocalAttention(MultiHeadAttention):
 
     def __init__(self, d_model: int, n_heads: int, block_size: int = 256, look_back: bool = False,
                  dropout: float = 0.0, bias: bool = True):
-        super().__init__(d_model, n_heads, dropout, bias)
+        super().__init__(d_model, n_heads, bias)
         if block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size}")
-        self.block_size, self.look_back = block_size, look_back
+        self.block_size, self.look_back, self.dropout = block_size, look_back, dropout
 
     def window_start(self, position: int) -> int:
         """First key position the query at ``position`` may see: the start of its block (or of the previous)."""
@@ -283,8 +272,8 @@ class LocalAttention(MultiHeadAttention):
                 raise ValueError("need_weights is for whole-sequence calls, not incremental decoding")
             dense = local_attention_mask(n, self.block_size, self.look_back, device=x.device)
             dense = dense if ok is None else dense & ok[:, None, None, :]
-            out, weights = manual_attention(q, k, v, dense, dropout_p, self.training)
-            out = rearrange(out, "b h l d -> b l (h d)")
+            out, weights = attend(q, k, v, dense, dropout_p=dropout_p, need_weights=True)
+            out = self.merge_heads(out)
         elif t == 0:  # project each piece: no concatenated copy of the attention output
             parts = blockwise_local_attention_parts(q, k, v, self.block_size, self.look_back, ok, dropout_p)
             out = [self.out_proj(part) for part in parts]
@@ -314,7 +303,7 @@ def memory_compressed_mask(q_len: int, compression: int, q_start: int = 0, devic
     i = torch.arange(q_start, k_len, device=device)[:, None]
     blocks = torch.arange(k_len // c, device=device)[None, :]
     j = torch.arange(k_len, device=device)[None, :]
-    return blocks < i // c, (j <= i) & (j >= (i // c) * c)
+    return blocks < i // c, causal_mask(q_len, k_len, device=device) & (j >= (i // c) * c)
 
 
 def compressed_attention(q: Tensor, kc: Tensor, vc: Tensor, k_raw: Tensor, v_raw: Tensor, compression: int, *,
@@ -346,7 +335,7 @@ def compressed_attention(q: Tensor, kc: Tensor, vc: Tensor, k_raw: Tensor, v_raw
 
     # raw own-block part: query r of a group sees raw keys 0..r of its group (c keys at most, computed directly)
     s_raw = torch.einsum("bhrgd,bhgjd->bhrgj", q_hr, kg) * scale  # (B, H, c, G, c)
-    allowed = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()[:, None, :]  # (c, 1, c): [r, g, j]
+    allowed = causal_mask(c, device=q.device)[:, None, :]  # (c, 1, c): [r, g, j]
     if raw_ok is not None:
         ok = torch.cat([raw_ok, raw_ok.new_zeros(raw_ok.shape[0], pad)], dim=1) if pad else raw_ok
         allowed = allowed & rearrange(ok, "b (g j) -> b 1 1 g j", j=c)
@@ -378,11 +367,11 @@ def compressed_attention(q: Tensor, kc: Tensor, vc: Tensor, k_raw: Tensor, v_raw
     return rearrange(out, "b h r g d -> b (g r) (h d)")[:, q_offset : q_offset + n]
 
 
-class MemoryCompressedAttention(MultiHeadAttention):
+class MemoryCompressedAttention(HeadProjections):
     """Causal memory-compressed self-attention (Liu et al. 2018, §4.2.2; t2t ``multihead_self_attention_reduced``).
 
     Args:
-        d_model, n_heads, bias: as :class:`MultiHeadAttention`.
+        d_model, n_heads, bias: as :class:`~ut.nn.attention.MultiHeadAttention`.
         compression: kernel = stride c of the compressing convolution (paper: 3).
         order: ``"project_compress"`` (the paper, default) or ``"compress_project"`` (t2t); see the module docstring.
         dropout: must be 0 (see the module docstring).
@@ -398,8 +387,8 @@ class MemoryCompressedAttention(MultiHeadAttention):
             raise ValueError(f"order={order!r} is not one of {COMPRESSION_ORDERS}")
         if compression < 1:
             raise ValueError(f"compression must be >= 1, got {compression}")
-        super().__init__(d_model, n_heads, 0.0, bias)
-        self.compression, self.order = compression, order
+        super().__init__(d_model, n_heads, bias)
+        self.compression, self.order, self.dropout = compression, order, dropout
         if order == "project_compress":
             self.compress_k = nn.Linear(compression * d_model, d_model, bias=bias)  # the strided conv over K
             self.compress_v = nn.Linear(compression * d_model, d_model, bias=bias)  # ... and over V
@@ -464,8 +453,8 @@ class MemoryCompressedAttention(MultiHeadAttention):
                 raw_mask = raw_mask & raw_ok[:, None, None, :]
             lead = torch.broadcast_shapes(comp_mask.shape[:-1], raw_mask.shape[:-1])
             dense = torch.cat([comp_mask.expand(*lead, -1), raw_mask.expand(*lead, -1)], dim=-1)  # (B|1, 1, n, Nb+n)
-            out, weights = manual_attention(q, torch.cat([kc, k_raw], 2), torch.cat([vc, v_raw], 2), dense)
-            out = rearrange(out, "b h l d -> b l (h d)")
+            out, weights = attend(q, torch.cat([kc, k_raw], 2), torch.cat([vc, v_raw], 2), dense, need_weights=True)
+            out = self.merge_heads(out)
         else:
             if raw_ok is not None and pad:
                 raw_ok = torch.cat([raw_ok, raw_ok.new_zeros(raw_ok.shape[0], pad)], dim=1)

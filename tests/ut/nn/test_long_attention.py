@@ -263,3 +263,29 @@ def test_memory_compressed_shorter_than_one_block_with_padding():
     out = attn(x, mask=key_padding_mask(real)).out
     ref = MultiHeadAttention.forward(attn, x, mask=key_padding_mask(real), causal=True).out
     torch.testing.assert_close(out[real], ref[real])
+
+
+@pytest.mark.parametrize("look_back", [False, True])
+def test_local_attention_dropout_runs_per_block_in_sdpa_not_the_chunked_back_end(monkeypatch, look_back):
+    """Training with attention dropout: SDPA per block (quadratic in the block only), never ut.nn.attend's chunked
+    back end (whose recomputation buys nothing for blocks this short)."""
+    import ut.nn.attend as attend_module
+
+    key_lengths, dropouts = [], []
+    real_sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        key_lengths.append(k.shape[-2])
+        dropouts.append(kw.get("dropout_p", 0.0))
+        return real_sdpa(q, k, v, **kw)
+
+    def no_chunked(*args, **kwargs):
+        raise AssertionError("local attention took the chunked dropout back end")
+
+    monkeypatch.setattr(la.F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(attend_module, "dropout_attention", no_chunked)
+    attn = LocalAttention(D, H, block_size=4, look_back=look_back, dropout=0.1).train()
+    real = torch.ones(1, 41, dtype=torch.bool)
+    real[0, :6] = False
+    attn(torch.randn(1, 41, D), mask=key_padding_mask(real)).out.sum().backward()
+    assert key_lengths and max(key_lengths) <= 8 and set(dropouts) == {0.1}

@@ -149,24 +149,24 @@ def test_chunked_attention_dropout_is_unbiased():
 def test_multihead_attention_with_dropout_uses_the_chunked_path_and_matches_eval_at_p_tiny():
     """Training with attention dropout goes through dropout_attention (not SDPA's math path); at p -> 0 it
     reproduces the eval (SDPA) output, and a memory cap smaller than one (Lq x Lk) matrix still runs."""
-    from ut.nn import attention as attention_module
+    from ut.nn import attend as attend_module  # the dispatcher that picks the back end
     from ut.nn.attention import MultiHeadAttention
 
     torch.manual_seed(7)
     mha = MultiHeadAttention(16, 4, dropout=1e-6).double()
     x = torch.randn(2, 40, 16, dtype=torch.float64)
     calls = []
-    original = attention_module.dropout_attention
+    original = attend_module.dropout_attention
 
     def spy(*args, **kwargs):
         calls.append(args[0].shape)
         return original(*args, max_scores=64, **kwargs)
 
-    attention_module.dropout_attention = spy
+    attend_module.dropout_attention = spy
     try:
         train_out = mha.train()(x, causal=True).out
     finally:
-        attention_module.dropout_attention = original
+        attend_module.dropout_attention = original
     eval_out = mha.eval()(x, causal=True).out
     assert calls, "training with attention dropout must take the chunked dropout path"
     torch.testing.assert_close(train_out, eval_out, atol=1e-5, rtol=1e-5)  # p = 1e-6 still rescales by 1/(1-p)
