@@ -8,7 +8,7 @@ import torch
 from tests.ut.helpers import padded
 from ut.decoding import beam_search, greedy_decode
 from ut.models import build_model
-from ut.models.decoder_only import left_align
+from ut.decoding import left_align
 from ut.models.universal_decoder_only import UniversalDecoderOnlyConfig, UniversalDecoderOnlyLM
 
 
