@@ -28,8 +28,11 @@ Recurrence (config ``recurrence``):
 - ``"act"``: dynamic halting per position with Adaptive Computation Time (Graves 2016; UT §2.2), at most
   ``act_max_steps`` (default 2 x ``n_steps``) applications; see :mod:`ut.nn.act` for the algorithm, the defects of
   the reference implementations fixed there, and the frozen-halted-state semantics. The ponder loss
-  ``act_loss_weight * mean(n + r)`` of the encoder and of the decoder goes into ``ModelOutput.aux_loss``; per-position
-  ponder time and update counts into ``ModelOutput.ponder_time`` / ``n_updates``.
+  ``act_loss_weight * mean(n + r)`` of the encoder and of the decoder goes into ``ModelOutput.ponder_loss`` (and
+  ``aux_loss``); per-position ponder time and update counts into ``ModelOutput.ponder_time`` / ``n_updates``.
+
+Both stacks are a :class:`UniversalStack` (the shared layer, timestep signal, ACT, final LayerNorm) applied through
+:func:`ut.nn.stack.run_stack`, which returns a :class:`ut.nn.stack.StackOutput` (``encode`` returns the encoder's).
 
 Options and deviations, each a config field: ``timestep="sinusoidal"`` (paper, default) or ``"learned"`` (t2t's
 default ``step_timing_signal_type``); ``norm="pre"`` (t2t, our default: ``x + f(LN(x))`` with a final LayerNorm
@@ -38,9 +41,9 @@ after the loop) or ``"post"`` (the paper's equations); ``transition="ffn"`` (t2t
 keep-transforming; ``act_skip_halted`` then runs the shared layer only on the running positions (keys and values
 still from all positions) when the transition is position-wise -- same outputs, less compute (tested).
 
-Incremental decoding (``start_decoding`` / ``decode_step``, :mod:`ut.decoding`): the shared decoder layer has one
-cache per EXECUTED STEP, under ``DecodingCache`` keys ``(("dec", t), "self" | "cross" | "conv")`` -- a cache keyed by
-module would mix the steps (t2t has no UT decoding cache at all).
+Incremental decoding (``start_decoding`` / ``decode_step``, :class:`ut.decoding.EncoderDecoderDecoding`): the
+shared decoder layer has one cache per EXECUTED STEP, under ``DecodingCache`` keys ``(("dec", t), "self" | "cross" |
+"conv")`` -- a cache keyed by module would mix the steps (t2t has no UT decoding cache at all).
 
 UT+ACT decoding scheme (exact, tested against the full forward pass): each new position runs its own ACT loop, one
 executed step t at a time with the step-t cache, until it halts in every row (rows that halted earlier are frozen
@@ -61,6 +64,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -219,11 +223,15 @@ class UniversalStack(nn.Module):
         pos_signal = pos_signal.to(x.dtype)
         if start is None:
             self.last_start_indices = []
-            start = lambda t: self.start_index(t, x.shape[1], x.device)  # noqa: E731
+            start = partial(self.start_index, length=x.shape[1], device=x.device)
+
+        def step_input(state: Tensor, t: int) -> Tensor:
+            return self.step_input(state, pos_signal, t, start(t))
+
         layers = self.layer if isinstance(self.layer, nn.ModuleList) else [self.layer]
-        return run_stack(layers, x, n_steps=self.n_steps, step_input=lambda h, t: self.step_input(h, pos_signal, t,
-                         start(t)), act=self.act, skip_halted=self.skip_halted, final_norm=self.final_norm,
-                         cache_key=cache_key, **stack_inputs)
+        return run_stack(layers, x, n_steps=self.n_steps, step_input=step_input, act=self.act,
+                         skip_halted=self.skip_halted, final_norm=self.final_norm, cache_key=cache_key,
+                         **stack_inputs)
 
 
 class UniversalEncoder(UniversalStack):
@@ -355,8 +363,8 @@ class UniversalTransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
         positions (:meth:`UniversalDecoder.forward_incremental`)."""
         if positions is None:
             positions = position_ids(tgt_in.shape[1], tgt_in.shape[0], None, tgt_in.device)
-        x, pos_signal, memory_mask = self.tgt_embed(tgt_in), self.tgt_embed.positions(positions), key_padding_mask(
-            src_mask)
+        x, pos_signal = self.tgt_embed(tgt_in), self.tgt_embed.positions(positions)
+        memory_mask = key_padding_mask(src_mask)
         if cache is not None:
             dec = self.decoder.forward_incremental(x, pos_signal, memory, memory_mask, cache)
             return self.output(dec.output), dec

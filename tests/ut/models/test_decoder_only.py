@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from tests.ut.helpers import padded
-from ut.decoding import beam_search, greedy_decode
 from ut.data.lm_batches import pack_input_target
-from ut.decoding import left_align
+from ut.decoding import beam_search, greedy_decode, left_align
 from ut.models.decoder_only import DecoderOnlyConfig, DecoderOnlyLM
 
 SEP, EOS = 3, 2
