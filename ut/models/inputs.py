@@ -14,7 +14,7 @@ layout) reads one or two numbers per call. Token ids are range-checked by :class
   True values) would be attended where the model drops the key mask for right-padded batches, so it is an error.
   :func:`lm_forward_masks` gives a decoder-only model's token mask, positions and self-attention mask.
 
-Shape legend: B batch, L length.
+Shape legend: B batch, L length, S source length.
 """
 
 from __future__ import annotations

@@ -11,21 +11,24 @@ local and memory-compressed attention over ``[input; sep; target]``; the Univers
   attention sees far tokens only compressed -- so one shared layer per attention kind is the smallest recurrent
   block that keeps T-DMCA's mix; parameters do not grow with T (tested);
 - before every application of the pattern the position and timestep signals are added, ``x_t = H + P + S_t``
-  (UT §2.1, as :class:`ut.models.universal.UniversalStack`), and the final LayerNorm follows the loop (pre-norm);
+  (UT §2.1, through :class:`ut.models.universal.UniversalStack` and :func:`ut.nn.stack.run_stack`), P at the
+  positions themselves (``position_start_index`` has no effect here), and the final LayerNorm follows the loop
+  (pre-norm);
 - ``recurrence="fixed"``: T = ``n_steps`` applications; ``recurrence="act"``: per-position halting with
   :class:`ut.nn.act.AdaptiveComputationTime` (frozen halted states, at most ``act_max_steps``), the halting unit
-  reading ``x_t``; the ponder loss ``act_loss_weight * mean(n + r)`` and the MoE balancing losses of every
-  application are summed into ``ModelOutput.aux_loss``.
+  reading ``x_t``; the ponder loss ``act_loss_weight * mean(n + r)`` goes into ``ModelOutput.ponder_loss``, the MoE
+  balancing losses of every application, summed, into ``moe_loss``, and their sum into ``aux_loss``.
 
 The cost per step is T-DMCA's (linear in L for local attention, L^2 / c for memory-compressed), times the steps.
 
-Incremental decoding (``start_decoding`` / ``decode_step``, the protocol of :mod:`ut.decoding`): pattern layer j at
-executed step t has its own caches, ``DecodingCache`` key ``(("dec", t, j), "self" | "conv")`` -- keyed by executed
-step, not by module, since every step runs the same modules. Under ACT, each new position runs its own ACT loop
-with the step-t caches; a step t that earlier positions never ran (they halted before t) is first brought up to date
-from their frozen states ``H_frozen + P`` (:class:`ut.nn.act.FrozenStates`) by running the pattern on them with
-the step-t caches and discarding the outputs -- the scheme of ``ut/models/universal.py``, generalised to the long
-attentions' caches, which are only ever extended by running the module. Each (position, step) is computed once.
+Incremental decoding (``start_decoding`` / ``decode_step``, :class:`ut.decoding.DecoderOnlyDecoding`): pattern
+layer j at executed step t has its own caches, ``DecodingCache`` key ``(("dec", t, j), "self" | "conv")`` -- keyed
+by executed step, not by module, since every step runs the same modules. Under ACT, each new position runs its own
+ACT loop with the step-t caches; a step t that earlier positions never ran (they halted before t) is first brought
+up to date from their frozen states ``H_frozen + P`` (:class:`ut.nn.act.FrozenStates`) by running the pattern on
+them with the step-t caches and discarding the outputs -- the scheme of ``ut/models/universal.py``, generalised to
+the long attentions' caches, which are only ever extended by running the module. Each (position, step) is computed
+once.
 
 Shape legend: B batch, L length, D width, V vocabulary, T steps, P pattern layers per step.
 """

@@ -302,14 +302,9 @@ class DecoderLayer(nn.Module):
                 cache=site("self", getattr(self.self_attn, "cache_factory", KVCache)) if site else None,
                 need_weights=need_weights,
             )
-            h = self.self_res.combine(x, a.out)
-        else:  # query k at position queries[:, k] sees the keys up to that position
-            causal = torch.arange(x.shape[1], device=x.device)[None, None, None, :] <= queries[:, None, :, None]
-            xq = gather_positions(x, queries)
-            mask = causal if self_mask is None else causal & _query_rows(self_mask, queries)
-            a = self.self_attn(self.self_res.inner_input(xq), self.self_res.inner_input(x), mask=mask,
-                               need_weights=need_weights)
-            h = self.self_res.combine(xq, a.out)
+            h, self_w = self.self_res.combine(x, a.out), a.weights
+        else:
+            h, self_w = self._self_attention_at(x, queries, self_mask, need_weights)
             token_mask = None if token_mask is None else token_mask.gather(1, queries)
         cross_w = None
         if self.cross_attn is not None:
@@ -327,4 +322,15 @@ class DecoderLayer(nn.Module):
         conv_cache = site("conv", ConvCache) if site and isinstance(self.transition, SeparableConvTransition) else None
         f, aux = _split_aux(self.transition(self.ffn_res.inner_input(h), token_mask, conv_cache))
         out = self.ffn_res.combine(h, f)
-        return LayerOutput(out if queries is None else scatter_positions(x, queries, out), a.weights, cross_w, aux)
+        return LayerOutput(out if queries is None else scatter_positions(x, queries, out), self_w, cross_w, aux)
+
+    def _self_attention_at(self, x: Tensor, queries: Tensor, self_mask: Tensor | None,
+                           need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """The self-attention sub-layer for the queries ``queries`` (B, La) only, keys and values from all of ``x``:
+        query k, at position ``queries[:, k]``, sees the keys up to that position -> (states (B, La, D), weights)."""
+        causal = torch.arange(x.shape[1], device=x.device)[None, None, None, :] <= queries[:, None, :, None]
+        mask = causal if self_mask is None else causal & _query_rows(self_mask, queries)
+        xq = gather_positions(x, queries)
+        a = self.self_attn(self.self_res.inner_input(xq), self.self_res.inner_input(x), mask=mask,
+                           need_weights=need_weights)
+        return self.self_res.combine(xq, a.out), a.weights
