@@ -112,7 +112,8 @@ def run_stack(
     Args:
         step_input: ``(state, t) -> x_t``, what step t's block (and ACT's halting unit) reads; None: the state.
         act: run the steps under ACT (at most ``act.max_steps``) instead of exactly ``n_steps``.
-        skip_halted: under ACT, run the block on the running positions only (one layer, position-wise).
+        skip_halted: under ACT, run the block on the running positions only (one layer, position-wise); not when
+            the maps are asked for or with a cache.
         before_step: called with t before every step (incremental ACT decoding fills caches there).
         final_norm: applied to the final states (the pre-norm stacks' final LayerNorm).
         token_mask: Bool[B, L] real tokens: given to the layers, and the positions ACT runs (padding never runs).
@@ -121,10 +122,11 @@ def run_stack(
     """
     out = StackOutput(x, token_mask)
     layer_inputs["token_mask"] = token_mask
+    skip_halted = skip_halted and not need_weights and cache is None  # maps and caches need every position
 
     def block(x_t: Tensor, t: int, running: Tensor | None) -> Tensor:
         inputs = layer_inputs
-        if running is not None and skip_halted and not need_weights:
+        if running is not None and skip_halted:
             index, _ = pack_active(running)
             if index.shape[1] < running.shape[1]:
                 inputs = {**layer_inputs, "queries": index}
