@@ -74,6 +74,8 @@ class DecodeState:
 class Decodable(Protocol):
     """What the searches below call (module docstring)."""
 
+    exact_with_padded_prefixes: bool  # read for batches with an ``attention_mask`` (decoder-only prefixes) only
+
     def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]: ...
 
     def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor: ...
