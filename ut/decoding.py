@@ -345,30 +345,8 @@ def beam_search(
         cand = (alive_scores[:, :, None] + logp.view(b, k, v)).view(b, k * v)
         top_scores, top_idx = cand.topk(min(2 * k, k * v), dim=-1)  # (B, 2K)
         beam_idx, tok_idx = top_idx // v, top_idx % v
-        next_scores = torch.full((b, k), float("-inf"), device=device)
-        next_beam = torch.zeros(b, k, dtype=torch.long, device=device)
-        next_tok = torch.full((b, k), pad_id, dtype=torch.long, device=device)
-        ts, bi, ti = top_scores.tolist(), beam_idx.tolist(), tok_idx.tolist()
-        for r in range(b):
-            if row_done[r]:
-                continue
-            n_alive = 0
-            for rank in range(len(ts[r])):
-                score = ts[r][rank]
-                if score == float("-inf"):
-                    break
-                if ti[r][rank] == eos_id:
-                    if rank < k:  # fairseq: EOS counts when it ranks within the top K
-                        seq = alive_seqs[r, bi[r][rank]].tolist() + [eos_id]
-                        finished[r].append((score / gnmt_length_penalty(len(seq), alpha), score, seq))
-                    continue
-                if n_alive < k:
-                    next_scores[r, n_alive] = score
-                    next_beam[r, n_alive] = bi[r][rank]
-                    next_tok[r, n_alive] = ti[r][rank]
-                    n_alive += 1
-            if len(finished[r]) >= k:
-                row_done[r] = True
+        next_scores, next_beam, next_tok = _choose_candidates(top_scores, beam_idx, tok_idx, alive_seqs, finished,
+                                                              row_done, eos_id, pad_id, alpha)
         if all(row_done):
             break
         # reorder the live beams and the model state
@@ -387,6 +365,40 @@ def beam_search(
                     seq = alive_seqs[r, j].tolist()
                     finished[r].append((s / gnmt_length_penalty(len(seq), alpha), s, seq))
     return _pack(finished, k, pad_id, device)
+
+
+def _choose_candidates(top_scores: Tensor, beam_idx: Tensor, tok_idx: Tensor, alive_seqs: Tensor,
+                       finished: list[list[tuple[float, float, list[int]]]], row_done: list[bool], eos_id: int,
+                       pad_id: int, alpha: float) -> tuple[Tensor, Tensor, Tensor]:
+    """One beam-search step's choice per row among the (B, 2K) best candidates (fairseq's rule, module docstring):
+    an EOS ranked within the top K finishes a hypothesis (into ``finished``), the K best others live on; a row with
+    K finished hypotheses is done (``row_done``). -> (scores, source beams, tokens) of the live beams, each (B, K)."""
+    (b, k), device = alive_seqs.shape[:2], alive_seqs.device
+    next_scores = torch.full((b, k), float("-inf"), device=device)
+    next_beam = torch.zeros(b, k, dtype=torch.long, device=device)
+    next_tok = torch.full((b, k), pad_id, dtype=torch.long, device=device)
+    ts, bi, ti = top_scores.tolist(), beam_idx.tolist(), tok_idx.tolist()
+    for r in range(b):
+        if row_done[r]:
+            continue
+        n_alive = 0
+        for rank in range(len(ts[r])):
+            score = ts[r][rank]
+            if score == float("-inf"):
+                break
+            if ti[r][rank] == eos_id:
+                if rank < k:  # fairseq: EOS counts when it ranks within the top K
+                    seq = alive_seqs[r, bi[r][rank]].tolist() + [eos_id]
+                    finished[r].append((score / gnmt_length_penalty(len(seq), alpha), score, seq))
+                continue
+            if n_alive < k:
+                next_scores[r, n_alive] = score
+                next_beam[r, n_alive] = bi[r][rank]
+                next_tok[r, n_alive] = ti[r][rank]
+                n_alive += 1
+        if len(finished[r]) >= k:
+            row_done[r] = True
+    return next_scores, next_beam, next_tok
 
 
 def _pack(finished, k: int, pad_id: int, device) -> BeamSearchOutput:
