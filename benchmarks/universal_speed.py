@@ -4,8 +4,8 @@
   steps against a Transformer with T + T layers, same dims, interleaved; the ratio is UT time / Transformer time
   (1.0 = a step of the shared layer costs what a layer costs).
 - ``act_skip_rows``: one application of the UT's shared encoder layer when a share ``h`` of the positions has
-  halted, with ACT compute skipping (:mod:`ut.nn.act`: ``pack_active`` / ``gather_positions`` /
-  ``encoder_layer_on`` / ``scatter_positions``, the path ``UniversalEncoder`` takes with ``act_skip_halted``)
+  halted, with ACT compute skipping (:func:`ut.nn.act.pack_active`, then the layer on the running positions only:
+  ``EncoderLayer(x, queries=index)``, the path ``UniversalEncoder`` takes with ``act_skip_halted``)
   against the same layer over every position (t2t: halted positions are still computed). Forward + backward.
   The outputs at the running positions are checked equal before timing.
 """
@@ -58,8 +58,7 @@ def ut_vs_transformer_row(dims: Seq2SeqDims, repeats: int, warmup: int = 2) -> d
 def act_skip_rows(d_model: int, n_heads: int, d_ff: int, batch_size: int, length: int,
                   halted_shares: tuple[float, ...], repeats: int, warmup: int = 1) -> list[dict]:
     """Time of one shared-layer application (fwd + bwd) with the halted share skipped vs computed."""
-    from ut.models.universal import encoder_layer_on
-    from ut.nn.act import gather_positions, pack_active, scatter_positions
+    from ut.nn.act import pack_active
     from ut.nn.layers import EncoderLayer
 
     torch.manual_seed(0)
@@ -78,8 +77,7 @@ def act_skip_rows(d_model: int, n_heads: int, d_ff: int, batch_size: int, length
 
         def skipped(running=running):
             index, _ = pack_active(running)
-            out = encoder_layer_on(layer, gather_positions(x, index), x, None)
-            return scatter_positions(x, index, out)
+            return layer(x, queries=index).x
 
         with torch.no_grad():
             torch.testing.assert_close(skipped(), computed(), atol=1e-5, rtol=1e-5)

@@ -1,12 +1,18 @@
 """Greedy and batched beam-search decoding, driven by each model's incremental-decoding cache.
 
-Every model that generates implements the same two methods:
+The decoding protocol (:class:`Decodable`), which every model that generates implements:
 
 - ``start_decoding(batch) -> (DecodeState, first_tokens Long[B])``: encode the source (encoder-decoder) or run the
   prefix ``[input; sep]`` (decoder-only) once, filling the cache; ``first_tokens`` is what to feed first
   (BOS, or the last prefix token);
 - ``decode_step(tokens Long[B], state) -> logits Float[B, V]``: feed one token per row, return the next-token
-  logits, and extend the cache.
+  logits, and extend the cache;
+- ``exact_with_padded_prefixes``: whether a batch of prefixes of different lengths decodes as each row alone
+  (see "Padded prefixes" below).
+
+The two methods are written once here, outside the models, as Hugging Face's generation mixin sits outside its
+models: :class:`EncoderDecoderDecoding` on top of a model's ``encode`` / ``decode``, :class:`DecoderOnlyDecoding`
+on top of a language model's ``decoder_states``. A model inherits the one that fits.
 
 Beam search follows GNMT (Wu et al. 2016) for the length penalty, ``lp(len) = ((5 + len) / 6) ** alpha``, the form
 used by tensor2tensor and the WikiSum paper (beam 4, alpha 0.6); Hugging Face divides by ``len ** alpha`` instead,
@@ -32,22 +38,23 @@ argmax, i.e. greedy decoding. A ``torch.Generator`` makes sampling reproducible.
 :class:`GenerationConfig` names one search with its settings and :func:`generate` runs it (used by prediction and
 the ``ut.load`` API).
 
-Padded prefixes: decoder-only models left-align their prefixes, which is exact for full attention. A model whose
-attention cuts blocks by tensor index (local, memory-compressed: T-DMCA, UT-DMCA) says
-``exact_with_padded_prefixes = False``; for it, a batch whose prefixes differ in length is decoded one row at a time
-(each row then has no padding), so batched decoding equals decoding each example alone.
+Padded prefixes: decoder-only models left-align their prefixes (:func:`decoding_prefix`), which is exact for full
+attention. A model whose attention cuts blocks by tensor index (local, memory-compressed: T-DMCA, UT-DMCA) has
+``exact_with_padded_prefixes`` False; for it, a batch (with an ``attention_mask``) whose prefixes differ in length
+is decoded one row at a time (each row then has no padding), so batched decoding equals decoding each example alone.
 
-Shape legend: B batch, K beams, V vocabulary, T generated length.
+Shape legend: B batch, K beams, V vocabulary, T generated length, P prefix length, S source length, D width.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from ut.nn.attention import DecodingCache
+from ut.nn.attention import DecodingCache, key_padding_mask
 
 
 @dataclass
@@ -57,15 +64,101 @@ class DecodeState:
     cache: DecodingCache
     tensors: dict[str, Tensor] = field(default_factory=dict)  # batch-first tensors (memory, masks, offsets, ...)
     step: int = 0  # tokens fed so far
-    extras: dict = field(default_factory=dict)  # model-specific non-batch state
 
     def reorder_(self, index: Tensor) -> None:
         """Keep rows ``index`` (Long[B']) of every batch-first tensor and every cache."""
         self.cache.reorder_(index)
         self.tensors = {k: v.index_select(0, index) for k, v in self.tensors.items()}
-        for obj in self.extras.values():
-            if hasattr(obj, "reorder_"):
-                obj.reorder_(index)
+
+
+class Decodable(Protocol):
+    """What the searches below call (module docstring)."""
+
+    exact_with_padded_prefixes: bool  # read for batches with an ``attention_mask`` (decoder-only prefixes) only
+
+    def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]: ...
+
+    def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor: ...
+
+
+class EncoderDecoderDecoding:
+    """The decoding protocol of an encoder-decoder, on top of its
+
+    - ``encode(src, src_mask, src_pos_offset) -> StackOutput`` (``.output`` the memory (B, S, D), ``.token_mask``
+      the resolved source mask) and
+    - ``decode(tgt_in, memory, src_mask, *, positions, cache) -> (logits (B, T, V), ...)``, and ``cfg.bos_id``.
+
+    ``start_decoding`` encodes the source once and returns BOS; target position t is ``tgt_pos_offset + t``.
+    """
+
+    exact_with_padded_prefixes = True  # the prefix is BOS alone: never padded
+
+    def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
+        src = batch["src"]
+        enc = self.encode(src, batch.get("src_mask"), batch.get("src_pos_offset"))
+        offset = batch.get("tgt_pos_offset")
+        offset = torch.zeros(src.shape[0], dtype=torch.long, device=src.device) if offset is None else offset
+        state = DecodeState(DecodingCache(), {"memory": enc.output, "src_mask": enc.token_mask, "offset": offset})
+        return state, torch.full((src.shape[0],), self.cfg.bos_id, dtype=torch.long, device=src.device)
+
+    def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
+        t = state.tensors
+        positions = (t["offset"] + state.step)[:, None]
+        logits = self.decode(tokens[:, None], t["memory"], t["src_mask"], positions=positions, cache=state.cache)[0]
+        state.step += 1
+        return logits[:, -1]
+
+
+class DecoderOnlyDecoding:
+    """The decoding protocol of a language model over ``[input; sep; target]``, on top of its
+
+    - ``decoder_states(input_ids, positions, token_mask, self_mask, cache) -> StackOutput`` (final states of the new
+      positions, extending ``cache``), ``output`` (the softmax layer) and ``cfg.pad_id``.
+
+    ``start_decoding`` runs the prefix ``[input; sep]`` of ``input_ids`` / ``attention_mask`` (any padding side),
+    left-aligned by :func:`decoding_prefix`, except its last token, into the cache and returns that last token (the
+    separator) as the first to feed. The state keeps the key mask over the cached positions and the next position.
+    """
+
+    exact_with_padded_prefixes: bool = True
+
+    def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
+        ids, mask, pos = decoding_prefix(batch, self.cfg.pad_id)
+        cache = DecodingCache()
+        if ids.shape[1] > 1:
+            pre_mask = mask[:, :-1]
+            self.decoder_states(ids[:, :-1], pos[:, :-1], pre_mask, key_padding_mask(pre_mask), cache)
+        return DecodeState(cache, {"key_mask": mask[:, :-1], "next_pos": pos[:, -1]}), ids[:, -1]
+
+    def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
+        t = state.tensors
+        key_mask = torch.cat([t["key_mask"], torch.ones_like(tokens[:, None], dtype=torch.bool)], dim=1)
+        state.tensors = {"key_mask": key_mask, "next_pos": t["next_pos"] + 1}
+        state.step += 1
+        h = self.decoder_states(tokens[:, None], t["next_pos"][:, None], None, key_padding_mask(key_mask),
+                                state.cache).output
+        return self.output(h)[:, -1]
+
+
+def left_align(ids: Tensor, mask: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
+    """Move each row's real tokens to the right end (left padding), keeping their order."""
+    order = torch.sort(mask.long(), dim=1, stable=True).indices  # pads (0) first, then real tokens, order kept
+    ids = ids.gather(1, order)
+    mask = mask.gather(1, order)
+    return ids.masked_fill(~mask, pad_id), mask
+
+
+def decoding_prefix(batch: dict[str, Tensor], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The prefix ``[input; sep]`` of an LM batch (any padding side), left-aligned so that every row's next token
+    sits at the same index -> ``(ids Long[B, P], mask Bool[B, P], positions Long[B, P])``; columns of padding in
+    every row are dropped."""
+    ids = batch["input_ids"]
+    mask = batch.get("attention_mask")
+    mask = ids != pad_id if mask is None else mask.bool()
+    ids, mask = left_align(ids, mask, pad_id)
+    n_pad_columns = int((~mask).all(0).long().sum())  # columns of padding in every row (all of it, for one row)
+    ids, mask = ids[:, n_pad_columns:], mask[:, n_pad_columns:]
+    return ids, mask, (mask.long().cumsum(1) - 1).clamp(min=0)
 
 
 def gnmt_length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
@@ -138,9 +231,9 @@ class GreedyOutput:
     lengths: Tensor  # Long[B], tokens up to and including EOS
 
 
-def _rows_needing_separate_decoding(model, batch: dict[str, Tensor]) -> bool:
+def _rows_needing_separate_decoding(model: Decodable, batch: dict[str, Tensor]) -> bool:
     """True for a model that is inexact on padded prefixes and a batch whose prefixes differ in length."""
-    if getattr(model, "exact_with_padded_prefixes", True) or "attention_mask" not in batch:
+    if "attention_mask" not in batch or model.exact_with_padded_prefixes:
         return False
     lengths = batch["attention_mask"].sum(1)
     return bool((lengths != lengths[0]).any())
@@ -252,30 +345,8 @@ def beam_search(
         cand = (alive_scores[:, :, None] + logp.view(b, k, v)).view(b, k * v)
         top_scores, top_idx = cand.topk(min(2 * k, k * v), dim=-1)  # (B, 2K)
         beam_idx, tok_idx = top_idx // v, top_idx % v
-        next_scores = torch.full((b, k), float("-inf"), device=device)
-        next_beam = torch.zeros(b, k, dtype=torch.long, device=device)
-        next_tok = torch.full((b, k), pad_id, dtype=torch.long, device=device)
-        ts, bi, ti = top_scores.tolist(), beam_idx.tolist(), tok_idx.tolist()
-        for r in range(b):
-            if row_done[r]:
-                continue
-            n_alive = 0
-            for rank in range(len(ts[r])):
-                score = ts[r][rank]
-                if score == float("-inf"):
-                    break
-                if ti[r][rank] == eos_id:
-                    if rank < k:  # fairseq: EOS counts when it ranks within the top K
-                        seq = alive_seqs[r, bi[r][rank]].tolist() + [eos_id]
-                        finished[r].append((score / gnmt_length_penalty(len(seq), alpha), score, seq))
-                    continue
-                if n_alive < k:
-                    next_scores[r, n_alive] = score
-                    next_beam[r, n_alive] = bi[r][rank]
-                    next_tok[r, n_alive] = ti[r][rank]
-                    n_alive += 1
-            if len(finished[r]) >= k:
-                row_done[r] = True
+        next_scores, next_beam, next_tok = _choose_candidates(top_scores, beam_idx, tok_idx, alive_seqs, finished,
+                                                              row_done, eos_id, pad_id, alpha)
         if all(row_done):
             break
         # reorder the live beams and the model state
@@ -294,6 +365,40 @@ def beam_search(
                     seq = alive_seqs[r, j].tolist()
                     finished[r].append((s / gnmt_length_penalty(len(seq), alpha), s, seq))
     return _pack(finished, k, pad_id, device)
+
+
+def _choose_candidates(top_scores: Tensor, beam_idx: Tensor, tok_idx: Tensor, alive_seqs: Tensor,
+                       finished: list[list[tuple[float, float, list[int]]]], row_done: list[bool], eos_id: int,
+                       pad_id: int, alpha: float) -> tuple[Tensor, Tensor, Tensor]:
+    """One beam-search step's choice per row among the (B, 2K) best candidates (fairseq's rule, module docstring):
+    an EOS ranked within the top K finishes a hypothesis (into ``finished``), the K best others live on; a row with
+    K finished hypotheses is done (``row_done``). -> (scores, source beams, tokens) of the live beams, each (B, K)."""
+    (b, k), device = alive_seqs.shape[:2], alive_seqs.device
+    next_scores = torch.full((b, k), float("-inf"), device=device)
+    next_beam = torch.zeros(b, k, dtype=torch.long, device=device)
+    next_tok = torch.full((b, k), pad_id, dtype=torch.long, device=device)
+    ts, bi, ti = top_scores.tolist(), beam_idx.tolist(), tok_idx.tolist()
+    for r in range(b):
+        if row_done[r]:
+            continue
+        n_alive = 0
+        for rank in range(len(ts[r])):
+            score = ts[r][rank]
+            if score == float("-inf"):
+                break
+            if ti[r][rank] == eos_id:
+                if rank < k:  # fairseq: EOS counts when it ranks within the top K
+                    seq = alive_seqs[r, bi[r][rank]].tolist() + [eos_id]
+                    finished[r].append((score / gnmt_length_penalty(len(seq), alpha), score, seq))
+                continue
+            if n_alive < k:
+                next_scores[r, n_alive] = score
+                next_beam[r, n_alive] = bi[r][rank]
+                next_tok[r, n_alive] = ti[r][rank]
+                n_alive += 1
+        if len(finished[r]) >= k:
+            row_done[r] = True
+    return next_scores, next_beam, next_tok
 
 
 def _pack(finished, k: int, pad_id: int, device) -> BeamSearchOutput:

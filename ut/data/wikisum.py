@@ -13,7 +13,7 @@ encoder-decoder (T-ED) or a decoder-only LM over ``[input; sep; target]`` (T-D, 
   ``tgt_mask``.
 - ``"lm"``: ``input_ids`` = ``[input; sep; y; eos]``, ``attention_mask``, ``loss_mask`` on the target predictions
   only (from the separator to the token before the end), built by
-  :func:`ut.models.decoder_only.pack_input_target`. So the LM's loss and log-perplexity cover the same tokens
+  :func:`ut.data.lm_batches.pack_input_target`. So the LM's loss and log-perplexity cover the same tokens
   (y + EOS) as the encoder-decoder's: the paper's per-token log-perplexity on the target.
 
 Batches are length-bucketed (:class:`LengthBucketBatchSampler`): examples of similar length share a batch, by a
@@ -45,7 +45,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ut.data.batching import pad
-from ut.models.decoder_only import pack_input_target
+from ut.data.lm_batches import pack_input_target
 
 FORMATS = ("seq2seq", "lm")
 SPLITS = ("train", "validation", "test")

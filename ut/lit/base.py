@@ -179,8 +179,9 @@ class TrainingModule(L.LightningModule):
         loss = self._total_loss(task, out)
         bs = next(iter(batch.values())).shape[0]
         logs = {"train/loss": loss.detach(), "train/task_loss": task.loss.detach(), "train/nll": task.nll.detach()}
-        if out.aux_loss is not None:
-            logs["train/ponder_loss"] = out.aux_loss.detach()
+        for name in ("ponder_loss", "moe_loss"):  # the parts of out.aux_loss, each already weighted
+            if getattr(out, name) is not None:
+                logs[f"train/{name}"] = getattr(out, name).detach()
         logs.update({f"train/{k}": v.detach() for k, v in extra.items()})
         logs.update({f"train/{k}": v for k, v in batch_ponder_metrics(out, self.ponder_masks(batch)).items()})
         self.log_dict(logs, prog_bar=False, batch_size=bs)
@@ -210,8 +211,9 @@ class TrainingModule(L.LightningModule):
         sums.add("nll_sum", task.nll.double() * n)
         sums.add("count", n)
         sums.add("batches", 1.0)
-        if out.aux_loss is not None:
-            sums.add("ponder_loss_sum", out.aux_loss)
+        for name in ("ponder_loss", "moe_loss"):
+            if getattr(out, name) is not None:
+                sums.add(f"{name}_sum", getattr(out, name))
         add_ponder_sums(sums, out, self.ponder_masks(batch))
         self.accumulate(sums, batch, out, task)
 
@@ -230,8 +232,9 @@ class TrainingModule(L.LightningModule):
         count = max(scalars.get("count", 0.0), 1.0)
         metrics = {"loss": scalars["loss_sum"] / count, "nll": scalars["nll_sum"] / count}
         metrics["ppl"] = math.exp(min(metrics["nll"], 50.0))
-        if "ponder_loss_sum" in scalars:
-            metrics["ponder_loss"] = scalars["ponder_loss_sum"] / max(scalars["batches"], 1.0)
+        for name in ("ponder_loss", "moe_loss"):
+            if f"{name}_sum" in scalars:
+                metrics[name] = scalars[f"{name}_sum"] / max(scalars["batches"], 1.0)
         metrics.update(ponder_metrics(scalars))
         metrics.update(self.finalize(scalars, vectors))
         self.last_eval_metrics[stage] = metrics

@@ -3,15 +3,18 @@
 "Generating Wikipedia by Summarizing Long Sequences", §4.2: drop the encoder, concatenate input and target with a
 separator, and train a language model; at test time the input and separator are the prefix and the target is
 generated. The loss covers the target only by default (``loss_on="target"``) or the whole sequence (``"all"``):
-:func:`pack_input_target` builds the sequence and its loss mask (a data choice, so it is an argument of the data
-module, ``WikiSumDataModule(loss_on=...)``, not of the model).
+:func:`ut.data.lm_batches.pack_input_target` builds the sequence and its loss mask (a data choice, so it is an
+argument of the data module, ``WikiSumDataModule(loss_on=...)``, not of the model).
 
 Layers are chosen by ``layer_pattern``, a "/"-separated string of self-attention kinds, one per layer, like
 tensor2tensor's ``"locm/redm/locm/redm/locm"``; an empty pattern means ``n_layers`` full-attention layers.
-:data:`ATTENTION_KINDS` maps each kind to a factory; the long-input attentions (local, memory-compressed) and the
-mixture-of-experts suffix register themselves there, so that T-DMCA is a config change of this model.
+:data:`ATTENTION_KINDS` maps each kind to the factory of its attention (full, and the long-input local and
+memory-compressed attentions of ``ut/nn/long_attention.py``) and :data:`TRANSITION_KINDS` each layer-kind suffix
+(``-moe``) to the factory of its transition; both tables are written out below, so that T-DMCA is a config change of
+this model. The layers run through :func:`ut.nn.stack.run_stack` (layer i caches under ``("dec", i)``); decoding is
+:class:`ut.decoding.DecoderOnlyDecoding`.
 
-Shape legend: B batch, L length, P prefix length, D width, V vocabulary.
+Shape legend: B batch, L length, D width, V vocabulary.
 """
 
 from __future__ import annotations
@@ -19,18 +22,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
-from ut.decoding import DecodeState
+from ut.decoding import DecoderOnlyDecoding
 from ut.models.config import Activation, ConfigBase, MoEPriority, Norm, PositionKind, Transition
-from ut.models.inputs import lm_padding, token_mask
-from ut.models.outputs import ModelOutput
-from ut.nn.attention import DecodingCache, MultiHeadAttention, key_padding_mask
+from ut.models.inputs import lm_forward_masks
+from ut.models.outputs import ModelOutput, model_output
+from ut.nn.attention import DecodingCache, MultiHeadAttention
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer
 from ut.nn.long_attention import LocalAttention, MemoryCompressedAttention
 from ut.nn.moe import MoEFeedForward
+from ut.nn.stack import StackOutput, key_by_layer, run_stack
 
 
 @dataclass
@@ -159,49 +162,6 @@ def build_decoder_layer(cfg, kind: str) -> DecoderLayer:
     )
 
 
-def pack_input_target(inputs: list[list[int]], targets: list[list[int]], sep_id: int, eos_id: int, pad_id: int,
-                      loss_on: str = "target") -> dict[str, Tensor]:
-    """Right-padded ``[input; sep; target; eos]`` rows with the LM batch keys (see CONTRIBUTING.md).
-
-    ``loss_mask[:, i]`` is True where predicting token i+1 counts: from the separator (which predicts the first
-    target token) to the token before the end, for ``loss_on="target"``; every real next token for ``"all"``.
-    """
-    rows = [list(x) + [sep_id] + list(y) + [eos_id] for x, y in zip(inputs, targets)]
-    length = max(len(r) for r in rows)
-    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    attn = torch.zeros(len(rows), length, dtype=torch.bool)
-    loss = torch.zeros(len(rows), length, dtype=torch.bool)
-    for i, (row, x) in enumerate(zip(rows, inputs)):
-        ids[i, : len(row)] = torch.tensor(row)
-        attn[i, : len(row)] = True
-        start = len(x) if loss_on == "target" else 0  # index of the separator
-        loss[i, start : len(row) - 1] = True
-    return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss}
-
-
-def left_align(ids: Tensor, mask: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
-    """Move each row's real tokens to the right end (left padding), keeping their order."""
-    order = torch.sort(mask.long(), dim=1, stable=True).indices  # pads (0) first, then real tokens, order kept
-    ids = ids.gather(1, order)
-    mask = mask.gather(1, order)
-    return ids.masked_fill(~mask, pad_id), mask
-
-
-def decoding_prefix(batch: dict[str, Tensor], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The decoding protocol's prefix ``[input; sep]`` of an LM batch (any padding side), left-aligned so that every
-    row's next token sits at the same index -> ``(ids Long[B, P], mask Bool[B, P], positions Long[B, P])``.
-
-    The model runs ``[:, :-1]`` into its cache and feeds ``ids[:, -1]`` first; :func:`lm_decode_state` and
-    :func:`next_step_inputs` keep the key mask and the next position (shared by every decoder-only model)."""
-    ids = batch["input_ids"]
-    mask = batch.get("attention_mask")
-    mask = ids != pad_id if mask is None else mask.bool()
-    ids, mask = left_align(ids, mask, pad_id)
-    n_pad_columns = int((~mask).all(0).long().sum())  # columns of padding in every row (all of it, for one row)
-    ids, mask = ids[:, n_pad_columns:], mask[:, n_pad_columns:]
-    return ids, mask, (mask.long().cumsum(1) - 1).clamp(min=0)
-
-
 def blocks_follow_tensor_index(kinds: list[str]) -> bool:
     """True when some layer's attention (local, memory-compressed) cuts blocks by tensor index: such a model decodes
     a left-padded batch differently from each row alone (block boundaries move with the padding), so the decoding
@@ -209,45 +169,12 @@ def blocks_follow_tensor_index(kinds: list[str]) -> bool:
     return any(kind_base(k) != "full" for k in kinds)
 
 
-def lm_forward_masks(input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor | None,
-                     pad_id: int) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Whole-sequence LM inputs -> (token mask Bool[B, L], positions Long[B, L] counting real tokens only,
-    self-attention key-padding mask or None). The key mask only matters when a real token could see a pad, i.e.
-    with left padding (right padding sits after every real token, hidden by causality). A missing mask is inferred
-    from ``pad_id``; a mask of another shape, or with padding between real tokens, is an error
-    (:mod:`ut.models.inputs`)."""
-    attention_mask = token_mask(input_ids, attention_mask, pad_id, "input_ids", "attention_mask")
-    if position_ids is None:
-        position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-    elif position_ids.shape != input_ids.shape:
-        raise ValueError(f"position_ids must have the shape of input_ids, {list(input_ids.shape)}, "
-                         f"got {list(position_ids.shape)}")
-    self_mask = None if lm_padding(attention_mask, "attention_mask") else key_padding_mask(attention_mask)
-    return attention_mask, position_ids, self_mask
-
-
-def lm_decode_state(cache: DecodingCache, mask: Tensor, positions: Tensor) -> DecodeState:
-    """DecodeState after the prefix ``[:, :-1]`` ran into ``cache`` (``mask`` / ``positions`` of the whole prefix)."""
-    return DecodeState(cache, {"key_mask": mask[:, :-1], "next_pos": positions[:, -1]})
-
-
-def next_step_inputs(tokens: Tensor, state: DecodeState) -> tuple[Tensor, Tensor]:
-    """Advance ``state`` by one fed token per row: -> (self-attention mask over cached + new keys, positions (B, 1))."""
-    t = state.tensors
-    key_mask = torch.cat([t["key_mask"], torch.ones_like(tokens[:, None], dtype=torch.bool)], dim=1)
-    state.tensors = {"key_mask": key_mask, "next_pos": t["next_pos"] + 1}
-    state.step += 1
-    return key_padding_mask(key_mask), t["next_pos"][:, None]
-
-
-class DecoderOnlyLM(nn.Module):
+class DecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
     """Decoder-only LM (T-D; with a long-attention ``layer_pattern``, T-DMCA)."""
 
     def __init__(self, cfg: DecoderOnlyConfig):
         super().__init__()
         self.cfg = cfg
-        # ut.decoding: rows with prefixes of different lengths are decoded one at a time when this is False
-        self.exact_with_padded_prefixes = not blocks_follow_tensor_index(cfg.layer_kinds())
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.position, cfg.max_len, cfg.dropout, cfg.pad_id)
         self.layers = nn.ModuleList(build_decoder_layer(cfg, kind) for kind in cfg.layer_kinds())
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
@@ -255,43 +182,24 @@ class DecoderOnlyLM(nn.Module):
         if cfg.tie_output:
             self.output.weight = self.embed.weight
 
-    def run_layers(self, x: Tensor, token_mask: Tensor | None, self_mask: Tensor | None,
-                   cache: DecodingCache | None, need_weights: bool):
-        weights, aux = [], None
-        for i, layer in enumerate(self.layers):
-            o = layer(x, self_mask=self_mask, token_mask=token_mask, cache=cache, cache_key=("dec", i),
-                      need_weights=need_weights)
-            x = o.x
-            if need_weights:
-                weights.append(o.self_weights)
-            if o.aux_loss is not None:
-                aux = o.aux_loss if aux is None else aux + o.aux_loss
-        return self.output(self.final_norm(x)), weights, aux
+    @property
+    def exact_with_padded_prefixes(self) -> bool:
+        """False with local / memory-compressed layers (:func:`blocks_follow_tensor_index`, :mod:`ut.decoding`)."""
+        return not blocks_follow_tensor_index(self.cfg.layer_kinds())
+
+    def decoder_states(self, input_ids: Tensor, positions: Tensor, token_mask: Tensor | None,
+                       self_mask: Tensor | None, cache: DecodingCache | None = None,
+                       need_weights: bool = False) -> StackOutput:
+        """Embedded ``input_ids`` (B, L) at ``positions`` through the layers -> StackOutput (final states
+        (B, L, D)); with a cache, L new positions after the cached ones."""
+        return run_stack(self.layers, self.embed(input_ids, positions), final_norm=self.final_norm,
+                         token_mask=token_mask, need_weights=need_weights, cache=cache, cache_key=key_by_layer,
+                         self_mask=self_mask)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
         """input_ids Long[B, L] (left or right padded) -> ModelOutput with logits (B, L, V)."""
         attention_mask, position_ids, self_mask = lm_forward_masks(input_ids, attention_mask, position_ids,
                                                                    self.cfg.pad_id)
-        x = self.embed(input_ids, position_ids)
-        logits, weights, aux = self.run_layers(x, attention_mask, self_mask, None, need_weights)
-        return ModelOutput(logits, aux, {"decoder_self": weights} if need_weights else {})
-
-    # ------------------------------------------------------------------ incremental decoding
-    def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
-        """Run the prefix ``[input; sep]`` (``input_ids``, ``attention_mask``; any padding side) into the cache.
-
-        The prefix is left-aligned (:func:`decoding_prefix`) so that every row's next token sits at the same index;
-        the last prefix token (the separator) is returned as the first token to feed.
-        """
-        ids, mask, pos = decoding_prefix(batch, self.cfg.pad_id)
-        cache = DecodingCache()
-        if ids.shape[1] > 1:
-            pre_mask = mask[:, :-1]
-            self.run_layers(self.embed(ids[:, :-1], pos[:, :-1]), pre_mask, key_padding_mask(pre_mask), cache, False)
-        return lm_decode_state(cache, mask, pos), ids[:, -1]
-
-    def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
-        self_mask, pos = next_step_inputs(tokens, state)
-        logits, _, _ = self.run_layers(self.embed(tokens[:, None], pos), None, self_mask, state.cache, False)
-        return logits[:, -1]
+        dec = self.decoder_states(input_ids, position_ids, attention_mask, self_mask, need_weights=need_weights)
+        return model_output(self.output(dec.output), {"decoder": dec})

@@ -23,11 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from ut.models.config import Activation, ConfigBase, Norm, Pooling, PositionKind, Transition
-from ut.models.inputs import token_mask
-from ut.models.outputs import ModelOutput
+from ut.models.inputs import source_inputs
+from ut.models.outputs import ModelOutput, model_output
 from ut.models.transformer import TransformerConfig, TransformerEncoder
 from ut.nn.embedding import TokenEmbedding
-from ut.nn.positions import position_ids
 
 POOLING = ("mean", "first", "last")
 
@@ -110,7 +109,6 @@ class TransformerEncoderClassifier(nn.Module):
     def forward(self, src: Tensor, src_mask: Tensor | None = None, *, src_pos_offset: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
         """src Long[B, S] -> ModelOutput(logits (B, C), attentions {"encoder": one (B, H, S, S) per layer})."""
-        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
-        pos = position_ids(src.shape[1], src.shape[0], src_pos_offset, src.device)
-        h, weights, aux = self.encoder(self.embed(src, pos), src_mask, need_weights)
-        return ModelOutput(self.head(h, src_mask), aux, {"encoder": weights} if need_weights else {})
+        src_mask, pos = source_inputs(src, src_mask, self.cfg.pad_id, src_pos_offset)
+        enc = self.encoder(self.embed(src, pos), src_mask, need_weights)
+        return model_output(self.head(enc.output, src_mask), {"encoder": enc})

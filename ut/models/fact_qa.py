@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from ut.models.config import Activation, ConfigBase, Norm, PositionKind, Transition
 from ut.models.encoder_classifier import ClassificationHead, encoder_stack
-from ut.models.outputs import ModelOutput
+from ut.models.outputs import ModelOutput, model_output
 from ut.models.universal import UniversalCommonConfig, UniversalEncoder
 from ut.nn.fact_encoder import FactEncoder
 from ut.nn.positions import PositionSignal, position_ids
@@ -125,8 +125,8 @@ class TransformerFactQA(_FactQABase):
     def forward(self, facts: Tensor, question: Tensor, fact_mask: Tensor | None = None, *,
                 need_weights: bool = False) -> ModelOutput:
         x, pos, mask = self.items(facts, question, fact_mask)
-        h, weights, aux = self.encoder(x + pos.to(x.dtype), mask, need_weights)
-        return ModelOutput(self.head(h, mask), aux, {"encoder": weights} if need_weights else {})
+        enc = self.encoder(x + pos.to(x.dtype), mask, need_weights)
+        return model_output(self.head(enc.output, mask), {"encoder": enc})
 
 
 class UniversalFactQA(_FactQABase):
@@ -140,11 +140,4 @@ class UniversalFactQA(_FactQABase):
                 need_weights: bool = False) -> ModelOutput:
         x, pos, mask = self.items(facts, question, fact_mask)
         enc = self.encoder(x, pos, mask, need_weights)
-        out = ModelOutput(self.head(enc.output, mask))
-        if need_weights:
-            out.attentions = {"encoder": [a[0] for a in enc.attentions if a is not None]}
-        if enc.act is not None:
-            out.ponder_time["encoder"] = enc.act.ponder_time
-            out.n_updates["encoder"] = enc.act.n_updates
-            out.aux_loss = self.cfg.act_loss_weight * enc.act.ponder_cost(mask)
-        return out
+        return model_output(self.head(enc.output, mask), {"encoder": enc}, self.cfg.act_loss_weight)

@@ -9,6 +9,10 @@ Deviations, each a config field: ``norm="pre"`` is tensor2tensor's placement and
 post-norm: ``norm="post"``); attention dropout defaults to 0 (t2t: 0.1) because on CPU SDPA with dropout falls back
 to its quadratic path.
 
+Both stacks run through :func:`ut.nn.stack.run_stack` (N distinct layers, once); ``encode`` and ``decode`` return
+its :class:`ut.nn.stack.StackOutput`. Incremental decoding (``start_decoding`` / ``decode_step``) is
+:class:`ut.decoding.EncoderDecoderDecoding`: decoder layer i caches under ``("dec", i)``.
+
 Shape legend: B batch, S source length, T target length, D width, V vocabulary, H heads.
 """
 
@@ -16,17 +20,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
-from ut.decoding import DecodeState
+from ut.decoding import EncoderDecoderDecoding
 from ut.models.config import Activation, ConfigBase, Norm, PositionKind, Transition
-from ut.models.inputs import check_right_padded, token_mask
-from ut.models.outputs import ModelOutput
+from ut.models.inputs import check_right_padded, source_inputs, token_mask
+from ut.models.outputs import ModelOutput, model_output
 from ut.nn.attention import DecodingCache, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer, EncoderLayer
 from ut.nn.positions import position_ids
+from ut.nn.stack import StackOutput, key_by_layer, run_stack
 
 
 @dataclass
@@ -62,7 +66,7 @@ class TransformerConfig(ConfigBase):
 
 
 class TransformerEncoder(nn.Module):
-    """A stack of encoder layers (+ final LayerNorm for pre-norm). ``forward(x, token_mask) -> (h, weights)``."""
+    """A stack of encoder layers (+ final LayerNorm for pre-norm). ``forward(x, token_mask) -> StackOutput``."""
 
     def __init__(self, cfg: TransformerConfig, n_layers: int):
         super().__init__()
@@ -75,21 +79,14 @@ class TransformerEncoder(nn.Module):
         )
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
 
-    def forward(self, x: Tensor, token_mask: Tensor | None, need_weights: bool = False):
-        weights, aux = [], None
-        for layer in self.layers:
-            o = layer(x, token_mask, need_weights=need_weights)
-            x = o.x
-            if need_weights:
-                weights.append(o.self_weights)
-            if o.aux_loss is not None:
-                aux = o.aux_loss if aux is None else aux + o.aux_loss
-        return self.final_norm(x), weights, aux
+    def forward(self, x: Tensor, token_mask: Tensor | None, need_weights: bool = False) -> StackOutput:
+        """x (B, S, D) embedded with positions, token_mask Bool[B, S] -> StackOutput (``.output`` (B, S, D))."""
+        return run_stack(self.layers, x, final_norm=self.final_norm, token_mask=token_mask, need_weights=need_weights)
 
 
-class TransformerEncoderDecoder(nn.Module):
+class TransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
     """Transformer encoder-decoder. Training: ``forward(src, src_mask, tgt_in, ...)``; decoding:
-    ``start_decoding`` + ``decode_step`` (see :mod:`ut.decoding`)."""
+    ``start_decoding`` + ``decode_step`` (:class:`ut.decoding.EncoderDecoderDecoding`)."""
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
@@ -114,67 +111,34 @@ class TransformerEncoderDecoder(nn.Module):
         if cfg.tie_output:
             self.output.weight = self.tgt_embed.weight
 
-    # ------------------------------------------------------------------ training / scoring
     def encode(self, src: Tensor, src_mask: Tensor | None = None, src_pos_offset: Tensor | None = None,
-               need_weights: bool = False):
-        """src Long[B, S] -> memory (B, S, D), encoder self-attention weights, aux loss."""
-        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
-        pos = position_ids(src.shape[1], src.shape[0], src_pos_offset, src.device)
+               need_weights: bool = False) -> StackOutput:
+        """src Long[B, S] -> StackOutput: memory ``.output`` (B, S, D), the resolved ``.token_mask``, maps, aux."""
+        src_mask, pos = source_inputs(src, src_mask, self.cfg.pad_id, src_pos_offset)
         return self.encoder(self.src_embed(src, pos), src_mask, need_weights)
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, *, tgt_mask: Tensor | None = None,
-               positions: Tensor | None = None, cache: DecodingCache | None = None, need_weights: bool = False):
-        """Decoder over ``tgt_in`` (B, T) (all of it, or only new positions with a cache) -> (logits, weights)."""
+               positions: Tensor | None = None, cache: DecodingCache | None = None,
+               need_weights: bool = False) -> tuple[Tensor, StackOutput]:
+        """Decoder over ``tgt_in`` (B, T) (all of it, or only the new positions with a cache) -> (logits (B, T, V),
+        StackOutput). Target padding sits only at the end, after EOS: causal masking hides it from real tokens."""
         if positions is None:
             positions = position_ids(tgt_in.shape[1], tgt_in.shape[0], None, tgt_in.device)
         if cache is None:  # the full target: its padding inferred from pad_id when no mask is given
             tgt_mask = token_mask(tgt_in, tgt_mask, self.cfg.pad_id, "tgt_in", "tgt_mask")
             check_right_padded(tgt_mask, "tgt_mask")
-        x = self.tgt_embed(tgt_in, positions)
-        self_w, cross_w, aux = [], [], None
-        mem_mask = key_padding_mask(src_mask)
-        # target padding sits only at the end, after EOS: causal masking already hides it from real tokens
-        for i, layer in enumerate(self.decoder_layers):
-            o = layer(x, memory, memory_mask=mem_mask, token_mask=tgt_mask, cache=cache, cache_key=("dec", i),
-                      need_weights=need_weights)
-            x = o.x
-            if need_weights:
-                self_w.append(o.self_weights)
-                cross_w.append(o.cross_weights)
-            if o.aux_loss is not None:
-                aux = o.aux_loss if aux is None else aux + o.aux_loss
-        return self.output(self.decoder_norm(x)), self_w, cross_w, aux
+        dec = run_stack(self.decoder_layers, self.tgt_embed(tgt_in, positions), final_norm=self.decoder_norm,
+                        token_mask=tgt_mask, need_weights=need_weights, cache=cache, cache_key=key_by_layer,
+                        memory=memory, memory_mask=key_padding_mask(src_mask))
+        return self.output(dec.output), dec
 
     def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor, tgt_mask: Tensor | None = None, *,
                 src_pos_offset: Tensor | None = None, tgt_pos_offset: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
         """src Long[B, S], tgt_in Long[B, T] (BOS + y); a missing ``src_mask`` / ``tgt_mask`` is inferred from
         ``pad_id`` (the target must be right-padded)."""
-        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
-        memory, enc_w, enc_aux = self.encode(src, src_mask, src_pos_offset, need_weights)
+        enc = self.encode(src, src_mask, src_pos_offset, need_weights)
         pos = position_ids(tgt_in.shape[1], tgt_in.shape[0], tgt_pos_offset, tgt_in.device)
-        logits, self_w, cross_w, dec_aux = self.decode(tgt_in, memory, src_mask, tgt_mask=tgt_mask, positions=pos,
-                                                       need_weights=need_weights)
-        aux = [a for a in (enc_aux, dec_aux) if a is not None]
-        attentions = {"encoder": enc_w, "decoder_self": self_w, "decoder_cross": cross_w} if need_weights else {}
-        return ModelOutput(logits, sum(aux) if aux else None, attentions)
-
-    # ------------------------------------------------------------------ incremental decoding
-    def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
-        """Encode the source once; the first decoder input is BOS. Returns (state, first tokens Long[B])."""
-        src = batch["src"]
-        src_mask = token_mask(src, batch.get("src_mask"), self.cfg.pad_id, "src", "src_mask")
-        memory, _, _ = self.encode(src, src_mask, batch.get("src_pos_offset"))
-        offset = batch.get("tgt_pos_offset")
-        offset = torch.zeros(src.shape[0], dtype=torch.long, device=src.device) if offset is None else offset
-        state = DecodeState(DecodingCache(), {"memory": memory, "src_mask": src_mask, "offset": offset})
-        return state, torch.full((src.shape[0],), self.cfg.bos_id, dtype=torch.long, device=src.device)
-
-    def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
-        """Feed one token per row (Long[B]) and return the next-token logits (B, V); advances the cache."""
-        t = state.tensors
-        positions = (t["offset"] + state.step)[:, None]
-        logits, _, _, _ = self.decode(tokens[:, None], t["memory"], t["src_mask"], positions=positions,
-                                      cache=state.cache)
-        state.step += 1
-        return logits[:, -1]
+        logits, dec = self.decode(tgt_in, enc.output, enc.token_mask, tgt_mask=tgt_mask, positions=pos,
+                                  need_weights=need_weights)
+        return model_output(logits, {"encoder": enc, "decoder": dec})

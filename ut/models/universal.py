@@ -28,8 +28,11 @@ Recurrence (config ``recurrence``):
 - ``"act"``: dynamic halting per position with Adaptive Computation Time (Graves 2016; UT §2.2), at most
   ``act_max_steps`` (default 2 x ``n_steps``) applications; see :mod:`ut.nn.act` for the algorithm, the defects of
   the reference implementations fixed there, and the frozen-halted-state semantics. The ponder loss
-  ``act_loss_weight * mean(n + r)`` of the encoder and of the decoder goes into ``ModelOutput.aux_loss``; per-position
-  ponder time and update counts into ``ModelOutput.ponder_time`` / ``n_updates``.
+  ``act_loss_weight * mean(n + r)`` of the encoder and of the decoder goes into ``ModelOutput.ponder_loss`` (and
+  ``aux_loss``); per-position ponder time and update counts into ``ModelOutput.ponder_time`` / ``n_updates``.
+
+Both stacks are a :class:`UniversalStack` (the shared layer, timestep signal, ACT, final LayerNorm) applied through
+:func:`ut.nn.stack.run_stack`, which returns a :class:`ut.nn.stack.StackOutput` (``encode`` returns the encoder's).
 
 Options and deviations, each a config field: ``timestep="sinusoidal"`` (paper, default) or ``"learned"`` (t2t's
 default ``step_timing_signal_type``); ``norm="pre"`` (t2t, our default: ``x + f(LN(x))`` with a final LayerNorm
@@ -38,9 +41,9 @@ after the loop) or ``"post"`` (the paper's equations); ``transition="ffn"`` (t2t
 keep-transforming; ``act_skip_halted`` then runs the shared layer only on the running positions (keys and values
 still from all positions) when the transition is position-wise -- same outputs, less compute (tested).
 
-Incremental decoding (``start_decoding`` / ``decode_step``, :mod:`ut.decoding`): the shared decoder layer has one
-cache per EXECUTED STEP, under ``DecodingCache`` keys ``(("dec", t), "self" | "cross" | "conv")`` -- a cache keyed by
-module would mix the steps (t2t has no UT decoding cache at all).
+Incremental decoding (``start_decoding`` / ``decode_step``, :class:`ut.decoding.EncoderDecoderDecoding`): the
+shared decoder layer has one cache per EXECUTED STEP, under ``DecodingCache`` keys ``(("dec", t), "self" | "cross" |
+"conv")`` -- a cache keyed by module would mix the steps (t2t has no UT decoding cache at all).
 
 UT+ACT decoding scheme (exact, tested against the full forward pass): each new position runs its own ACT loop, one
 executed step t at a time with the step-t cache, until it halts in every row (rows that halted earlier are frozen
@@ -59,29 +62,25 @@ Shape legend: B batch, S source length, T target length, D width, V vocabulary, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from ut.decoding import DecodeState
+from ut.decoding import EncoderDecoderDecoding
 from ut.models.config import Activation, ConfigBase, Norm, Pooling, PositionKind, Transition
 from ut.models.encoder_classifier import ClassificationHead
-from ut.models.inputs import check_right_padded, token_mask
-from ut.models.outputs import ModelOutput
-from ut.nn.act import (
-    ACTOutput,
-    AdaptiveComputationTime,
-    FrozenStates,
-    gather_positions,
-    pack_active,
-    scatter_positions,
-)
+from ut.models.inputs import check_right_padded, source_inputs, token_mask
+from ut.models.outputs import ModelOutput, model_output
+from ut.nn.act import AdaptiveComputationTime, FrozenStates
 from ut.nn.attention import DecodingCache, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer, EncoderLayer
 from ut.nn.positions import TimestepSignal, draw_start_index, position_ids, shift_sinusoid
+from ut.nn.stack import CacheKey, StackOutput, key_by_step, run_stack
 
 # ----------------------------------------------------------------------------------------------------------------
 # configs
@@ -161,43 +160,17 @@ class UniversalClassifierConfig(UniversalCommonConfig):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the shared layer on a subset of query positions (ACT compute skipping; position-wise transition only)
-
-
-def encoder_layer_on(layer: EncoderLayer, xq: Tensor, x: Tensor, kv_mask: Tensor | None) -> Tensor:
-    """``layer`` for the queries ``xq`` (B, La, D) only, with keys / values from every position of ``x`` (B, L, D)."""
-    res = layer.attn_res
-    a = layer.self_attn(res.inner_input(xq), res.inner_input(x), mask=kv_mask)
-    h = res.combine(xq, a.out)
-    return layer.ffn_res.combine(h, layer.transition(layer.ffn_res.inner_input(h)))
-
-
-def decoder_layer_on(layer: DecoderLayer, xq: Tensor, x: Tensor, q_pos: Tensor, memory: Tensor,
-                     memory_mask: Tensor | None) -> Tensor:
-    """Like :func:`encoder_layer_on` for the decoder: query k sits at position ``q_pos`` (B, La) of ``x``."""
-    causal = torch.arange(x.shape[1], device=x.device)[None, None, None, :] <= q_pos[:, None, :, None]
-    a = layer.self_attn(layer.self_res.inner_input(xq), layer.self_res.inner_input(x), mask=causal)
-    h = layer.self_res.combine(xq, a.out)
-    c = layer.cross_attn(layer.cross_res.inner_input(h), memory, mask=memory_mask)
-    h = layer.cross_res.combine(h, c.out)
-    return layer.ffn_res.combine(h, layer.transition(layer.ffn_res.inner_input(h)))
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # the recurrent stacks
 
 
-@dataclass
-class StackOutput:
-    output: Tensor  # (B, L, D) final state (ACT: the ACT combination), final-normed for pre-norm
-    attentions: list[tuple] = field(default_factory=list)  # per executed step: (self weights, cross weights | None)
-    act: ACTOutput | None = None  # ACT bookkeeping (ponder time, update counts, weights per step)
-
-
 class UniversalStack(nn.Module):
-    """One shared layer, the timestep signal, the fixed / ACT recurrence and the final LayerNorm (pre-norm)."""
+    """One shared layer (or a shared pattern of layers, ``nn.ModuleList``), the timestep signal, the fixed / ACT
+    recurrence and the final LayerNorm (pre-norm); :meth:`run` applies it through :func:`ut.nn.stack.run_stack`.
 
-    def __init__(self, cfg: UniversalCommonConfig, layer: nn.Module):
+    ``skip_halted``: under ACT, run the layer on the running positions only (one layer with full attention and a
+    position-wise transition; :mod:`ut.nn.layers`)."""
+
+    def __init__(self, cfg: UniversalCommonConfig, layer: nn.Module, skip_halted: bool = False):
         super().__init__()
         self.layer = layer
         self.n_steps = cfg.n_steps
@@ -209,7 +182,7 @@ class UniversalStack(nn.Module):
             else None
         )
         self.position_wise = cfg.transition == "ffn"
-        self.skip_halted = cfg.act_skip_halted and self.position_wise
+        self.skip_halted = skip_halted
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
         self.random_start = cfg.position_start_index == "random"
         self.fixed_start_indices: list[int] | None = None  # replaces the random draws (one k per step) when set
@@ -233,31 +206,25 @@ class UniversalStack(nn.Module):
             pos_signal = shift_sinusoid(pos_signal, start)
         return state + pos_signal + self.timestep(step, state.device).to(state.dtype)
 
-    def run(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None, apply_layer) -> StackOutput:
-        """Apply ``apply_layer(x_t, running | None) -> (out, weights)`` T times (fixed) or under ACT."""
+    def run(self, x: Tensor, pos_signal: Tensor, *, start: Callable[[int], Tensor | None] | None = None,
+            cache_key: CacheKey = key_by_step, **stack_inputs) -> StackOutput:
+        """The recurrence over ``x`` (B, L, D) (H^0) with position signal ``pos_signal`` (B, L, D) -> StackOutput.
+
+        ``start(t) -> k_t``: the start index of step t (default: :meth:`start_index`, drawn per step over this
+        input's length); ``stack_inputs``: :func:`ut.nn.stack.run_stack`'s (token_mask, cache, before_step, ...)
+        and the layers' (memory, memory_mask, self_mask)."""
         pos_signal = pos_signal.to(x.dtype)
-        self.last_start_indices = []
-        if self.act is None:
-            attentions = []
-            for t in range(self.n_steps):
-                x, w = apply_layer(self.step_input(x, pos_signal, t, self.start_index(t, x.shape[1], x.device)), None)
-                attentions.append(w)
-            return StackOutput(self.final_norm(x), attentions)
+        if start is None:
+            self.last_start_indices = []
+            start = partial(self.start_index, length=x.shape[1], device=x.device)
 
-        def step_fn(state: Tensor, t: int, running: Tensor):
-            x_t = self.step_input(state, pos_signal, t, self.start_index(t, state.shape[1], state.device))
-            out, w = apply_layer(x_t, running)
-            return x_t, out, w
+        def step_input(state: Tensor, t: int) -> Tensor:
+            return self.step_input(state, pos_signal, t, start(t))
 
-        a = self.act(x, token_mask, step_fn)
-        return StackOutput(self.final_norm(a.output), a.step_outputs, a)
-
-    def packed(self, running: Tensor | None, need_weights: bool) -> tuple[Tensor, Tensor] | None:
-        """(index, valid) of the running positions when skipping the halted ones pays off, else None."""
-        if running is None or not self.skip_halted or need_weights:
-            return None
-        index, valid = pack_active(running)
-        return (index, valid) if index.shape[1] < running.shape[1] else None
+        layers = self.layer if isinstance(self.layer, nn.ModuleList) else [self.layer]
+        return run_stack(layers, x, n_steps=self.n_steps, step_input=step_input, act=self.act,
+                         skip_halted=self.skip_halted, final_norm=self.final_norm, cache_key=cache_key,
+                         **stack_inputs)
 
 
 class UniversalEncoder(UniversalStack):
@@ -266,23 +233,12 @@ class UniversalEncoder(UniversalStack):
     def __init__(self, cfg: UniversalCommonConfig):
         layer = EncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm,
                              cfg.transition, cfg.activation)
-        super().__init__(cfg, layer)
+        super().__init__(cfg, layer, skip_halted=cfg.act_skip_halted and cfg.transition == "ffn")
 
     def forward(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None,
                 need_weights: bool = False) -> StackOutput:
         """x (B, S, D) embedded tokens (no position), pos_signal (B, S, D), token_mask Bool[B, S]."""
-        kv_mask = None if token_mask is None else key_padding_mask(token_mask)
-
-        def apply_layer(x_t: Tensor, running: Tensor | None):
-            packed = self.packed(running, need_weights)
-            if packed is not None:
-                index = packed[0]
-                out = encoder_layer_on(self.layer, gather_positions(x_t, index), x_t, kv_mask)
-                return scatter_positions(x_t, index, out), None
-            o = self.layer(x_t, token_mask, need_weights=need_weights)
-            return o.x, ((o.self_weights, None) if need_weights else None)
-
-        return self.run(x, pos_signal, token_mask, apply_layer)
+        return self.run(x, pos_signal, token_mask=token_mask, need_weights=need_weights)
 
 
 class UniversalDecoder(UniversalStack):
@@ -292,28 +248,18 @@ class UniversalDecoder(UniversalStack):
     def __init__(self, cfg: UniversalCommonConfig):
         layer = DecoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm,
                              cfg.transition, activation=cfg.activation)
-        super().__init__(cfg, layer)
+        super().__init__(cfg, layer, skip_halted=cfg.act_skip_halted and cfg.transition == "ffn")
 
     def forward(self, x: Tensor, pos_signal: Tensor, memory: Tensor, memory_mask: Tensor | None,
                 token_mask: Tensor | None = None, need_weights: bool = False) -> StackOutput:
         """x (B, T, D) embedded targets, memory (B, S, D) final encoder state, memory_mask broadcastable mask."""
-        positions = torch.arange(x.shape[1], device=x.device)[None, :].expand(x.shape[0], -1)
-
-        def apply_layer(x_t: Tensor, running: Tensor | None):
-            packed = self.packed(running, need_weights)
-            if packed is not None:
-                index = packed[0]
-                out = decoder_layer_on(self.layer, gather_positions(x_t, index), x_t, positions.gather(1, index),
-                                       memory, memory_mask)
-                return scatter_positions(x_t, index, out), None
-            o = self.layer(x_t, memory, memory_mask=memory_mask, token_mask=token_mask, need_weights=need_weights)
-            return o.x, ((o.self_weights, o.cross_weights) if need_weights else None)
-
-        return self.run(x, pos_signal, token_mask, apply_layer)
+        return self.run(x, pos_signal, token_mask=token_mask, need_weights=need_weights, memory=memory,
+                        memory_mask=memory_mask)
 
     def forward_incremental(self, x: Tensor, pos_signal: Tensor, memory: Tensor, memory_mask: Tensor | None,
-                            cache: DecodingCache) -> Tensor:
-        """New positions ``x`` (B, Tn, D) after the cached ones -> final states (B, Tn, D); extends ``cache``."""
+                            cache: DecodingCache) -> StackOutput:
+        """New positions ``x`` (B, Tn, D) after the cached ones -> StackOutput (final states (B, Tn, D)); extends
+        ``cache`` (module docstring: the UT+ACT decoding scheme)."""
         pos_signal = pos_signal.to(x.dtype)
         starts = cache.get(("dec", "start_index"), DecodeStartIndices) if self.random_start else None
 
@@ -326,38 +272,28 @@ class UniversalDecoder(UniversalStack):
                 starts.by_step[t] = self.start_index(t, memory.shape[1], x.device)
             return starts.by_step[t]
 
-        def layer_at(x_t: Tensor, t: int) -> Tensor:
-            return self.layer(x_t, memory, memory_mask=memory_mask, cache=cache, cache_key=("dec", t)).x
-
         if self.act is None:
-            for t in range(self.n_steps):
-                x = layer_at(self.step_input(x, pos_signal, t, start(t)), t)
-            return self.final_norm(x)
-
+            return self.run(x, pos_signal, start=start, cache=cache, memory=memory, memory_mask=memory_mask)
         frozen: FrozenStates = cache.get(("dec", "frozen"), FrozenStates)
         # random start: P is shifted differently at every step, so the frozen H and P are kept apart
         frozen_pos: FrozenStates | None = cache.get(("dec", "frozen_pos"), FrozenStates) if self.random_start else None
         n_prev = len(frozen)
-
-        def step_fn(state: Tensor, t: int, running: Tensor):
-            self._fill_from_frozen(cache, frozen, n_prev, t, memory, memory_mask, frozen_pos, start(t))
-            x_t = self.step_input(state, pos_signal, t, start(t))
-            return x_t, layer_at(x_t, t)
-
-        a = self.act(x, None, step_fn)
+        dec = self.run(x, pos_signal, start=start, cache=cache, memory=memory, memory_mask=memory_mask,
+                       before_step=lambda t: self._fill_from_frozen(cache, frozen, n_prev, t, memory, memory_mask,
+                                                                    frozen_pos, start(t)))
         if frozen_pos is None:
-            frozen.append(a.state + pos_signal)
+            frozen.append(dec.act.state + pos_signal)
         else:
-            frozen.append(a.state)
+            frozen.append(dec.act.state)
             frozen_pos.append(pos_signal)
-        return self.final_norm(a.output)
+        return dec
 
     def _fill_from_frozen(self, cache: DecodingCache, frozen: FrozenStates, n_prev: int, t: int, memory: Tensor,
                           memory_mask: Tensor | None, frozen_pos: FrozenStates | None = None,
                           start: Tensor | None = None) -> None:
         """Give the step-t cache the positions ``len(cache_t) .. n_prev-1``, which halted before step t. ``frozen``
         holds H_frozen + P, or H_frozen alone with P in ``frozen_pos`` (random start: P_t = P shifted by ``start``)."""
-        kv = cache.get((("dec", t), "self"))
+        kv = cache.get((key_by_step(t, 0), "self"))
         have = len(kv)
         if have >= n_prev:
             return
@@ -368,7 +304,7 @@ class UniversalDecoder(UniversalStack):
         if self.position_wise:  # only their keys and values are ever read
             kv.append(*self.layer.self_attn.project_kv(self.layer.self_res.inner_input(x_t)))
         else:  # convolution neighbours too: run the layer on them, discard the outputs
-            self.layer(x_t, memory, memory_mask=memory_mask, cache=cache, cache_key=("dec", t))
+            self.layer(x_t, memory, memory_mask=memory_mask, cache=cache, cache_key=key_by_step(t, 0))
 
 
 class DecodeStartIndices:
@@ -382,26 +318,13 @@ class DecodeStartIndices:
         pass
 
 
-def _act_summary(name: str, stack: StackOutput, token_mask: Tensor | None, out: ModelOutput) -> Tensor | None:
-    """Put the ponder time / update counts of ``stack`` into ``out``; return its mean ponder time (or None)."""
-    if stack.act is None:
-        return None
-    out.ponder_time[name] = stack.act.ponder_time
-    out.n_updates[name] = stack.act.n_updates
-    return stack.act.ponder_cost(token_mask)
-
-
-def _collect(attentions: list, which: int) -> list[Tensor]:
-    return [a[which] for a in attentions if a is not None]
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # models
 
 
-class UniversalTransformerEncoderDecoder(nn.Module):
+class UniversalTransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
     """UT encoder-decoder. Training: ``forward(src, src_mask, tgt_in, ...)``; decoding: ``start_decoding`` +
-    ``decode_step`` (see :mod:`ut.decoding` and the module docstring for the cache)."""
+    ``decode_step`` (:class:`ut.decoding.EncoderDecoderDecoding`; the module docstring for the cache)."""
 
     def __init__(self, cfg: UniversalTransformerConfig):
         super().__init__()
@@ -422,20 +345,25 @@ class UniversalTransformerEncoderDecoder(nn.Module):
     def encode(self, src: Tensor, src_mask: Tensor | None = None, src_pos_offset: Tensor | None = None,
                need_weights: bool = False) -> StackOutput:
         """src Long[B, S] -> StackOutput (``.output`` is the final encoder state (B, S, D))."""
-        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
-        pos = position_ids(src.shape[1], src.shape[0], src_pos_offset, src.device)
+        src_mask, pos = source_inputs(src, src_mask, self.cfg.pad_id, src_pos_offset)
         return self.encoder(self.src_embed(src), self.src_embed.positions(pos), src_mask, need_weights)
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, *, tgt_mask: Tensor | None = None,
-               positions: Tensor | None = None, need_weights: bool = False) -> tuple[Tensor, StackOutput]:
-        """Full-sequence decoder over ``tgt_in`` (B, T) -> (logits (B, T, V), StackOutput); a missing ``tgt_mask``
-        is inferred from ``pad_id`` (padding never runs the ACT loop)."""
-        tgt_mask = token_mask(tgt_in, tgt_mask, self.cfg.pad_id, "tgt_in", "tgt_mask")
-        check_right_padded(tgt_mask, "tgt_mask")
+               positions: Tensor | None = None, cache: DecodingCache | None = None,
+               need_weights: bool = False) -> tuple[Tensor, StackOutput]:
+        """Decoder over ``tgt_in`` (B, T) -> (logits (B, T, V), StackOutput); without a cache the whole target (a
+        missing ``tgt_mask`` inferred from ``pad_id``: padding never runs the ACT loop), with one only the new
+        positions (:meth:`UniversalDecoder.forward_incremental`)."""
         if positions is None:
             positions = position_ids(tgt_in.shape[1], tgt_in.shape[0], None, tgt_in.device)
-        dec = self.decoder(self.tgt_embed(tgt_in), self.tgt_embed.positions(positions), memory,
-                           key_padding_mask(src_mask), tgt_mask, need_weights)
+        x, pos_signal = self.tgt_embed(tgt_in), self.tgt_embed.positions(positions)
+        memory_mask = key_padding_mask(src_mask)
+        if cache is not None:
+            dec = self.decoder.forward_incremental(x, pos_signal, memory, memory_mask, cache)
+            return self.output(dec.output), dec
+        tgt_mask = token_mask(tgt_in, tgt_mask, self.cfg.pad_id, "tgt_in", "tgt_mask")
+        check_right_padded(tgt_mask, "tgt_mask")
+        dec = self.decoder(x, pos_signal, memory, memory_mask, tgt_mask, need_weights)
         return self.output(dec.output), dec
 
     def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor, tgt_mask: Tensor | None = None, *,
@@ -443,41 +371,11 @@ class UniversalTransformerEncoderDecoder(nn.Module):
                 need_weights: bool = False) -> ModelOutput:
         """src Long[B, S], tgt_in Long[B, T] (BOS + y); a missing ``src_mask`` / ``tgt_mask`` is inferred from
         ``pad_id`` for both, so target padding takes no part in ACT halting or the ponder loss."""
-        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
-        tgt_mask = token_mask(tgt_in, tgt_mask, self.cfg.pad_id, "tgt_in", "tgt_mask")
         enc = self.encode(src, src_mask, src_pos_offset, need_weights)
         pos = position_ids(tgt_in.shape[1], tgt_in.shape[0], tgt_pos_offset, tgt_in.device)
-        logits, dec = self.decode(tgt_in, enc.output, src_mask, tgt_mask=tgt_mask, positions=pos,
+        logits, dec = self.decode(tgt_in, enc.output, enc.token_mask, tgt_mask=tgt_mask, positions=pos,
                                   need_weights=need_weights)
-        out = ModelOutput(logits)
-        if need_weights:
-            out.attentions = {"encoder": _collect(enc.attentions, 0), "decoder_self": _collect(dec.attentions, 0),
-                              "decoder_cross": _collect(dec.attentions, 1)}
-        costs = [c for c in (_act_summary("encoder", enc, src_mask, out), _act_summary("decoder", dec, tgt_mask, out))
-                 if c is not None]
-        if costs:
-            out.aux_loss = self.cfg.act_loss_weight * sum(costs)
-        return out
-
-    # ------------------------------------------------------------------ incremental decoding
-    def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
-        """Encode the source once; the first decoder input is BOS. Returns (state, first tokens Long[B])."""
-        src = batch["src"]
-        src_mask = token_mask(src, batch.get("src_mask"), self.cfg.pad_id, "src", "src_mask")
-        memory = self.encode(src, src_mask, batch.get("src_pos_offset")).output
-        offset = batch.get("tgt_pos_offset")
-        offset = torch.zeros(src.shape[0], dtype=torch.long, device=src.device) if offset is None else offset
-        state = DecodeState(DecodingCache(), {"memory": memory, "src_mask": src_mask, "offset": offset})
-        return state, torch.full((src.shape[0],), self.cfg.bos_id, dtype=torch.long, device=src.device)
-
-    def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
-        """Feed one token per row (Long[B]) and return the next-token logits (B, V); advances the cache."""
-        t = state.tensors
-        positions = (t["offset"] + state.step)[:, None]
-        h = self.decoder.forward_incremental(self.tgt_embed(tokens[:, None]), self.tgt_embed.positions(positions),
-                                             t["memory"], key_padding_mask(t["src_mask"]), state.cache)
-        state.step += 1
-        return self.output(h)[:, -1]
+        return model_output(logits, {"encoder": enc, "decoder": dec}, self.cfg.act_loss_weight)
 
 
 class UniversalTransformerClassifier(nn.Module):
@@ -494,13 +392,6 @@ class UniversalTransformerClassifier(nn.Module):
     def forward(self, src: Tensor, src_mask: Tensor | None = None, *, src_pos_offset: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
         """src Long[B, S] -> ModelOutput(logits (B, C), aux_loss = ponder loss under ACT, ponder_time["encoder"])."""
-        src_mask = token_mask(src, src_mask, self.cfg.pad_id, "src", "src_mask")
-        pos = position_ids(src.shape[1], src.shape[0], src_pos_offset, src.device)
+        src_mask, pos = source_inputs(src, src_mask, self.cfg.pad_id, src_pos_offset)
         enc = self.encoder(self.embed(src), self.embed.positions(pos), src_mask, need_weights)
-        out = ModelOutput(self.head(enc.output, src_mask))
-        if need_weights:
-            out.attentions = {"encoder": _collect(enc.attentions, 0)}
-        cost = _act_summary("encoder", enc, src_mask, out)
-        if cost is not None:
-            out.aux_loss = self.cfg.act_loss_weight * cost
-        return out
+        return model_output(self.head(enc.output, src_mask), {"encoder": enc}, self.cfg.act_loss_weight)

@@ -11,21 +11,24 @@ local and memory-compressed attention over ``[input; sep; target]``; the Univers
   attention sees far tokens only compressed -- so one shared layer per attention kind is the smallest recurrent
   block that keeps T-DMCA's mix; parameters do not grow with T (tested);
 - before every application of the pattern the position and timestep signals are added, ``x_t = H + P + S_t``
-  (UT §2.1, as :class:`ut.models.universal.UniversalStack`), and the final LayerNorm follows the loop (pre-norm);
+  (UT §2.1, through :class:`ut.models.universal.UniversalStack` and :func:`ut.nn.stack.run_stack`), P at the
+  positions themselves (``position_start_index`` has no effect here), and the final LayerNorm follows the loop
+  (pre-norm);
 - ``recurrence="fixed"``: T = ``n_steps`` applications; ``recurrence="act"``: per-position halting with
   :class:`ut.nn.act.AdaptiveComputationTime` (frozen halted states, at most ``act_max_steps``), the halting unit
-  reading ``x_t``; the ponder loss ``act_loss_weight * mean(n + r)`` and the MoE balancing losses of every
-  application are summed into ``ModelOutput.aux_loss``.
+  reading ``x_t``; the ponder loss ``act_loss_weight * mean(n + r)`` goes into ``ModelOutput.ponder_loss``, the MoE
+  balancing losses of every application, summed, into ``moe_loss``, and their sum into ``aux_loss``.
 
 The cost per step is T-DMCA's (linear in L for local attention, L^2 / c for memory-compressed), times the steps.
 
-Incremental decoding (``start_decoding`` / ``decode_step``, the protocol of :mod:`ut.decoding`): pattern layer j at
-executed step t has its own caches, ``DecodingCache`` key ``(("dec", t, j), "self" | "conv")`` -- keyed by executed
-step, not by module, since every step runs the same modules. Under ACT, each new position runs its own ACT loop
-with the step-t caches; a step t that earlier positions never ran (they halted before t) is first brought up to date
-from their frozen states ``H_frozen + P`` (:class:`ut.nn.act.FrozenStates`) by running the pattern on them with
-the step-t caches and discarding the outputs -- the scheme of ``ut/models/universal.py``, generalised to the long
-attentions' caches, which are only ever extended by running the module. Each (position, step) is computed once.
+Incremental decoding (``start_decoding`` / ``decode_step``, :class:`ut.decoding.DecoderOnlyDecoding`): pattern
+layer j at executed step t has its own caches, ``DecodingCache`` key ``(("dec", t, j), "self" | "conv")`` -- keyed
+by executed step, not by module, since every step runs the same modules. Under ACT, each new position runs its own
+ACT loop with the step-t caches; a step t that earlier positions never ran (they halted before t) is first brought
+up to date from their frozen states ``H_frozen + P`` (:class:`ut.nn.act.FrozenStates`) by running the pattern on
+them with the step-t caches and discarding the outputs -- the scheme of ``ut/models/universal.py``, generalised to
+the long attentions' caches, which are only ever extended by running the module. Each (position, step) is computed
+once.
 
 Shape legend: B batch, L length, D width, V vocabulary, T steps, P pattern layers per step.
 """
@@ -36,24 +39,22 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from ut.decoding import DecodeState
+from ut.decoding import DecoderOnlyDecoding
 from ut.models.config import MoEPriority
 from ut.models.decoder_only import (
     ATTENTION_KINDS,
     blocks_follow_tensor_index,
     build_decoder_layer,
     check_long_input_fields,
-    decoding_prefix,
     kind_base,
-    lm_decode_state,
-    lm_forward_masks,
-    next_step_inputs,
 )
-from ut.models.outputs import ModelOutput
+from ut.models.inputs import lm_forward_masks
+from ut.models.outputs import ModelOutput, model_output
 from ut.models.universal import UniversalCommonConfig, UniversalStack
 from ut.nn.act import FrozenStates
-from ut.nn.attention import DecodingCache, key_padding_mask
+from ut.nn.attention import DecodingCache
 from ut.nn.embedding import TokenEmbedding
+from ut.nn.stack import StackOutput, apply_layers, key_by_step_and_layer
 
 
 @dataclass
@@ -106,13 +107,12 @@ class StepProgress:
         pass
 
 
-class UniversalDecoderOnlyLM(nn.Module):
+class UniversalDecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
     """UT-DMCA language model over ``[input; sep; target]`` (see the module docstring)."""
 
     def __init__(self, cfg: UniversalDecoderOnlyConfig):
         super().__init__()
         self.cfg = cfg
-        self.exact_with_padded_prefixes = not blocks_follow_tensor_index(cfg.layer_kinds())  # see ut.decoding
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.position, cfg.max_len, cfg.dropout, cfg.pad_id)
         # the shared block: one layer per kind of the pattern, applied at every step (UniversalStack: S_t, ACT, LN)
         self.stack = UniversalStack(cfg, nn.ModuleList(build_decoder_layer(cfg, k) for k in cfg.layer_kinds()))
@@ -124,55 +124,35 @@ class UniversalDecoderOnlyLM(nn.Module):
     def layers(self) -> nn.ModuleList:
         return self.stack.layer
 
-    def apply_pattern(self, x_t: Tensor, step: int, self_mask: Tensor | None, token_mask: Tensor | None,
-                      cache: DecodingCache | None, need_weights: bool = False):
-        """One step: the pattern's layers in order -> (x, attention maps, summed MoE aux loss or None)."""
-        weights, aux = [], None
-        for j, layer in enumerate(self.layers):
-            o = layer(x_t, self_mask=self_mask, token_mask=token_mask, cache=cache, cache_key=("dec", step, j),
-                      need_weights=need_weights)
-            x_t = o.x
-            if need_weights:
-                weights.append(o.self_weights)
-            if o.aux_loss is not None:
-                aux = o.aux_loss if aux is None else aux + o.aux_loss
-        return x_t, weights, aux
+    @property
+    def exact_with_padded_prefixes(self) -> bool:
+        """False with local / memory-compressed layers (:func:`ut.models.decoder_only.blocks_follow_tensor_index`)."""
+        return not blocks_follow_tensor_index(self.cfg.layer_kinds())
 
-    def run(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None, self_mask: Tensor | None,
-            cache: DecodingCache | None, need_weights: bool = False):
-        """The recurrence over new positions ``x`` (B, n, D) -> (final states (B, n, D), maps, aux, ACTOutput)."""
-        stack, pos_signal = self.stack, pos_signal.to(x.dtype)
-        maps, aux_terms = [], []
-
-        def step(x_t: Tensor, t: int) -> Tensor:
-            out, w, aux = self.apply_pattern(x_t, t, self_mask, token_mask, cache, need_weights)
-            maps.extend(w)
-            if aux is not None:
-                aux_terms.append(aux)
-            return out
-
-        if stack.act is None:
-            for t in range(stack.n_steps):
-                x = step(stack.step_input(x, pos_signal, t), t)
-            return stack.final_norm(x), maps, aux_terms, None
-
-        frozen = progress = None
-        if cache is not None:
+    def decoder_states(self, input_ids: Tensor, positions: Tensor, token_mask: Tensor | None,
+                       self_mask: Tensor | None, cache: DecodingCache | None = None,
+                       need_weights: bool = False) -> StackOutput:
+        """The recurrence over the new positions ``input_ids`` (B, n) -> StackOutput (final states (B, n, D), maps,
+        MoE loss, ACT bookkeeping); with a cache, extends every executed step's caches (module docstring)."""
+        x = self.embed(input_ids)
+        pos_signal = self.embed.positions(positions).to(x.dtype)
+        frozen = progress = before_step = None
+        if cache is not None and self.stack.act is not None:
             frozen = cache.get(("dec", "frozen"), FrozenStates)
             progress = cache.get(("dec", "progress"), StepProgress)
-        n_prev = 0 if frozen is None else len(frozen)
+            n_prev = len(frozen)
 
-        def step_fn(state: Tensor, t: int, running: Tensor):
-            if cache is not None:
+            def before_step(t: int) -> None:
                 self._fill_from_frozen(cache, frozen, progress, n_prev, t, self_mask)
                 progress.filled[t] = n_prev + x.shape[1]
-            x_t = stack.step_input(state, pos_signal, t)
-            return x_t, step(x_t, t)
 
-        a = stack.act(x, token_mask, step_fn)
+        # P is added at the positions themselves at every step (no random start index)
+        dec = self.stack.run(x, pos_signal, start=lambda t: None, token_mask=token_mask, self_mask=self_mask,
+                             cache=cache, cache_key=key_by_step_and_layer, before_step=before_step,
+                             need_weights=need_weights)
         if frozen is not None:
-            frozen.append(a.state + pos_signal)
-        return stack.final_norm(a.output), maps, aux_terms, a
+            frozen.append(dec.act.state + pos_signal)
+        return dec
 
     def _fill_from_frozen(self, cache: DecodingCache, frozen: FrozenStates, progress: StepProgress, n_prev: int,
                           t: int, self_mask: Tensor | None) -> None:
@@ -183,7 +163,9 @@ class UniversalDecoderOnlyLM(nn.Module):
         x_t = frozen.base[:, have:n_prev]
         x_t = x_t + self.stack.timestep(t, x_t.device).to(x_t.dtype)
         mask = None if self_mask is None else self_mask[..., :n_prev]
-        self.apply_pattern(x_t, t, mask, None, cache)  # fills the caches; outputs discarded
+        # fills the caches; the outputs (and their MoE losses) are discarded
+        apply_layers(self.layers, x_t, StackOutput(x_t), step=t, cache=cache, cache_key=key_by_step_and_layer,
+                     self_mask=mask, token_mask=None)
         progress.filled[t] = n_prev
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
@@ -191,32 +173,5 @@ class UniversalDecoderOnlyLM(nn.Module):
         """input_ids Long[B, L] (left or right padded) -> ModelOutput (logits (B, L, V), aux_loss, ponder time)."""
         attention_mask, position_ids, self_mask = lm_forward_masks(input_ids, attention_mask, position_ids,
                                                                    self.cfg.pad_id)
-        h, maps, aux_terms, act = self.run(self.embed(input_ids), self.embed.positions(position_ids), attention_mask,
-                                           self_mask, None, need_weights)
-        out = ModelOutput(self.output(h))
-        if need_weights:
-            out.attentions = {"decoder_self": maps}
-        if act is not None:
-            out.ponder_time["decoder"] = act.ponder_time
-            out.n_updates["decoder"] = act.n_updates
-            aux_terms.append(self.cfg.act_loss_weight * act.ponder_cost(attention_mask))
-        if aux_terms:
-            out.aux_loss = sum(aux_terms)
-        return out
-
-    # ------------------------------------------------------------------ incremental decoding
-    def start_decoding(self, batch: dict[str, Tensor]) -> tuple[DecodeState, Tensor]:
-        """Run the prefix ``[input; sep]`` (left-aligned) into the per-step caches; return the separator to feed."""
-        ids, mask, pos = decoding_prefix(batch, self.cfg.pad_id)
-        cache = DecodingCache()
-        if ids.shape[1] > 1:
-            pre_mask = mask[:, :-1]
-            self.run(self.embed(ids[:, :-1]), self.embed.positions(pos[:, :-1]), pre_mask,
-                     key_padding_mask(pre_mask), cache)
-        return lm_decode_state(cache, mask, pos), ids[:, -1]
-
-    def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
-        """Feed one token per row (Long[B]) -> next-token logits (B, V); extends every step's cache."""
-        self_mask, pos = next_step_inputs(tokens, state)
-        h, _, _, _ = self.run(self.embed(tokens[:, None]), self.embed.positions(pos), None, self_mask, state.cache)
-        return self.output(h)[:, -1]
+        dec = self.decoder_states(input_ids, position_ids, attention_mask, self_mask, need_weights=need_weights)
+        return model_output(self.output(dec.output), {"decoder": dec}, self.cfg.act_loss_weight)

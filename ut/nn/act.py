@@ -2,8 +2,8 @@
 
 Graves 2016, "Adaptive Computation Time for Recurrent Neural Networks", as adapted per position by Dehghani et al.
 2019, "Universal Transformers", §2.2, and tensor2tensor's ``universal_transformer_util._ffn_layer_multi_step`` /
-``ut_function`` (REFERENCE.md §2). Every position keeps a halting probability ``hp``, a remainder ``r`` and an
-update count ``n`` (all ``[B, L]``); threshold = 1 - eps (eps = 0.01). At every step t:
+``ut_function``. Every position keeps a halting probability ``hp``, a remainder ``r`` and an update count ``n``
+(all ``[B, L]``); threshold = 1 - eps (eps = 0.01). At every step t:
 
 1. the step function adds the timing signals (``x_t = H + P + S_t``) and applies the shared layer;
    ``p = sigmoid(Linear(x_t))`` (the halting unit, its bias initialised to ``halting_bias_init``, +1.0 in t2t);
@@ -34,9 +34,9 @@ before. At step t, halted positions still serve as keys / values (and convolutio
 ``x_t = H_frozen + P + S_t``, but their own layer output is never used. Consequences:
 
 - with a position-wise transition the halted positions' queries, attention output and transition need not be
-  computed at all: :func:`pack_active` / :func:`gather_positions` / :func:`scatter_positions` let a step function
-  run the layer only on the running positions (keys and values still from every position); the outputs are
-  unchanged (tested);
+  computed at all: :func:`pack_active` gives the running positions, and the layer runs on those queries only with
+  keys and values still from every position (the ``queries`` argument of ``ut/nn/layers.py``'s layers, used by
+  :func:`ut.nn.stack.run_stack`); the outputs are unchanged (tested);
 - a position's output no longer depends on how many further steps the batch runs, which makes cached incremental
   decoding exact (see ``ut/models/universal.py``).
 

@@ -18,10 +18,17 @@ Transitions (the position-wise part of a layer):
 Every transition has the signature ``forward(x, token_mask=None, cache=None) -> Tensor | (Tensor, aux_loss)``;
 the mixture-of-experts transition returns an auxiliary load-balancing loss, which the layer passes up.
 
+A subset of query positions: ``EncoderLayer`` / ``DecoderLayer`` take ``queries`` Long[B, La] (distinct positions
+per row) and then compute the attention queries, the transition and the residuals at those positions only, with
+keys and values from every position of ``x``; the returned ``x`` is the input with those positions replaced. This is
+ACT's compute skipping (:mod:`ut.nn.act`: halted positions are still keys and values, but their own output is
+unused). It needs full attention (:class:`MultiHeadAttention`) and a position-wise transition; a convolution needs
+its neighbours' outputs, so ``sepconv`` raises.
+
 Dropout everywhere here is :func:`ut.nn.dropout.dropout` (``F.dropout``'s function with a ~3x cheaper mask source on
 CPU; see that module).
 
-Shape legend: B batch, L length, D width, F inner (ffn) width.
+Shape legend: B batch, L length, D width, F inner (ffn) width, La query positions, S memory length, H heads.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ut.nn.act import gather_positions, scatter_positions
 from ut.nn.attention import DecodingCache, KVCache, MultiHeadAttention, key_padding_mask
 from ut.nn.dropout import dropout as apply_dropout
 
@@ -157,6 +165,22 @@ def _split_aux(result) -> tuple[Tensor, Tensor | None]:
     return result if isinstance(result, tuple) else (result, None)
 
 
+def _query_rows(mask: Tensor | None, queries: Tensor) -> Tensor | None:
+    """Rows ``queries`` (B, La) of a mask broadcastable to (B, H, L, Lk); a mask without a query axis as it is."""
+    if mask is None or mask.dim() < 2 or mask.shape[-2] == 1:
+        return mask
+    mask = mask.expand(queries.shape[0], mask.shape[-3] if mask.dim() >= 3 else 1, *mask.shape[-2:])
+    return mask.gather(2, queries[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[3]))
+
+
+def _check_queries(transition: nn.Module, attention: nn.Module) -> None:
+    if isinstance(transition, SeparableConvTransition):
+        raise ValueError("a subset of query positions needs a position-wise transition, got 'sepconv' (a convolution "
+                         "reads its neighbours' outputs)")
+    if not isinstance(attention, MultiHeadAttention):
+        raise ValueError(f"a subset of query positions needs full attention, got {type(attention).__name__}")
+
+
 class EncoderLayer(nn.Module):
     """Self-attention -> Add & Norm -> transition -> Add & Norm (Vaswani §3.1, encoder)."""
 
@@ -182,14 +206,26 @@ class EncoderLayer(nn.Module):
         self.ffn_res = Residual(d_model, norm, dropout)
 
     def forward(
-        self, x: Tensor, token_mask: Tensor | None = None, *, attn_mask: Tensor | None = None, need_weights=False
+        self, x: Tensor, token_mask: Tensor | None = None, *, attn_mask: Tensor | None = None, need_weights=False,
+        queries: Tensor | None = None,
     ) -> LayerOutput:
-        """x (B, L, D); ``token_mask`` Bool[B, L] True on real tokens (padding may not be attended to)."""
+        """x (B, L, D); ``token_mask`` Bool[B, L] True on real tokens (padding may not be attended to);
+        ``queries`` Long[B, La]: compute only these positions (module docstring)."""
         mask = attn_mask if attn_mask is not None else (None if token_mask is None else key_padding_mask(token_mask))
-        a = self.self_attn(self.attn_res.inner_input(x), mask=mask, need_weights=need_weights)
-        x = self.attn_res.combine(x, a.out)
-        f, aux = _split_aux(self.transition(self.ffn_res.inner_input(x), token_mask))
-        return LayerOutput(self.ffn_res.combine(x, f), self_weights=a.weights, aux_loss=aux)
+        if queries is None:
+            a = self.self_attn(self.attn_res.inner_input(x), mask=mask, need_weights=need_weights)
+            h = self.attn_res.combine(x, a.out)
+            f, aux = _split_aux(self.transition(self.ffn_res.inner_input(h), token_mask))
+            return LayerOutput(self.ffn_res.combine(h, f), self_weights=a.weights, aux_loss=aux)
+        _check_queries(self.transition, self.self_attn)
+        xq = gather_positions(x, queries)
+        a = self.self_attn(self.attn_res.inner_input(xq), self.attn_res.inner_input(x), mask=_query_rows(mask, queries),
+                           need_weights=need_weights)
+        h = self.attn_res.combine(xq, a.out)
+        q_mask = None if token_mask is None else token_mask.gather(1, queries)
+        f, aux = _split_aux(self.transition(self.ffn_res.inner_input(h), q_mask))
+        return LayerOutput(scatter_positions(x, queries, self.ffn_res.combine(h, f)), self_weights=a.weights,
+                           aux_loss=aux)
 
 
 class DecoderLayer(nn.Module):
@@ -240,6 +276,7 @@ class DecoderLayer(nn.Module):
         cache: DecodingCache | None = None,
         cache_key=None,
         need_weights: bool = False,
+        queries: Tensor | None = None,
     ) -> LayerOutput:
         """x (B, L, D) -> LayerOutput.
 
@@ -250,29 +287,50 @@ class DecoderLayer(nn.Module):
             memory_mask: cross-attention mask, e.g. ``key_padding_mask(src_mask)``.
             token_mask: Bool[B, L] real tokens of x (for the convolutional transition).
             cache / cache_key: incremental decoding; x holds only the new positions.
+            queries: Long[B, La], compute only these positions (module docstring); not with a cache.
         """
+        if queries is not None:
+            if cache is not None:
+                raise ValueError("a subset of query positions cannot be decoded incrementally (cache given)")
+            _check_queries(self.transition, self.self_attn)
         site = (lambda name, factory=KVCache: cache.get((cache_key, name), factory)) if cache is not None else None
-        a = self.self_attn(
-            self.self_res.inner_input(x),
-            mask=self_mask,
-            causal=True,
-            cache=site("self", getattr(self.self_attn, "cache_factory", KVCache)) if site else None,
-            need_weights=need_weights,
-        )
-        x = self.self_res.combine(x, a.out)
+        if queries is None:
+            a = self.self_attn(
+                self.self_res.inner_input(x),
+                mask=self_mask,
+                causal=True,
+                cache=site("self", getattr(self.self_attn, "cache_factory", KVCache)) if site else None,
+                need_weights=need_weights,
+            )
+            h, self_w = self.self_res.combine(x, a.out), a.weights
+        else:
+            h, self_w = self._self_attention_at(x, queries, self_mask, need_weights)
+            token_mask = None if token_mask is None else token_mask.gather(1, queries)
         cross_w = None
         if self.cross_attn is not None:
             if memory is None:
                 raise ValueError("this decoder layer has cross-attention but got no encoder memory")
             c = self.cross_attn(
-                self.cross_res.inner_input(x),
+                self.cross_res.inner_input(h),
                 memory,
                 mask=memory_mask,
                 cache=site("cross", lambda: KVCache(static=True)) if site else None,
                 need_weights=need_weights,
             )
-            x = self.cross_res.combine(x, c.out)
+            h = self.cross_res.combine(h, c.out)
             cross_w = c.weights
         conv_cache = site("conv", ConvCache) if site and isinstance(self.transition, SeparableConvTransition) else None
-        f, aux = _split_aux(self.transition(self.ffn_res.inner_input(x), token_mask, conv_cache))
-        return LayerOutput(self.ffn_res.combine(x, f), a.weights, cross_w, aux)
+        f, aux = _split_aux(self.transition(self.ffn_res.inner_input(h), token_mask, conv_cache))
+        out = self.ffn_res.combine(h, f)
+        return LayerOutput(out if queries is None else scatter_positions(x, queries, out), self_w, cross_w, aux)
+
+    def _self_attention_at(self, x: Tensor, queries: Tensor, self_mask: Tensor | None,
+                           need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """The self-attention sub-layer for the queries ``queries`` (B, La) only, keys and values from all of ``x``:
+        query k, at position ``queries[:, k]``, sees the keys up to that position -> (states (B, La, D), weights)."""
+        causal = torch.arange(x.shape[1], device=x.device)[None, None, None, :] <= queries[:, None, :, None]
+        mask = causal if self_mask is None else causal & _query_rows(self_mask, queries)
+        xq = gather_positions(x, queries)
+        a = self.self_attn(self.self_res.inner_input(xq), self.self_res.inner_input(x), mask=mask,
+                           need_weights=need_weights)
+        return self.self_res.combine(xq, a.out), a.weights

@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 from torch.utils.data import DataLoader
 
-from ut.models.decoder_only import pack_input_target
+from ut.data.lm_batches import pack_input_target
 
 PEOPLE = ["mary", "john", "sandra", "daniel"]
 PLACES = ["bathroom", "hallway", "kitchen", "garden"]

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from tests.ut.helpers import padded
-from ut.decoding import beam_search, greedy_decode
-from ut.models.decoder_only import DecoderOnlyConfig, DecoderOnlyLM, left_align, pack_input_target
+from ut.data.lm_batches import pack_input_target
+from ut.decoding import beam_search, greedy_decode, left_align
+from ut.models.decoder_only import DecoderOnlyConfig, DecoderOnlyLM
 
 SEP, EOS = 3, 2
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tests.ut.helpers import padded
-from ut.models.decoder_only import DecoderOnlyConfig, DecoderOnlyLM, left_align
+from ut.decoding import left_align
+from ut.models.decoder_only import DecoderOnlyConfig, DecoderOnlyLM
 from ut.nn.long_attention import LocalAttention, MemoryCompressedAttention
 from ut.nn.moe import MoEFeedForward
 

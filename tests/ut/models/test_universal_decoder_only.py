@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from tests.ut.helpers import padded
-from ut.decoding import beam_search, greedy_decode
+from ut.decoding import beam_search, greedy_decode, left_align
 from ut.models import build_model
-from ut.models.decoder_only import left_align
 from ut.models.universal_decoder_only import UniversalDecoderOnlyConfig, UniversalDecoderOnlyLM
 
 
@@ -82,3 +81,24 @@ def test_greedy_equals_beam_one():
     assert torch.equal(b.sequences[:, 0, : g.sequences.shape[1]], g.sequences)
     beam = beam_search(m, batch, beam_size=3, max_len=4, eos_id=2)  # reorder_ through every step cache
     assert beam.sequences.shape[:2] == (2, 3)
+
+
+@pytest.mark.parametrize("recurrence", ["fixed", "act"])
+def test_moe_and_ponder_losses_are_kept_apart(recurrence):
+    torch.manual_seed(4)
+    m = tiny(recurrence=recurrence, act_halting_bias_init=0.0).double()
+    moe_terms = []  # every application of the MoE transition returns (out, its weighted balancing loss)
+    m.layers[1].transition.register_forward_hook(lambda mod, args, out: moe_terms.append(out[1]))
+    ids = torch.randint(5, 24, (2, 13))
+    mask = torch.ones(2, 13, dtype=torch.bool)
+    mask[1, 10:] = False
+    out = m(ids.masked_fill(~mask, 0), mask)
+    assert len(moe_terms) == (3 if recurrence == "fixed" else int(out.n_updates["decoder"].max()))
+    torch.testing.assert_close(out.moe_loss, sum(moe_terms))
+    if recurrence == "fixed":
+        assert out.ponder_loss is None
+        torch.testing.assert_close(out.aux_loss, out.moe_loss)
+    else:
+        ponder = (out.ponder_time["decoder"] * mask).sum() / mask.sum()
+        torch.testing.assert_close(out.ponder_loss, 0.01 * ponder)
+        torch.testing.assert_close(out.aux_loss, out.moe_loss + out.ponder_loss)

@@ -106,3 +106,65 @@ def test_decoder_layer_with_cache_equals_full_for_sepconv():
 def test_decoder_layer_without_memory_is_an_error():
     with pytest.raises(ValueError, match="memory"):
         DecoderLayer(D, H, F)(torch.randn(1, 2, D))
+
+
+# ---------------------------------------------------------------------------------------------------- query subsets
+def some_queries(seed=0, la=3):
+    """Distinct positions per row, not sorted, Long[B, la]."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randperm(L, generator=g)[:la] for _ in range(B)])
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+@pytest.mark.parametrize("mask_kind", ["none", "key_padding", "full"])
+def test_encoder_layer_on_query_subset_equals_the_full_layer_there(norm, mask_kind):
+    torch.manual_seed(0)
+    layer = EncoderLayer(D, H, F, dropout=0.0, norm=norm).double()
+    x = torch.randn(B, L, D, dtype=torch.float64)
+    tok = torch.tensor([[True] * L, [True] * 4 + [False] * 2])
+    kw = {}
+    if mask_kind == "key_padding":
+        kw = {"token_mask": tok}
+    elif mask_kind == "full":  # a per-query mask: the subset must read its own rows of it
+        attn = torch.rand(B, 1, L, L, generator=torch.Generator().manual_seed(1)) < 0.6
+        kw = {"attn_mask": attn | torch.eye(L, dtype=torch.bool)}
+    q = some_queries()
+    full = layer(x, **kw).x
+    sub = layer(x, queries=q, **kw).x
+    rows = torch.arange(B)[:, None]
+    torch.testing.assert_close(sub[rows, q], full[rows, q])
+    others = torch.ones(B, L, dtype=torch.bool)
+    others[rows, q] = False
+    assert torch.equal(sub[others], x[others])  # positions not asked for are returned as they came
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+@pytest.mark.parametrize("with_self_mask", [False, True])
+def test_decoder_layer_on_query_subset_is_causal_and_equals_the_full_layer_there(norm, with_self_mask):
+    torch.manual_seed(0)
+    layer = DecoderLayer(D, H, F, dropout=0.0, norm=norm).double()
+    x, mem = torch.randn(B, L, D, dtype=torch.float64), torch.randn(B, S, D, dtype=torch.float64)
+    mem_mask = key_padding_mask(torch.tensor([[True] * S, [True] * 2 + [False] * (S - 2)]))
+    self_mask = key_padding_mask(torch.tensor([[True] * L, [False] * 2 + [True] * (L - 2)])) if with_self_mask else None
+    q = some_queries(2)
+    full = layer(x, mem, memory_mask=mem_mask, self_mask=self_mask).x
+    sub = layer(x, mem, memory_mask=mem_mask, self_mask=self_mask, queries=q).x
+    rows = torch.arange(B)[:, None]
+    ok = torch.ones(B, L, dtype=torch.bool) if self_mask is None else self_mask[:, 0, 0]
+    sel = ok[rows, q]  # queries that see at least one key
+    torch.testing.assert_close(sub[rows, q][sel], full[rows, q][sel])
+    # a query sees no later position: changing the positions after the last query leaves the subset's output
+    x2 = x.clone()
+    last = int(q.max())
+    x2[:, last + 1:] = torch.randn_like(x2[:, last + 1:])
+    torch.testing.assert_close(layer(x2, mem, memory_mask=mem_mask, self_mask=self_mask, queries=q).x[rows, q],
+                               sub[rows, q])
+
+
+def test_query_subset_needs_a_position_wise_transition_and_no_cache():
+    q = some_queries()
+    x = torch.randn(B, L, D)
+    with pytest.raises(ValueError, match="position-wise"):
+        EncoderLayer(D, H, F, transition="sepconv")(x, queries=q)
+    with pytest.raises(ValueError, match="cache"):
+        DecoderLayer(D, H, F, cross_attention=False)(x, cache=DecodingCache(), cache_key=0, queries=q)
