@@ -63,7 +63,8 @@ FIXED_STAGES = [
     ("build", "fit_tokenizer", "tokenizer training"),
     ("build", "_save_dataset", "dataset save (Arrow)"),
     ("build", "write_card", "data card"),
-    ("build", "write_manifest", "manifest"),
+    ("build", "write_manifest", "manifest"),  # called from build.py up to the shared publish step
+    ("build_output", "write_manifest", "manifest"),  # called from build_output.publish_build
 ]
 OTHER_STAGE = "other (make_example glue, record loop)"
 BUILD_STAGE = "whole build"
@@ -121,7 +122,7 @@ class StageClock:
 def load_package(name: str):
     """``data_prep`` or the copy ``data_prep_baseline`` with its submodules imported."""
     modules = {}
-    for sub in ("build", "wikitext", "example", "rankers"):
+    for sub in ("build", "build_output", "wikitext", "example", "rankers"):
         modules[sub] = importlib.import_module(f"{name}.{sub}")
     return modules
 
