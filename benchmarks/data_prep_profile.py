@@ -253,7 +253,7 @@ def stage_table(runs: list[dict], per_article: bool) -> list[dict]:
     )
     stages += ranker_names + [s for _, _, s in PER_ARTICLE_STAGES[6:]] + [OTHER_STAGE]
     if not per_article:
-        stages = [s for _, _, s in FIXED_STAGES]
+        stages = list(dict.fromkeys(s for _, _, s in FIXED_STAGES))  # a stage may have two call sites
     rows = []
     for stage in stages:
         ms = statistics.median(run["seconds"].get(stage, 0.0) * 1000 / run["articles"] for run in runs)
