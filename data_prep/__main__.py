@@ -31,25 +31,24 @@ def _stats(out: str) -> int:
     return 0
 
 
-def _beam_build():
-    """The Beam build and its file reader (Beam file systems: the output may be ``gs://...``)."""
-    from data_prep.beam.common import read_text
-    from data_prep.beam.running import run_beam_build
-
-    return run_beam_build, read_text
-
-
-def _build(args, pipeline_args: list[str]) -> tuple[str, str]:
-    """Run the chosen build; returns the output folder and its data card (Markdown)."""
-    config = config_from_args(args)
-    if args.command == "beam":
-        run_beam_build, read_text = _beam_build()
-        out = run_beam_build(config, args.runner, pipeline_args, **beam_settings(args))
-        return out, read_text(f"{out}/data_card.md") or ""
+def _local_build(args, pipeline_args: list[str]) -> tuple[str, str]:
+    """The single-machine build; returns the output folder and its data card (Markdown)."""
     from data_prep.build import build_dataset
 
-    out = build_dataset(config)
+    out = build_dataset(config_from_args(args))
     return str(out), (out / "data_card.md").read_text()
+
+
+def _beam_build():
+    """The Beam build, as :func:`_local_build` (importing Apache Beam: an ImportError says what to install)."""
+    from data_prep.beam.common import read_text  # Beam file systems: the output may be gs://...
+    from data_prep.beam.running import run_beam_build
+
+    def build(args, pipeline_args: list[str]) -> tuple[str, str]:
+        out = run_beam_build(config_from_args(args), args.runner, pipeline_args, **beam_settings(args))
+        return out, read_text(f"{out}/data_card.md") or ""
+
+    return build
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,16 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         return _stats(args.out)
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    build = _local_build
     if args.command == "beam":
         logging.getLogger().setLevel(level)  # also when a handler was installed before (basicConfig is then a no-op)
-    if args.command == "beam":
         try:
-            _beam_build()
-        except ImportError as err:  # no Apache Beam: the message says what to install
+            build = _beam_build()
+        except ImportError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     try:
-        out, card = _build(args, pipeline_args)
+        out, card = build(args, pipeline_args)
     except (OSError, ValueError, RuntimeError) as err:  # one line each (bad input, output, disk)
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
