@@ -10,9 +10,9 @@ Pure per-record stages (reused unchanged by the Beam build, :mod:`data_prep.beam
 - :func:`data_prep.example.make_example` (target, clone removal, paragraphs, rankers)
 - :func:`data_prep.splits.split_of_title`, :func:`data_prep.tokenizer.encode`
 - shared by both builds (:mod:`data_prep.build`): ``page_to_article`` (page filter + parse),
-  ``article_documents``, ``fit_tokenizer``, ``example_row`` (token ids), ``dataset_features`` (the schema),
-  ``data_card``; :class:`data_prep.config.BuildConfig` (the configuration); :mod:`data_prep.cli` (the one
-  command line of both builds, and the data card's command derived from it)
+  ``article_documents``, ``fit_tokenizer``, ``example_row`` (token ids), ``dataset_features`` (the schema);
+  the card :func:`data_prep.data_card.data_card`; :class:`data_prep.config.BuildConfig` (the configuration);
+  :mod:`data_prep.cli` (the one command line of both builds, and the data card's command derived from it)
 
 - checks and safety shared by both builds: :mod:`data_prep.markup_check` (leftover markup in the data card),
   :mod:`data_prep.build_output` (lock, marker, manifest with the inputs' fingerprints, atomic publish:

@@ -3,7 +3,8 @@ Summarizing Long Sequences"): read, process each article (pure stages), split, t
 encode, write the HF dataset, the data card and the extractive ROUGE table, one function per stage
 (:func:`build_into`). The Beam build (:mod:`data_prep.beam`) reuses the per-record functions named in
 :data:`data_prep.__doc__` (:func:`page_to_article`, :func:`article_documents`, :func:`example_row`,
-:func:`fit_tokenizer`, :func:`dataset_features`, :func:`data_card`); the rest of this file is single-machine.
+:func:`fit_tokenizer`, :func:`dataset_features`; the card: :func:`data_prep.data_card.data_card`); the rest
+of this file is single-machine.
 
 Safe to interrupt and to run twice at once (:func:`data_prep.build_output.publish_build`): one build at a time holds
 ``<out>.lock``; everything is written under ``<out>.partial/`` (marked as ours) and moved into place with
@@ -41,12 +42,12 @@ from data_prep.config import (
     TOKENIZER_FILE,
     BuildConfig,
 )
-from data_prep.data_card import length_histogram, write_card
+from data_prep.data_card import CARD_HISTOGRAMS, add_length_counts, data_card, write_card
 from data_prep.dump import iter_dump_pages
 from data_prep.embedded_dump import embedded_dump_path
 from data_prep.example import ExampleConfig, make_example
 from data_prep.extractive_eval import example_rouge_l, rouge_table, write_results
-from data_prep.markup_check import example_markup_counters, markup_table
+from data_prep.markup_check import example_markup_counters
 from data_prep.page_filter import DEFAULT_MAX_WIKITEXT_CHARS, page_skip_reason
 from data_prep.reference_store import ReferenceStore, store_files
 from data_prep.sources import load_search_results, reference_documents, search_documents, wiki_body_documents
@@ -54,10 +55,10 @@ from data_prep.splits import SPLIT_NAMES, split_of_title
 from data_prep.tokenizer import WordCachedEncoder, default_vocab_size, encode, special_token_ids, train_tokenizer
 from data_prep.wikitext import parse_article
 
-__all__ = [  # also the configuration and the card's command, imported from here by callers of both builds
-    "CONFIG_FILE", "DATASET_DIR", "DEFAULT_INPUT_LENGTHS", "SPECIAL_TOKENS_FILE", "TOKENIZER_FILE", "BuildConfig",
-    "add_length_counts", "article_documents", "build_command", "build_dataset", "data_card", "dataset_features",
-    "example_row", "fit_tokenizer", "page_to_article",
+__all__ = [  # also the configuration, the card and its command, imported from here by callers of both builds
+    "CARD_HISTOGRAMS", "CONFIG_FILE", "DATASET_DIR", "DEFAULT_INPUT_LENGTHS", "SPECIAL_TOKENS_FILE", "SUMMED_COUNTS",
+    "TOKENIZER_FILE", "BuildConfig", "add_length_counts", "article_documents", "build_command", "build_dataset",
+    "data_card", "dataset_features", "example_row", "fit_tokenizer", "page_to_article",
 ]
 
 log = logging.getLogger(__name__)
@@ -225,94 +226,6 @@ def example_row(example: dict, tokenizer, rankers, max_tokens: int) -> dict:
 
 # the per-example counts (make_example's) summed into the data card
 SUMMED_COUNTS = ("n_cited_urls", "n_found_documents", "n_clones_removed", "n_paragraphs_kept", "n_paragraphs_dropped")
-
-# the data card's length histograms: card name -> row column
-CARD_HISTOGRAMS = {
-    "target words": "n_target_words",
-    "target tokens": "n_target_tokens",
-    "source words (all kept paragraphs)": "n_source_words",
-    "paragraphs": "n_paragraphs",
-}
-
-
-def add_length_counts(length_counts: dict[str, collections.Counter], row: dict) -> None:
-    """Count one row's lengths into ``{card histogram name: Counter(length -> rows)}``."""
-    for name, column in CARD_HISTOGRAMS.items():
-        length_counts.setdefault(name, collections.Counter())[row[column]] += 1
-
-
-def _prefixed(counters: dict, prefix: str) -> dict:
-    return {k[len(prefix) :]: v for k, v in sorted(counters.items()) if k.startswith(prefix)}
-
-
-def data_card(
-    config: BuildConfig, counters: dict, length_counts: dict, tokenizer_info: dict, runner: str | None = None
-) -> dict:
-    """The data card of a build (both engines): counts, skip reasons, coverage, histograms, tokenizer.
-
-    ``counters`` holds the build's counts under the Beam metric names: ``records_read``, ``examples``,
-    ``split_<split>``, ``skip_<reason>``, ``n_cited_urls``, ``n_found_documents``, ``n_clones_removed``,
-    ``n_paragraphs_kept``, ``n_paragraphs_dropped``, ``articles_with_any_document``, ``store_urls``,
-    ``store_skip_<reason>``, the leftover-markup counters of :mod:`data_prep.markup_check`.
-    ``length_counts``: see :func:`add_length_counts`. ``tokenizer_info``: ``vocab_size``, the special ids and
-    ``trained_on``. ``runner``: the Beam runner (named in the description and the command), None for this
-    module; the Beam build adds its own counts (:func:`data_prep.beam.running.beam_card`).
-    """
-    beam = runner is not None
-    skip_reasons = _prefixed(counters, "skip_")
-    cited, found = counters.get("n_cited_urls", 0), counters.get("n_found_documents", 0)
-    return {
-        "name": Path(str(config.out)).name,
-        "description": _card_description(config, beam),
-        "command": build_command(config, runner),
-        "inputs": [Path(p).name for p in (config.dumps or config.articles)] or ["embedded enwiki excerpt"],
-        "split_counts": {split: counters.get(f"split_{split}", 0) for split in SPLIT_NAMES},
-        "counts": {
-            "records_read": counters.get("records_read", 0),
-            "examples": counters.get("examples", 0),
-            "skipped": sum(skip_reasons.values()),
-            "paragraphs_kept": counters.get("n_paragraphs_kept", 0),
-            "paragraphs_dropped_by_filter": counters.get("n_paragraphs_dropped", 0),
-            "documents_removed_as_clones": counters.get("n_clones_removed", 0),
-        },
-        "skip_reasons": skip_reasons,
-        "coverage": {
-            "source": config.source,
-            "cited_or_searched_urls": cited,
-            "documents_found": found,
-            "url_coverage": round(found / cited, 4) if cited else None,
-            "articles_with_any_document": counters.get("articles_with_any_document", 0),
-            "reference_store_documents": counters.get("store_urls", 0),
-        },
-        "reference_store_skipped": _prefixed(counters, "store_skip_"),
-        "histograms": {
-            name: length_histogram(
-                [length for length, n in sorted(length_counts.get(name, {}).items()) for _ in range(n)]
-            )
-            for name in CARD_HISTOGRAMS
-        },
-        "tokenizer": {"file": TOKENIZER_FILE, **tokenizer_info},
-        "input_lengths": list(config.input_lengths),
-        "leftover_markup": markup_table(counters),
-    }
-
-
-def _card_description(config: BuildConfig, beam: bool) -> str:
-    return (
-        "WikiSum-style dataset (Liu et al. 2018)"
-        + (", built with Apache Beam" if beam else "")
-        + ": target = "
-        + ("the lead section" if config.target_mode == "lead" else "the whole article")
-        + f"; source = {config.source}"
-        + (
-            " (STAND-IN: the article's own non-lead sections, not its cited references)"
-            if config.source == "wiki-body"
-            else ""
-        )
-        + "."
-        + (" Counts are Beam metrics (namespace 'wikisum')." if beam else "")
-    )
-
 
 def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections
 
 from data_prep.beam.common import beam
-from data_prep.build import CARD_HISTOGRAMS, add_length_counts
+from data_prep.data_card import CARD_HISTOGRAMS, add_length_counts
 
 
 class SummaryFn(beam.CombineFn):

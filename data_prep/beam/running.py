@@ -40,10 +40,9 @@ from data_prep.beam.options import (
 from data_prep.beam.pipeline import build_pipeline
 from data_prep.beam.publishing import drop_empty_shards, inputs_fingerprint, publish_remote
 from data_prep.beam.reading import dump_errors
-from data_prep.build import CARD_HISTOGRAMS, data_card
 from data_prep.build_output import publish_build
 from data_prep.config import SPECIAL_TOKENS_FILE, BuildConfig
-from data_prep.data_card import HISTOGRAM_EDGES, write_card
+from data_prep.data_card import CARD_HISTOGRAMS, HISTOGRAM_EDGES, data_card, write_card
 from data_prep.dump import DumpFormatError
 from data_prep.extractive_eval import rouge_table, write_results
 
@@ -187,7 +186,7 @@ def write_card_and_rouge(config: BuildConfig, counters: dict, work_dir: str, run
 
 
 def beam_card(config: BuildConfig, counters: dict, summary: dict, tokenizer_info: dict, special_ids: dict, runner):
-    """The data card (:func:`data_prep.build.data_card`) from the Beam metrics and the pipeline's summaries,
+    """The data card (:func:`data_prep.data_card.data_card`) from the Beam metrics and the pipeline's summaries,
     with the Beam build's own counts (dump chunks and errors, store records and file errors)."""
     length_counts = {name: {int(k): n for k, n in summary.get(name, {}).items()} for name in CARD_HISTOGRAMS}
     with_documents = summary.get("articles_with_any_document", {}).get("1", 0)
