@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results"
 
-# the full English build (Liu et al. 2018, Table 1 / REFERENCE.md §3) and the dump it comes from
+# the full English build (Liu et al. 2018, Table 1) and the dump it comes from
 FULL_EXAMPLES = 2_330_000
 FULL_REFERENCES = 90_000_000
 FULL_NS0_PAGES = 16_000_000  # ns-0 pages of a recent enwiki pages-articles dump, redirects included (~6.9M articles)

@@ -63,7 +63,8 @@ FIXED_STAGES = [
     ("build", "fit_tokenizer", "tokenizer training"),
     ("build", "_save_dataset", "dataset save (Arrow)"),
     ("build", "write_card", "data card"),
-    ("build", "write_manifest", "manifest"),
+    ("build", "write_manifest", "manifest"),  # called from build.py up to the shared publish step
+    ("build_output", "write_manifest", "manifest"),  # called from build_output.publish_build
 ]
 OTHER_STAGE = "other (make_example glue, record loop)"
 BUILD_STAGE = "whole build"
@@ -121,7 +122,7 @@ class StageClock:
 def load_package(name: str):
     """``data_prep`` or the copy ``data_prep_baseline`` with its submodules imported."""
     modules = {}
-    for sub in ("build", "wikitext", "example", "rankers"):
+    for sub in ("build", "build_output", "wikitext", "example", "rankers"):
         modules[sub] = importlib.import_module(f"{name}.{sub}")
     return modules
 
@@ -252,7 +253,7 @@ def stage_table(runs: list[dict], per_article: bool) -> list[dict]:
     )
     stages += ranker_names + [s for _, _, s in PER_ARTICLE_STAGES[6:]] + [OTHER_STAGE]
     if not per_article:
-        stages = [s for _, _, s in FIXED_STAGES]
+        stages = list(dict.fromkeys(s for _, _, s in FIXED_STAGES))  # a stage may have two call sites
     rows = []
     for stage in stages:
         ms = statistics.median(run["seconds"].get(stage, 0.0) * 1000 / run["articles"] for run in runs)

@@ -235,6 +235,7 @@ ROWS: tuple[Row, ...] = (
 )
 ROW_NAMES = tuple(row.name for row in ROWS)
 ROW_KEYS = tuple(key for row in ROWS for key in row.keys)
+OPT_IN_ROWS = tuple(row.name for row in ROWS if not row.default)
 
 
 def selected_rows(skip=(), only=(), with_=()) -> list[Row]:
@@ -289,22 +290,27 @@ def merge_update(previous: dict, update: dict) -> dict:
     return merged
 
 
-def main(argv=None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line; every row name in it (choices, the ``--with`` help, the epilog) comes from :data:`ROWS`."""
     rows_help = "; ".join(f"{r.name}: {r.what}" for r in ROWS)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=f"rows: {rows_help}")
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run, not for claims)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--out-dir", type=Path, default=None,
-                        help="where to write suite.{json,md,png} (default benchmarks/results/<machine-kind>; "
-                             "--quick: suite_quick.*)")
-    parser.add_argument("--update", action="store_true",
-                        help="rerun only the selected rows and merge them into the existing results file")
-    parser.add_argument("--skip", nargs="*", default=[], choices=ROW_NAMES, help="rows left out")
-    parser.add_argument("--only", nargs="*", default=[], choices=ROW_NAMES, help="run just these rows")
-    parser.add_argument("--with", dest="with_", nargs="*", default=[], choices=ROW_NAMES,
-                        help="opt-in rows to add to the default ones (compile)")
-    args = parser.parse_args(argv)
+    cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  epilog=f"rows: {rows_help}")
+    cli.add_argument("--quick", action="store_true", help="small sizes (smoke run, not for claims)")
+    cli.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    cli.add_argument("--out-dir", type=Path, default=None,
+                     help="where to write suite.{json,md,png} (default benchmarks/results/<machine-kind>; "
+                          "--quick: suite_quick.*)")
+    cli.add_argument("--update", action="store_true",
+                     help="rerun only the selected rows and merge them into the existing results file")
+    cli.add_argument("--skip", nargs="*", default=[], choices=ROW_NAMES, help="rows left out")
+    cli.add_argument("--only", nargs="*", default=[], choices=ROW_NAMES, help="run just these rows")
+    cli.add_argument("--with", dest="with_", nargs="*", default=[], choices=ROW_NAMES,
+                     help=f"opt-in rows to add to the default ones ({', '.join(OPT_IN_ROWS)})")
+    return cli
+
+
+def main(argv=None) -> None:
+    args = parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     from benchmarks.machine import machine_kind

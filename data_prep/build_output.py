@@ -1,8 +1,8 @@
 """Publishing a build safely: one writer per output, a marker on every folder the build may delete, a
 manifest that says when a build is finished and from which inputs.
 
-Both engines (:mod:`data_prep.build`, :mod:`data_prep.beam_pipeline` for a local ``--out``) follow the same
-protocol:
+Both engines (:mod:`data_prep.build`, :mod:`data_prep.beam.running` for a local ``--out``) publish through
+:func:`publish_build`, which follows this protocol:
 
 1. ``OUT`` must be a folder or absent (an existing file is an error); the writer takes an exclusive lock
    on ``OUT.lock`` (:mod:`filelock`, ``flock`` on POSIX) for the whole build, so a second build to the
@@ -16,11 +16,14 @@ protocol:
    have the recorded fingerprint; a changed dump at the same path rebuilds. (No file sizes: the data
    card names ``--out``, and two builds of the same inputs into different folders must stay
    byte-identical.)
-4. publishing is a rename: ``OUT.partial`` -> ``OUT`` (an older build of ours at ``OUT`` is first moved
+4. ``build_config.json`` (:data:`data_prep.config.CONFIG_FILE`: the configuration) and the manifest are written
+   last, after the build's own files;
+5. publishing is a rename: ``OUT.partial`` -> ``OUT`` (an older build of ours at ``OUT`` is first moved
    aside under a marker-carrying name and deleted after), so ``OUT`` is never a half build.
 
 Any ``OSError`` while writing (no permission, disk full) becomes a :class:`BuildOutputError` naming the
-folder and the cause; the partial folder is removed and an earlier build at ``OUT`` is left intact.
+folder and the cause; the partial folder is removed and an earlier build at ``OUT`` is left intact. Any other
+error of the build removes the partial folder too (an interrupt leaves it, for the next run to remove).
 """
 
 from __future__ import annotations
@@ -30,12 +33,16 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from filelock import FileLock, Timeout
 
+from data_prep.config import CONFIG_FILE
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MARKER_FILE = ".data_prep_build"
 MARKER_TEXT = "written by `python -m data_prep build` (universal-transformers): this folder may be deleted by it\n"
@@ -203,3 +210,33 @@ def writing(out: Path, partial: Path | None = None) -> Iterator[None]:
         if err.errno is None:
             raise  # raised by data_prep itself (a missing input, a folder in the way) with its own message
         raise BuildOutputError(describe_os_error(out, err)) from err
+
+
+def publish_build(
+    out: Path, identity: dict, fingerprints: Callable[[], list[dict]], write: Callable[[Path], T]
+) -> T | None:
+    """One build of configuration ``identity`` published to ``out`` by the protocol of this module.
+
+    ``fingerprints()`` gives the inputs' fingerprints (:func:`inputs_fingerprint`; called after ``out`` is
+    checked), ``write(partial)`` writes the build's files into the marked partial folder and returns what the
+    caller needs (the data card); then ``build_config.json`` and the manifest are written and the folder is
+    renamed to ``out``. Returns None, writing nothing, when ``out`` is already a finished build of
+    ``identity`` from these inputs.
+    """
+    check_output_path(out)
+    inputs = fingerprints()
+    with writing(out), exclusive_lock(out):
+        if is_current_build(out, identity, inputs, CONFIG_FILE):
+            log.info("%s is already built with this configuration and these inputs: nothing to do", out)
+            return None
+        partial = prepare_partial(out)
+        with writing(out, partial):
+            try:
+                result = write(partial)
+            except Exception:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
+            (partial / CONFIG_FILE).write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
+            write_manifest(partial, inputs)  # last: the files and the inputs' fingerprints mark completion
+            publish(partial, out)
+    return result

@@ -15,7 +15,7 @@ Errors name the file: a truncated compressed file or malformed XML raises :class
 pages already yielded before the error stay yielded (the caller decides whether to fail the build,
 which :mod:`data_prep.build` does).
 
-Records are plain dicts (see :func:`iter_dump_pages`) so that Apache Beam (issue 8) can reuse this reader.
+Records are plain dicts (see :func:`iter_dump_pages`) so that the Beam build (:mod:`data_prep.beam`) reuses this reader.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The per-article stage: an article record and its source documents in, one example record out.
 
-Pure (no I/O, no global state), so the single-machine build and the Beam pipeline of issue 8 share it.
+Pure (no I/O, no global state), so the single-machine build and the Beam build (:mod:`data_prep.beam.joins`) share it.
 Steps, after Liu et al. 2018 ("Generating Wikipedia by Summarizing Long Sequences") and t2t's
 ``wikisum.py::produce_examples``:
 

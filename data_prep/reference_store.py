@@ -9,7 +9,7 @@ Accepted files (a path may also be a folder, read recursively in sorted order):
 - ``*.jsonl``, ``*.jsonl.gz``: one ``{"url": ..., "text": ...}`` or ``{"url": ..., "html": ...}`` per line.
 
 Per-record functions (:func:`warc_record_to_document`, :func:`json_line_to_document`) are pure, so the
-Beam pipeline of issue 8 can run them on sharded stores and join by :func:`canonical_url`.
+Beam build (:mod:`data_prep.beam.reading`) runs them on sharded stores and join by :func:`canonical_url`.
 Bad records (undecodable bytes, no URL, empty page) are counted in :attr:`ReferenceStore.skipped` and
 logged; an unreadable store file raises an error naming it.
 """

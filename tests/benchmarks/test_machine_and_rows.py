@@ -94,6 +94,56 @@ def test_selected_rows_default_only_with_skip():
         run_all.selected_rows(only=["nope"])
 
 
+def test_every_row_name_in_the_command_line_comes_from_the_registry():
+    """--skip / --only / --with accept exactly the registry's names, --with's help names its opt-in rows, the
+    epilog lists each row once, and the module docstring's examples name only registry rows."""
+    import re
+
+    cli = run_all.parser()
+    actions = {action.dest: action for action in cli._actions}
+    for dest in ("skip", "only", "with_"):
+        assert tuple(actions[dest].choices) == run_all.ROW_NAMES, dest
+    assert run_all.OPT_IN_ROWS == ("compile",)
+    assert actions["with_"].help.endswith(f"({', '.join(run_all.OPT_IN_ROWS)})")
+    assert re.findall(r"(?:^rows: |; )([a-z_0-9]+): ", cli.epilog) == list(run_all.ROW_NAMES)
+    examples = re.findall(r"--(?:only|skip|with) ([a-z_0-9 ]+?)\s*#", run_all.__doc__)
+    named = [name for args in examples for name in args.split()]
+    assert named and set(named) <= set(run_all.ROW_NAMES), named
+
+
+class _KeysAsked(dict):
+    """A results dict that records every key read from it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self.asked.add(key)
+        return super().__contains__(key)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+
+def test_the_report_reads_the_result_keys_of_the_registry_and_no_other(tmp_path):
+    """Every key a row writes is shown by the report (targets or Markdown), and the report reads no row key that
+    no row writes: an empty suite's results, with every lookup recorded."""
+    suite = {"quick": False, "command": "c", "started": "s", "total_seconds": 1.0, "targets": [],
+             "machine": {**_fake_machine(False), "load_average_at_end": (1.0, 1.0, 1.0)},
+             "matmul_peak": {"float32": {"gflops": 1.0, "by_size": {64: 1.0}}}}
+    results = _KeysAsked(suite)
+    evaluate_targets(results)
+    write_markdown(results, tmp_path / "r.md", "r.png")
+    suite_level = set(suite) | {"notes", "updates", "rows_run"}
+    assert results.asked - suite_level == set(run_all.ROW_KEYS)
+
+
 def _fake_machine(native: bool) -> dict:
     return {"machine_kind": "amd-avx2" if not native else "intel-amx", "cpu_model": "cpu", "cpu_count": 2,
             "torch": "2", "torch_threads": 1, "python": "3", "load_average_at_start": (1.0, 1.0, 1.0),

@@ -1,4 +1,4 @@
-"""The Beam pipeline (issue 8) against the single-machine build, on the DirectRunner.
+"""The Beam build (data_prep/beam/) against the single-machine build, on the DirectRunner.
 
 The reference store is built here, with warcio, from ../shared/data/web_refs pages whose URLs are set to
 URLs that the sample articles really cite, plus bad records (an undecodable WET payload, a record with no
@@ -373,10 +373,11 @@ def test_beam_path_calls_the_single_machine_functions(beam):
 
 def test_rerun_over_an_interrupted_remote_output_drops_its_stale_shards(beam, tmp_path, monkeypatch):
     """A remote --out is written in place: a stale shard of an interrupted run must not join the new ones."""
+    import data_prep.beam.running as running
     import data_prep.beam_pipeline as beam_pipeline
     from data_prep.build import BuildConfig
 
-    monkeypatch.setattr(beam_pipeline, "_is_remote", lambda path: True)  # a local folder standing in for gs://
+    monkeypatch.setattr(running, "is_remote", lambda path: True)  # a local folder standing in for gs://
     dump = write_dump(tmp_path / "gen.xml", standard_pages(4))
     out = tmp_path / "out"
     (out / "dataset").mkdir(parents=True)

@@ -152,8 +152,8 @@ def test_bad_articles_tables_name_the_file(tmp_path):
 def test_card_command_reproduces_the_configuration():
     import shlex
 
-    from data_prep.__main__ import parser
     from data_prep.build import build_command
+    from data_prep.cli import parser
 
     config = BuildConfig(out="o", dumps=["d.xml"], source="search", search_results="s.jsonl", rankers=("tfidf",),
                          input_lengths=(64, 8), eval_lengths=(), target_mode="article", vocab_size=600,
