@@ -11,7 +11,7 @@ do: Linux carries it across ``exec`` from the launching process.
 - ``ours_dropout``: :class:`ut.nn.attention.MultiHeadAttention`'s dropout path (:func:`dropout_attention`:
   checkpointed query chunks), ``dropout_p=0.1``.
 
-Target (issue 7): at L = 11000 ours with dropout stays within 2x of the dropout-0 run's memory.
+Target: at L = 11000 ours with dropout stays within 2x of the dropout-0 run's memory.
 """
 
 from __future__ import annotations

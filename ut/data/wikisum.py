@@ -1,6 +1,6 @@
 """WikiSum (Liu et al. 2018, "Generating Wikipedia by Summarizing Long Sequences") as a LightningDataModule.
 
-Reads the output of ``python -m data_prep build`` (issue 4; layout in data_prep/build.py): ``dataset/`` (an HF
+Reads the output of ``python -m data_prep build`` (layout in data_prep/build.py): ``dataset/`` (an HF
 ``DatasetDict`` with train / validation / test), ``tokenizer.json`` and ``special_tokens.json``. Each example holds
 the target (the lead section) as ``target_ids`` and one ranked input per extractor as ``input_ids_<extractor>``
 (``title <sep> ranked paragraphs``, stored up to the build's largest L).

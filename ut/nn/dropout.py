@@ -1,7 +1,8 @@
 """Dropout with a cheaper random-number source on CPU (same distribution, same autograd behaviour).
 
 Why: on CPU, ``F.dropout`` draws one Bernoulli sample per element with the generic per-element sampler
-(``bernoulli_``): ~5 ns an element, which measured ~18-20% of a Transformer training step (REFERENCE.md §4).
+(``bernoulli_``): ~5 ns an element, which measured ~18-20% of a Transformer training step
+on CPU.
 
 How: one 64-bit Mersenne-Twister draw (``random_`` over the full int64 range: 64 uniform bits) gives FOUR
 independent uniform 16-bit integers; an element is kept when its integer is at or above the drop threshold
