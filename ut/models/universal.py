@@ -100,7 +100,7 @@ class UniversalCommonConfig(ConfigBase):
     act_halting_bias_init: float = 1.0  # ACT halting unit bias at init (t2t: 1.0, p ~ 0.73)
     act_combine: Literal["basic", "accumulated"] = "basic"  # t2t: out = f*w + out*(1-w); Graves: out += f*w
     act_loss_weight: float = 0.01  # ponder loss weight (t2t act_loss_weight), encoder and decoder each
-    act_skip_halted: bool = True  # ACT: run the layer on running positions only (ffn transition; same outputs)
+    act_skip_halted: bool | None = None  # ACT: layer on running positions only (same outputs); None: where it applies
     timestep: PositionKind = "sinusoidal"  # timestep signal S_t: "sinusoidal" (paper) or "learned" (t2t)
     dropout: float = 0.1  # residual / embedding / transition dropout
     attention_dropout: float = 0.0  # dropout on attention weights (0 keeps SDPA's fast kernels on CPU)
@@ -120,9 +120,18 @@ class UniversalCommonConfig(ConfigBase):
         self._check(0 < self.act_epsilon < 1, "act_epsilon must be in (0, 1)")
         self._check(self.act_loss_weight >= 0, "act_loss_weight must be >= 0")
         self._check(0 <= self.dropout < 1 and 0 <= self.attention_dropout < 1, "dropouts must be in [0, 1)")
+        self._check(not self.act_skip_halted or self.transition == "ffn",
+                    "act_skip_halted=True needs transition='ffn' (a separable convolution mixes neighbouring "
+                    f"positions, so halted ones cannot be skipped), got transition={self.transition!r}; leave it null")
         self._check(self.position_start_index == "zero" or self.position == "sinusoidal",
                     "position_start_index='random' shifts the sinusoid (t2t's timing signal): needs "
                     f"position='sinusoidal', got position={self.position!r}")
+
+    @property
+    def skips_halted(self) -> bool:
+        """Whether ACT runs the shared layer on the still-running positions only: ``act_skip_halted`` True, or None
+        (the default) where it applies (the ffn transition acts per position)."""
+        return self.act_skip_halted is not False and self.transition == "ffn"
 
     @property
     def max_steps(self) -> int:
@@ -233,7 +242,7 @@ class UniversalEncoder(UniversalStack):
     def __init__(self, cfg: UniversalCommonConfig):
         layer = EncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm,
                              cfg.transition, cfg.activation)
-        super().__init__(cfg, layer, skip_halted=cfg.act_skip_halted and cfg.transition == "ffn")
+        super().__init__(cfg, layer, skip_halted=cfg.skips_halted)
 
     def forward(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None,
                 need_weights: bool = False) -> StackOutput:
@@ -248,7 +257,7 @@ class UniversalDecoder(UniversalStack):
     def __init__(self, cfg: UniversalCommonConfig):
         layer = DecoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm,
                              cfg.transition, activation=cfg.activation)
-        super().__init__(cfg, layer, skip_halted=cfg.act_skip_halted and cfg.transition == "ffn")
+        super().__init__(cfg, layer, skip_halted=cfg.skips_halted)
 
     def forward(self, x: Tensor, pos_signal: Tensor, memory: Tensor, memory_mask: Tensor | None,
                 token_mask: Tensor | None = None, need_weights: bool = False) -> StackOutput:

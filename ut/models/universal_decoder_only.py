@@ -61,11 +61,11 @@ from ut.nn.stack import StackOutput, apply_layers, key_by_step_and_layer
 class UniversalDecoderOnlyConfig(UniversalCommonConfig):
     """UniversalCommonConfig (steps, ACT, timestep, norm, widths) plus the decoder-only / long-input fields.
 
-    ``act_skip_halted`` must be False here (its default here; True is an error): the long attentions compute whole
+    ``act_skip_halted`` does not apply here (null or False; True is an error): the long attentions compute whole
     blocks, so every position runs each executed step (halted ones from their frozen state, as the ACT loop requires).
     """
 
-    act_skip_halted: bool = False  # must be False: every position runs each executed step (see above)
+    act_skip_halted: bool | None = None  # does not apply: every position runs each executed step (see above)
     vocab_size: int = 32  # vocabulary size V (input and target share it)
     layer_pattern: str = "locm/redm"  # ONE recurrence step: "/"-separated T-DMCA layer kinds, weights shared over T
     block_size: int = 256  # local attention block (Liu et al.: 256)
@@ -83,9 +83,9 @@ class UniversalDecoderOnlyConfig(UniversalCommonConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self._check(not self.act_skip_halted,
+        self._check(self.act_skip_halted is not True,
                     "act_skip_halted=True cannot apply to UT-DMCA: every position runs each executed step (the "
-                    "long attentions compute whole blocks); set act_skip_halted=False")
+                    "long attentions compute whole blocks); leave it null")
         self._check(self.vocab_size > 0, "vocab_size must be > 0")
         self._check(bool(self.layer_pattern.strip()), "layer_pattern must name at least one layer kind")
         for kind in self.layer_kinds():

@@ -126,10 +126,19 @@ def test_a_subclass_check_sees_valid_choices_first():
 
 def test_ut_dmca_rejects_act_skip_halted_which_it_cannot_apply():
     config_cls = model_classes("universal_decoder_only")[1]
-    assert config_cls().act_skip_halted is False
+    assert config_cls().act_skip_halted is None
     with pytest.raises(ValueError, match="UniversalDecoderOnlyConfig: act_skip_halted=True cannot apply to UT-DMCA"):
         config_cls(act_skip_halted=True, recurrence="act")
-    assert model_classes("universal")[1]().act_skip_halted is True  # the UT encoder-decoder applies it (ffn)
+    assert model_classes("universal")[1]().skips_halted is True  # the UT encoder-decoder applies it (ffn)
+
+
+def test_ut_act_skip_halted_true_needs_the_ffn_transition():
+    cls = model_classes("universal")[1]
+    assert cls(transition="sepconv").skips_halted is False  # null: skipped where it applies, so not here
+    assert cls(transition="sepconv", act_skip_halted=False).skips_halted is False
+    assert cls(act_skip_halted=False).skips_halted is False
+    with pytest.raises(ValueError, match="act_skip_halted=True needs transition='ffn'.*sepconv"):
+        cls(transition="sepconv", act_skip_halted=True)
 
 
 def test_configs_round_trip_through_json():
