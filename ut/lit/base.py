@@ -178,6 +178,9 @@ class TrainingModule(L.LightningModule):
         task, extra = self.task_loss(batch, out)
         loss = self._total_loss(task, out)
         bs = next(iter(batch.values())).shape[0]
+        self.log("train/loss_step", loss.detach(), prog_bar=True, batch_size=bs, logger=False)
+        if not self.logs_this_step():
+            return loss
         logs = {"train/loss": loss.detach(), "train/task_loss": task.loss.detach(), "train/nll": task.nll.detach()}
         for name in ("ponder_loss", "moe_loss"):  # the parts of out.aux_loss, each already weighted
             if getattr(out, name) is not None:
@@ -185,15 +188,29 @@ class TrainingModule(L.LightningModule):
         logs.update({f"train/{k}": v.detach() for k, v in extra.items()})
         logs.update({f"train/{k}": v for k, v in batch_ponder_metrics(out, self.ponder_masks(batch)).items()})
         self.log_dict(logs, prog_bar=False, batch_size=bs)
-        self.log("train/loss_step", loss.detach(), prog_bar=True, batch_size=bs, logger=False)
         return loss
 
+    def logs_this_step(self) -> bool:
+        """Whether this training step's metrics reach the loggers: Lightning writes step metrics every
+        ``log_every_n_steps`` steps (and when training stops), so on the other steps they are neither computed nor
+        passed to ``self.log`` (~0.3-0.5 ms a call on CPU, about 10% of a d 64 training step for the ~15 metrics).
+        The final step of a ``max_steps`` run always logs, so ``trainer.callback_metrics`` ends with the last
+        step's values; in between they are those of the last logged step (a checkpoint monitoring a TRAINING
+        metric sees values up to ``log_every_n_steps`` old). The progress-bar loss is logged every step."""
+        t = self._trainer
+        connector = getattr(t, "_logger_connector", None)
+        if t is None or connector is None or connector.should_update_logs:
+            return True
+        return t.max_steps is not None and t.max_steps > 0 and t.global_step + 1 >= t.max_steps
+
     def configure_optimizers(self):
-        opt, sched = build_optimizer(self.parameters(), self.optim_cfg, self.d_model)
+        # Lightning's mixed-precision plugin cannot clip a fused optimizer's gradients: the loop there
+        mixed = self._trainer is not None and str(self.trainer.precision).endswith("-mixed")
+        opt, sched = build_optimizer(self.parameters(), self.optim_cfg, self.d_model, fused=False if mixed else None)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     def on_train_batch_start(self, batch, batch_idx):
-        if self._trainer is not None and self.trainer.optimizers:
+        if self._trainer is not None and self.trainer.optimizers and self.logs_this_step():
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
 
     def on_fit_start(self) -> None:

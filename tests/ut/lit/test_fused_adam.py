@@ -37,3 +37,18 @@ def test_fused_only_where_a_kernel_exists():
     assert not fused_adam_supported([])
     opt, _ = build_optimizer([torch.nn.Parameter(torch.zeros(2, dtype=torch.float16))], OptimizerConfig(), 8)
     assert not opt.defaults["fused"]
+
+
+def test_training_modules_use_the_loop_under_mixed_precision_with_clipping(tmp_path):
+    """Lightning refuses to clip a fused optimizer's gradients under its mixed-precision plugin."""
+    import lightning as L
+
+    from tests.ut.lit.test_modules import FAST_OPT, TINY, tiny_algorithmic
+    from ut.lit import Seq2SeqModule
+
+    for precision, fused in (("bf16-mixed", False), ("32-true", True)):
+        module = Seq2SeqModule("transformer", {**TINY, "n_encoder_layers": 1, "n_decoder_layers": 1}, FAST_OPT)
+        t = L.Trainer(max_steps=1, precision=precision, gradient_clip_val=1.0, logger=False, limit_val_batches=0,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        t.fit(module, tiny_algorithmic())
+        assert bool(t.optimizers[0].defaults["fused"]) is fused

@@ -1,0 +1,48 @@
+"""Training metrics are computed and logged only on the steps Lightning writes them (``logs_this_step``): the CSV
+log is the same as when every step logs, the final step's values end in callback_metrics, and the other steps make
+no ``self.log`` calls beyond the progress-bar loss."""
+
+from __future__ import annotations
+
+import csv
+
+import lightning as L
+import pytest
+from lightning.pytorch.loggers import CSVLogger
+
+from tests.ut.lit.test_modules import FAST_OPT, TINY_ACT, tiny_algorithmic
+from ut.lit import Seq2SeqModule
+from ut.lit.base import TrainingModule
+
+
+def fit(tmp_path, name, every_step: bool, monkeypatch, calls: list | None = None):
+    if every_step:
+        monkeypatch.setattr(TrainingModule, "logs_this_step", lambda self: True)
+    L.seed_everything(0)
+    module = Seq2SeqModule("universal", TINY_ACT, FAST_OPT)
+    if calls is not None:
+        real = module.log
+        def log(*a, **k):
+            calls.append((module.global_step, a[0] if a else k["name"]))
+            return real(*a, **k)
+
+        monkeypatch.setattr(module, "log", log)
+    t = L.Trainer(max_steps=7, log_every_n_steps=3, limit_val_batches=0, logger=CSVLogger(tmp_path / name),
+                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    t.fit(module, tiny_algorithmic())
+    with open(next((tmp_path / name).rglob("metrics.csv"))) as f:
+        rows = [{k: v for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+    return rows, dict(t.callback_metrics)
+
+
+def test_gated_logging_writes_the_same_log_and_ends_with_the_last_step(tmp_path, monkeypatch):
+    calls: list = []
+    gated, gated_final = fit(tmp_path, "gated", False, monkeypatch, calls)
+    with monkeypatch.context() as m:
+        every, every_final = fit(tmp_path, "every", True, m)
+    assert [r["step"] for r in gated] == ["2", "5"] and gated == every  # the CSV rows are identical
+    for k in ("train/loss", "train/token_acc", "train/lr", "train/ponder_loss"):
+        assert float(gated_final[k]) == pytest.approx(float(every_final[k]))  # the final step's values
+    logged_steps = {step for step, key in calls if key == "train/loss"}
+    assert logged_steps == {2, 5, 6}  # log steps 3 and 6 (1-based) and the final step 7
+    assert {key for step, key in calls if step == 0} == {"train/loss_step"}  # a non-logging step: the bar only
