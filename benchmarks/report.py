@@ -239,7 +239,8 @@ def write_markdown(results: dict, path: Path, plot_name: str) -> None:
             else:
                 lines.append(f"| {r['length']} | {r['mode']} | {r['peak_mb']:.0f} | {r['seconds']:.2f} |")
         lines += ["", "`sdpa_dropout` (SDPA with dropout_p 0.1, its quadratic math path on CPU) is run only where its "
-                  "L x L matrices fit; it needs ~20 GB at L = 11000 (B x H x L x L floats and the dropout mask). Long-input attention "
+                  "L x L matrices fit; it needs ~20 GB at L = 11000 (B x H x L x L floats and the dropout mask). "
+                  "Long-input attention "
                   "rows: `benchmarks/long_attention.py` and its results file.", ""]
     if "data_pipeline" in results:
         d = results["data_pipeline"]

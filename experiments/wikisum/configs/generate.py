@@ -104,7 +104,7 @@ LEAF_COMMENTS = {  # keys whose comment does not depend on where they stand (opt
     "n_layers": "decoder layers",
     "n_encoder_layers": "encoder layers",
     "n_decoder_layers": "decoder layers",
-    "layer_pattern": "layer kinds (t2t names): locm = local attention, redm = memory-compressed; -moe: MoE feed-forward",
+    "layer_pattern": "layer kinds (t2t names): locm = local attention, redm = memory-compressed; -moe: MoE feed-forward",  # noqa: E501
     "n_experts": "mixture-of-experts feed-forward experts",
     "n_steps": "T: applications of the shared layer",
     "recurrence": "fixed T steps or act (adaptive computation time)",
