@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ut.nn.long_attention as la
 from ut.nn.attention import KVCache, MultiHeadAttention, key_padding_mask
 from ut.nn.long_attention import LocalAttention, MemoryCompressedAttention
 
@@ -70,7 +69,7 @@ def test_local_never_builds_a_sequence_long_score_matrix(monkeypatch, look_back)
         key_lengths.append(k.shape[-2])
         return real_sdpa(q, k, v, **kw)
 
-    monkeypatch.setattr(la.F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
     LocalAttention(D, H, block_size=4, look_back=look_back)(torch.randn(1, 40, D))
     assert key_lengths and max(key_lengths) <= 8
 
@@ -282,7 +281,7 @@ def test_local_attention_dropout_runs_per_block_in_sdpa_not_the_chunked_back_end
     def no_chunked(*args, **kwargs):
         raise AssertionError("local attention took the chunked dropout back end")
 
-    monkeypatch.setattr(la.F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
     monkeypatch.setattr(attend_module, "dropout_attention", no_chunked)
     attn = LocalAttention(D, H, block_size=4, look_back=look_back, dropout=0.1).train()
     real = torch.ones(1, 41, dtype=torch.bool)
