@@ -121,6 +121,18 @@ def _fmt_tok(x: float) -> str:
 
 
 def write_markdown(results: dict, path: Path, plot_name: str) -> None:
+    """The suite's Markdown report: one section per part of ``results`` that ran, in a fixed order."""
+    lines = _header_markdown(results) + _targets_markdown(results) + _training_markdown(results)
+    lines += _xtransformers_markdown(results) + _small_models_markdown(results)
+    for section in (_bf16_markdown, _compile_markdown, _decoding_markdown, _universal_markdown,
+                    _dropout_memory_markdown, _data_markdown, _notes_markdown):
+        lines += section(results)
+    lines += ["## Plot", "", f"![suite]({plot_name})", ""]
+    path.write_text("\n".join(lines))
+
+
+def _header_markdown(results: dict) -> list[str]:
+    """Title, command, machine (and its kind), rows rerun later, and the note on the shared machine."""
     m = results["machine"]
     lines = [
         "# Benchmark suite results" + (" (QUICK smoke run: small sizes, not for claims)" if results["quick"] else ""),
@@ -143,105 +155,139 @@ def write_markdown(results: dict, path: Path, plot_name: str) -> None:
         lines += [f"Rows {', '.join(u['rows'])} were rerun at {u['started']} by `{u['command'].strip()}` "
                   f"({u['seconds'] / 60:.1f} min, {u['machine']['torch_threads']} threads; load average then "
                   f"{load}) and merged in.", ""]
-    lines += [
+    return lines + [
         "**The machine was shared** with other engineers' test runs while this ran, so absolute figures are noisy. "
         "Mitigation: every comparison runs its contenders in one process, interleaved (A B C, B C A, ...), after "
         "warm-up, and reports the median over repeats; ratios are taken within a row, never across runs.",
         "",
-        "## Targets",
-        "",
-        "| target | required | measured | met | margin |",
-        "|---|---|---|---|---|",
     ]
+
+
+def _targets_markdown(results: dict) -> list[str]:
+    """The targets table and the measured matmul peak."""
+    lines = ["## Targets", "", "| target | required | measured | met | margin |", "|---|---|---|---|---|"]
     for t in results["targets"]:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
         lines.append(f"| {t['target']} | {t['required']} | {t['measured']} | {met} | {t['margin']} |")
     peaks = results["matmul_peak"]
-    lines += ["", "## Measured matmul peak", "",
-              ", ".join(f"{k}: {v['gflops']:.0f} GFLOP/s (by size: "
-                        + ", ".join(f"{n}: {g:.0f}" for n, g in v["by_size"].items()) + ")"
-                        for k, v in peaks.items()), ""]
-    if results.get("training"):
-        lines += ["## Training step throughput (tokens/s, source + target, forward + backward + Adam; fp32)", "",
-                  "Vocabulary 8192, shared embeddings, ReLU FFN, pre-norm for ours and torch.nn.Transformer "
-                  "(BART is post-norm, its own design). Dropout placement: ours = embeddings + residual + FFN inner; "
-                  "BART = the same (dropout + activation_dropout), attention_dropout 0 for both; torch.nn.Transformer "
-                  "also drops attention weights (no separate knob). MFU = counted model FLOPs / s over the measured "
-                  "fp32 peak (`benchmarks/flops.py`).", "",
-                  "x-transformers: the same dropout places as ours, no attention biases (parameters within 1%).", ""]
-        names = list(dict.fromkeys(n for r in results["training"] for n in r["contenders"]))
-        peers = [n for n in names if n != "ours"]
-        lines += ["| config | " + " | ".join(names) + " | " + " | ".join(f"ours / {n}" for n in peers)
-                  + " | MFU ours |", "|---" * (len(names) + len(peers) + 2) + "|"]
-        for r in results["training"]:
-            c = r["contenders"]
-            mfu = c["ours"].get("mfu_fp32")
-            lines.append(f"| {r['config']} | " + " | ".join(_fmt_tok(c[n]["tokens_per_s"]) if n in c else "skipped"
-                                                           for n in names) + " | "
-                         + " | ".join(f"{r['ratios'][f'ours / {n}']:.2f}x" if f"ours / {n}" in r["ratios"] else "-"
-                                      for n in peers) + (f" | {mfu:.0%} |" if mfu is not None else " | - |"))
-        skipped = {n: why for r in results["training"] for n, why in r.get("skipped", {}).items()}
-        lines += [""] + [f"Skipped: {n}: {why}." for n, why in skipped.items()] + ([""] if skipped else [])
-    lines += _xtransformers_markdown(results) + _small_models_markdown(results)
+    return lines + ["", "## Measured matmul peak", "",
+                    ", ".join(f"{k}: {v['gflops']:.0f} GFLOP/s (by size: "
+                              + ", ".join(f"{n}: {g:.0f}" for n, g in v["by_size"].items()) + ")"
+                              for k, v in peaks.items()), ""]
+
+
+def _training_markdown(results: dict) -> list[str]:
+    """Training-step throughput of ours and the peers per config, with ratios and MFU."""
+    if not results.get("training"):
+        return []
+    lines = ["## Training step throughput (tokens/s, source + target, forward + backward + Adam; fp32)", "",
+             "Vocabulary 8192, shared embeddings, ReLU FFN, pre-norm for ours and torch.nn.Transformer "
+             "(BART is post-norm, its own design). Dropout placement: ours = embeddings + residual + FFN inner; "
+             "BART = the same (dropout + activation_dropout), attention_dropout 0 for both; torch.nn.Transformer "
+             "also drops attention weights (no separate knob). MFU = counted model FLOPs / s over the measured "
+             "fp32 peak (`benchmarks/flops.py`).", "",
+             "x-transformers: the same dropout places as ours, no attention biases (parameters within 1%).", ""]
+    names = list(dict.fromkeys(n for r in results["training"] for n in r["contenders"]))
+    peers = [n for n in names if n != "ours"]
+    lines += ["| config | " + " | ".join(names) + " | " + " | ".join(f"ours / {n}" for n in peers)
+              + " | MFU ours |", "|---" * (len(names) + len(peers) + 2) + "|"]
+    for r in results["training"]:
+        c = r["contenders"]
+        mfu = c["ours"].get("mfu_fp32")
+        lines.append(f"| {r['config']} | " + " | ".join(_fmt_tok(c[n]["tokens_per_s"]) if n in c else "skipped"
+                                                       for n in names) + " | "
+                     + " | ".join(f"{r['ratios'][f'ours / {n}']:.2f}x" if f"ours / {n}" in r["ratios"] else "-"
+                                  for n in peers) + (f" | {mfu:.0%} |" if mfu is not None else " | - |"))
+    skipped = {n: why for r in results["training"] for n, why in r.get("skipped", {}).items()}
+    return lines + [""] + [f"Skipped: {n}: {why}." for n, why in skipped.items()] + ([""] if skipped else [])
+
+
+def _bf16_markdown(results: dict) -> list[str]:
+    """bf16 autocast vs fp32: throughput, MFU and the loss-curve check."""
     if "skipped" in results.get("bf16", {}):
-        lines += ["## bf16 autocast vs fp32 (ours)", "", f"Skipped: {results['bf16']['skipped']}.", ""]
-    elif "bf16" in results:
-        b = results["bf16"]
-        c = b["loss_curve_check"]
-        lines += ["## bf16 autocast vs fp32 (ours)", "",
-                  f"{b['config']}: fp32 {_fmt_tok(b['tokens_per_s']['fp32'])} tok/s, bf16 "
-                  f"{_fmt_tok(b['tokens_per_s']['bf16'])} tok/s = **{b['speedup_bf16_over_fp32']:.2f}x**; MFU fp32 "
-                  f"{b['mfu']['fp32']:.0%} of the fp32 peak, bf16 {b['mfu']['bf16']:.0%} of the bf16 peak.", "",
-                  f"Loss-curve check ({c['config']}, {c['steps']} Adam steps from the same weights on the same 4 "
-                  f"batches): loss {c['start']:.3f} -> fp32 {c['end_fp32']:.4f} / bf16 {c['end_bf16']:.4f} (mean of "
-                  f"the last quarter); largest per-step difference {c['max_step_abs_difference']:.4f}.", ""]
-    if "compile" in results:
-        rows = results["compile"] if isinstance(results["compile"], list) else [results["compile"]]
-        lines += ["## torch.compile vs eager (ours)", "", "| config | eager tok/s | compiled tok/s | compiled / eager "
-                  "| compile time (first step) |", "|---|---|---|---|---|"]
-        for c in rows:
-            if "error" in c:
-                lines.append(f"| {c['config']} | does not work here: {c['error'][:120]} | | | |")
-            else:
-                lines.append(f"| {c['config']} | {_fmt_tok(c['tokens_per_s']['eager'])} | "
-                             f"{_fmt_tok(c['tokens_per_s']['compiled'])} | {c['speedup_compiled_over_eager']:.2f}x | "
-                             f"{c['compile_seconds']:.0f} s |")
-        lines.append("")
-    if results.get("decoding"):
-        lines += ["## Decoding: cached vs uncached (output tokens/s, EOS disabled)", "",
-                  "| model | out tokens | batch | greedy cached | greedy uncached | ratio | beam cached | "
-                  "beam uncached | ratio |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in results["decoding"]:
-            t = r["tokens_per_s"]
-            lines.append(f"| {r['model']} | {r['out_tokens']} | {r['batch']} (beam {r['beam']}) | "
-                         f"{_fmt_tok(t['greedy cached'])} | {_fmt_tok(t['greedy uncached'])} | "
-                         f"{r['greedy_cached_over_uncached']:.1f}x | {_fmt_tok(t['beam cached'])} | "
-                         f"{_fmt_tok(t['beam uncached'])} | {r['beam_cached_over_uncached']:.1f}x |")
-        lines.append("")
-    if "ut_vs_transformer" in results:
-        u = results["ut_vs_transformer"]
-        lines += ["## Universal Transformer", "",
-                  f"Training step, {u['config']}: UT {u['seconds']['universal']:.3f} s vs Transformer "
-                  f"{u['seconds']['transformer']:.3f} s = **{u['ut_over_transformer_time']:.2f}x** the time.", "",
-                  "ACT compute skipping, one application of the shared encoder layer (forward + backward), halted "
-                  "positions skipped (ours) vs computed (t2t):", "",
-                  "| halted share | computed (s) | skipped (s) | speedup |", "|---|---|---|---|"]
-        for r in results.get("act_skip", []):
-            lines.append(f"| {r['halted_share']:.2f} | {r['seconds']['computed']:.4f} | "
-                         f"{r['seconds']['skipped']:.4f} | {r['speedup']:.2f}x |")
-        lines.append("")
-    if results.get("attention_dropout_memory"):
-        lines += ["## Attention dropout memory (one causal attention, 8 heads x 64, batch 1, forward + backward; "
-                  "fresh process per case)", "", "| L | mode | peak MB above start | seconds |", "|---|---|---|---|"]
-        for r in results["attention_dropout_memory"]:
-            if "error" in r:
-                lines.append(f"| {r['length']} | {r['mode']} | error: {r['error'][:80]} | |")
-            else:
-                lines.append(f"| {r['length']} | {r['mode']} | {r['peak_mb']:.0f} | {r['seconds']:.2f} |")
-        lines += ["", "`sdpa_dropout` (SDPA with dropout_p 0.1, its quadratic math path on CPU) is run only where its "
-                  "L x L matrices fit; it needs ~20 GB at L = 11000 (B x H x L x L floats and the dropout mask). "
-                  "Long-input attention "
-                  "rows: `benchmarks/long_attention.py` and its results file.", ""]
+        return ["## bf16 autocast vs fp32 (ours)", "", f"Skipped: {results['bf16']['skipped']}.", ""]
+    if "bf16" not in results:
+        return []
+    b = results["bf16"]
+    c = b["loss_curve_check"]
+    return ["## bf16 autocast vs fp32 (ours)", "",
+            f"{b['config']}: fp32 {_fmt_tok(b['tokens_per_s']['fp32'])} tok/s, bf16 "
+            f"{_fmt_tok(b['tokens_per_s']['bf16'])} tok/s = **{b['speedup_bf16_over_fp32']:.2f}x**; MFU fp32 "
+            f"{b['mfu']['fp32']:.0%} of the fp32 peak, bf16 {b['mfu']['bf16']:.0%} of the bf16 peak.", "",
+            f"Loss-curve check ({c['config']}, {c['steps']} Adam steps from the same weights on the same 4 "
+            f"batches): loss {c['start']:.3f} -> fp32 {c['end_fp32']:.4f} / bf16 {c['end_bf16']:.4f} (mean of "
+            f"the last quarter); largest per-step difference {c['max_step_abs_difference']:.4f}.", ""]
+
+
+def _compile_markdown(results: dict) -> list[str]:
+    """torch.compile vs eager, one row per config (or the error where it does not work)."""
+    if "compile" not in results:
+        return []
+    rows = results["compile"] if isinstance(results["compile"], list) else [results["compile"]]
+    lines = ["## torch.compile vs eager (ours)", "", "| config | eager tok/s | compiled tok/s | compiled / eager "
+             "| compile time (first step) |", "|---|---|---|---|---|"]
+    for c in rows:
+        if "error" in c:
+            lines.append(f"| {c['config']} | does not work here: {c['error'][:120]} | | | |")
+        else:
+            lines.append(f"| {c['config']} | {_fmt_tok(c['tokens_per_s']['eager'])} | "
+                         f"{_fmt_tok(c['tokens_per_s']['compiled'])} | {c['speedup_compiled_over_eager']:.2f}x | "
+                         f"{c['compile_seconds']:.0f} s |")
+    return lines + [""]
+
+
+def _decoding_markdown(results: dict) -> list[str]:
+    """Cached vs uncached greedy and beam decoding, output tokens/s."""
+    if not results.get("decoding"):
+        return []
+    lines = ["## Decoding: cached vs uncached (output tokens/s, EOS disabled)", "",
+             "| model | out tokens | batch | greedy cached | greedy uncached | ratio | beam cached | "
+             "beam uncached | ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["decoding"]:
+        t = r["tokens_per_s"]
+        lines.append(f"| {r['model']} | {r['out_tokens']} | {r['batch']} (beam {r['beam']}) | "
+                     f"{_fmt_tok(t['greedy cached'])} | {_fmt_tok(t['greedy uncached'])} | "
+                     f"{r['greedy_cached_over_uncached']:.1f}x | {_fmt_tok(t['beam cached'])} | "
+                     f"{_fmt_tok(t['beam uncached'])} | {r['beam_cached_over_uncached']:.1f}x |")
+    return lines + [""]
+
+
+def _universal_markdown(results: dict) -> list[str]:
+    """UT vs Transformer training step, and ACT compute skipping by halted share."""
+    if "ut_vs_transformer" not in results:
+        return []
+    u = results["ut_vs_transformer"]
+    lines = ["## Universal Transformer", "",
+             f"Training step, {u['config']}: UT {u['seconds']['universal']:.3f} s vs Transformer "
+             f"{u['seconds']['transformer']:.3f} s = **{u['ut_over_transformer_time']:.2f}x** the time.", "",
+             "ACT compute skipping, one application of the shared encoder layer (forward + backward), halted "
+             "positions skipped (ours) vs computed (t2t):", "",
+             "| halted share | computed (s) | skipped (s) | speedup |", "|---|---|---|---|"]
+    for r in results.get("act_skip", []):
+        lines.append(f"| {r['halted_share']:.2f} | {r['seconds']['computed']:.4f} | "
+                     f"{r['seconds']['skipped']:.4f} | {r['speedup']:.2f}x |")
+    return lines + [""]
+
+
+def _dropout_memory_markdown(results: dict) -> list[str]:
+    """Peak memory of one causal attention with dropout, per length and back end."""
+    if not results.get("attention_dropout_memory"):
+        return []
+    lines = ["## Attention dropout memory (one causal attention, 8 heads x 64, batch 1, forward + backward; "
+             "fresh process per case)", "", "| L | mode | peak MB above start | seconds |", "|---|---|---|---|"]
+    for r in results["attention_dropout_memory"]:
+        if "error" in r:
+            lines.append(f"| {r['length']} | {r['mode']} | error: {r['error'][:80]} | |")
+        else:
+            lines.append(f"| {r['length']} | {r['mode']} | {r['peak_mb']:.0f} | {r['seconds']:.2f} |")
+    return lines + ["", "`sdpa_dropout` (SDPA with dropout_p 0.1, its quadratic math path on CPU) is run only where "
+                    "its L x L matrices fit; it needs ~20 GB at L = 11000 (B x H x L x L floats and the dropout "
+                    "mask). Long-input attention rows: `benchmarks/long_attention.py` and its results file.", ""]
+
+
+def _data_markdown(results: dict) -> list[str]:
+    """Data pipeline throughput and ROUGE speed (one section)."""
+    lines = []
     if "data_pipeline" in results:
         d = results["data_pipeline"]
         builds = d.get("builds", [])
@@ -254,11 +300,15 @@ def write_markdown(results: dict, path: Path, plot_name: str) -> None:
         r = results["rouge"]
         lines += ["", f"ROUGE-1/2/L/Lsum (`ut.eval.rouge.rouge_scores`, stemming) on {r['pairs']} synthetic "
                   f"300-word pairs: **{r['seconds_per_1000_pairs']:.1f} s per 1,000 pairs**.", ""]
-    if results.get("notes"):
-        lines += ["## Notes (written after the run, stored in the JSON's `notes`)", ""]
-        lines += [f"- {note}" for note in results["notes"]] + [""]
-    lines += ["## Plot", "", f"![suite]({plot_name})", ""]
-    path.write_text("\n".join(lines))
+    return lines
+
+
+def _notes_markdown(results: dict) -> list[str]:
+    """Notes written after the run (the JSON's ``notes``)."""
+    if not results.get("notes"):
+        return []
+    return ["## Notes (written after the run, stored in the JSON's `notes`)", ""] + [
+        f"- {note}" for note in results["notes"]] + [""]
 
 
 def _cell(row: dict, name: str) -> str:
