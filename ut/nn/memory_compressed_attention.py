@@ -194,6 +194,33 @@ class MemoryCompressedAttention(HeadProjections):
             return self.split_heads(self.compress_k(self.blocks(k))), self.split_heads(self.compress_v(self.blocks(v)))
         return self.project_kv(self.compress(self.blocks(x)))
 
+    def extend_compressed(self, kc: Tensor | None, vc: Tensor | None, x: Tensor, k: Tensor, v: Tensor,
+                          raw_ok: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The cached compressed keys / values ``kc``, ``vc`` (B, H, done, Dh; None without a cache) followed by
+        those of the blocks that finished since: x, k, v (B, Nb_new*c, D) from the first unfinished cached block on,
+        padding tokens (``raw_ok`` False) zeroed before compression. Returns (B, H, Nb, Dh) twice."""
+        ends = x.shape[1]
+        zero_pad = (lambda z: z) if raw_ok is None else (lambda z: z * raw_ok[:, :ends, None].to(z.dtype))
+        kc_new, vc_new = self.compressed_kv(zero_pad(x), zero_pad(k), zero_pad(v))
+        if kc is not None:
+            kc_new, vc_new = torch.cat([kc, kc_new], dim=2), torch.cat([vc, vc_new], dim=2)
+        return kc_new, vc_new
+
+    def dense_attention(self, q: Tensor, kc: Tensor, vc: Tensor, k_raw: Tensor, v_raw: Tensor,
+                        kc_ok: Tensor | None, raw_ok: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The manual path of a whole sequence: q, k_raw, v_raw (B, H, n, Dh), kc, vc (B, H, Nb, Dh) ->
+        (out (B, n, D) before the output projection, weights (B, H, n, Nb + n) over ``[compressed; raw]``)."""
+        n = q.shape[2]
+        comp_mask, raw_mask = memory_compressed_mask(n, self.compression, device=q.device)  # (n, Nb), (n, n)
+        comp_mask, raw_mask = comp_mask[None, None], raw_mask[None, None]
+        if raw_ok is not None:
+            comp_mask = comp_mask & kc_ok[:, None, None, :]
+            raw_mask = raw_mask & raw_ok[:, None, None, :]
+        lead = torch.broadcast_shapes(comp_mask.shape[:-1], raw_mask.shape[:-1])
+        dense = torch.cat([comp_mask.expand(*lead, -1), raw_mask.expand(*lead, -1)], dim=-1)  # (B|1, 1, n, Nb+n)
+        out, weights = attend(q, torch.cat([kc, k_raw], 2), torch.cat([vc, v_raw], 2), dense, need_weights=True)
+        return self.merge_heads(out), weights
+
     def forward(self, x: Tensor, memory: Tensor | None = None, *, mask: Tensor | None = None, causal: bool = True,
                 cache: KVCache | None = None, need_weights: bool = False) -> AttentionOutput:
         """x (B, n, D), the n newest positions when a cache is given -> AttentionOutput (B, n, D).
@@ -223,11 +250,7 @@ class MemoryCompressedAttention(HeadProjections):
             # allocates a zero-filled copy); the last, padded block is seen by no query (group g sees blocks < g)
             kc, vc = self.compressed_kv(xp, kf, vf)
         else:
-            zero_pad = (lambda z: z) if raw_ok is None else (lambda z: z * raw_ok[:, :ends, None].to(z.dtype))
-            kc_new, vc_new = self.compressed_kv(zero_pad(x[:, :ends]), zero_pad(kf[:, :ends]), zero_pad(vf[:, :ends]))
-            if kc is not None:
-                kc_new, vc_new = torch.cat([kc, kc_new], dim=2), torch.cat([vc, vc_new], dim=2)
-            kc, vc = kc_new, vc_new  # (B, H, Nb, Dh), all blocks finished so far
+            kc, vc = self.extend_compressed(kc, vc, x[:, :ends], kf[:, :ends], vf[:, :ends], raw_ok)
         n_blocks = kc.shape[2]
         kc_ok = None if key_ok is None else key_ok[:, : n_blocks * c].unflatten(1, (n_blocks, c)).any(-1)  # (B, Nb)
         k_raw, v_raw = self.split_heads(kf), self.split_heads(vf)
@@ -235,15 +258,7 @@ class MemoryCompressedAttention(HeadProjections):
         if need_weights:
             if t:
                 raise ValueError("need_weights is for whole-sequence calls, not incremental decoding")
-            comp_mask, raw_mask = memory_compressed_mask(n, c, device=x.device)  # (n, Nb), (n, n)
-            comp_mask, raw_mask = comp_mask[None, None], raw_mask[None, None]
-            if key_ok is not None:
-                comp_mask = comp_mask & kc_ok[:, None, None, :]
-                raw_mask = raw_mask & raw_ok[:, None, None, :]
-            lead = torch.broadcast_shapes(comp_mask.shape[:-1], raw_mask.shape[:-1])
-            dense = torch.cat([comp_mask.expand(*lead, -1), raw_mask.expand(*lead, -1)], dim=-1)  # (B|1, 1, n, Nb+n)
-            out, weights = attend(q, torch.cat([kc, k_raw], 2), torch.cat([vc, v_raw], 2), dense, need_weights=True)
-            out = self.merge_heads(out)
+            out, weights = self.dense_attention(q, kc, vc, k_raw, v_raw, kc_ok, raw_ok)
         else:
             if raw_ok is not None and pad:
                 raw_ok = torch.cat([raw_ok, raw_ok.new_zeros(raw_ok.shape[0], pad)], dim=1)
