@@ -288,3 +288,22 @@ def test_local_attention_dropout_runs_per_block_in_sdpa_not_the_chunked_back_end
     real[0, :6] = False
     attn(torch.randn(1, 41, D), mask=key_padding_mask(real)).out.sum().backward()
     assert key_lengths and max(key_lengths) <= 8 and set(dropouts) == {0.1}
+
+
+def test_long_attention_re_exports_the_objects_of_the_mechanism_files():
+    """ut.nn.long_attention is one import for both mechanisms: it lists every public function and class of the two
+    mechanism files, each the defining file's own object."""
+    import ut.nn.local_attention as local
+    import ut.nn.long_attention as long_attention
+    import ut.nn.long_attention_common as common
+    import ut.nn.memory_compressed_attention as compressed
+
+    def defined(module):
+        return {name for name, obj in vars(module).items()
+                if not name.startswith("_") and getattr(obj, "__module__", None) == module.__name__}
+
+    homes = {name: m for m in (local, compressed, common) for name in defined(m)} | {"COMPRESSION_ORDERS": compressed}
+    internal = {"check_self_attention_call", "tokens_seen"}  # what the two mechanism files share, not an API
+    assert set(homes) - internal == set(long_attention.__all__)
+    for name in long_attention.__all__:
+        assert getattr(long_attention, name) is getattr(homes[name], name), name
