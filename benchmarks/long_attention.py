@@ -233,7 +233,19 @@ def plot(lengths, times, memory, path: Path, threads: int) -> None:
 
 def write_markdown(path: Path, lengths, times: dict[int, dict], memory, tdmca, machine, lscpu_head, command,
                    load_after) -> None:
-    lines = [
+    """The results page: method, one time table per thread count and reading, peak memory, the targets, the
+    notes and the T-DMCA training step (when it ran)."""
+    lines = _method_lines(machine, lscpu_head, command, load_after) + _time_tables(lengths, times)
+    lines += _memory_and_targets(lengths, times, memory)
+    lines += ["", "![time and memory](long_attention.png)", "", *NOTES, ""]
+    if tdmca is not None:
+        lines += _tdmca_lines(tdmca)
+    path.write_text("\n".join(lines))
+
+
+def _method_lines(machine, lscpu_head, command, load_after) -> list[str]:
+    """Command, machine, and what each table measures."""
+    return [
         "# Long-input attention: time and memory (CPU)",
         "",
         f"Command: `{command}` (script: `benchmarks/long_attention.py`; see its docstring for the method).",
@@ -255,8 +267,13 @@ def write_markdown(path: Path, lengths, times: dict[int, dict], memory, tdmca, m
         "same run.",
         "",
     ]
+
+
+def _time_tables(lengths, times: dict[int, dict]) -> list[str]:
+    """One table per thread count and per reading (whole layer, attention op alone): seconds and speed-ups."""
     labels = {"layer": "attention layer (Q/K/V/O projections, and compression, included)",
               "attention": "attention op alone (given Q, K, V and compressed K, V)"}
+    lines = []
     for threads, per_what in times.items():
         for what, by_length in per_what.items():
             lines += [
@@ -274,7 +291,12 @@ def write_markdown(path: Path, lengths, times: dict[int, dict], memory, tdmca, m
                     f"{t['full'] / t['mem_comp']:.1f}x |"
                 )
             lines.append("")
-    lines += [
+    return lines
+
+
+def _memory_and_targets(lengths, times: dict[int, dict], memory) -> list[str]:
+    """The peak-memory table and the targets at the longest L (first thread count), met or not."""
+    lines = [
         f"### Peak memory (MiB, {next(iter(times))} thread(s))",
         "",
         "| L | full | local | local_prev | mem_comp |",
@@ -287,7 +309,7 @@ def write_markdown(path: Path, lengths, times: dict[int, dict], memory, tdmca, m
     first = next(iter(times))
     t, op, m = times[first]["layer"][last], times[first]["attention"][last], memory[last]
     verdict = lambda ok: "met" if ok else "NOT met"
-    lines += [
+    return lines + [
         "",
         f"Targets at L = {last} ({first} thread(s)), layer / attention op: local >= 8x faster than full causal "
         f"SDPA: **{t['full'] / t['local']:.1f}x** ({verdict(t['full'] / t['local'] >= 8)}) / "
@@ -298,29 +320,26 @@ def write_markdown(path: Path, lengths, times: dict[int, dict], memory, tdmca, m
         f"({verdict(max(m['local'], m['mem_comp']) <= m['full'])}"
         + (f"; local at L = {lengths[-2]}: {memory[lengths[-2]]['local']:.0f} vs {memory[lengths[-2]]['full']:.0f} MiB"
            if len(lengths) > 1 else "") + ").",
+    ]
+
+
+def _tdmca_lines(tdmca: dict) -> list[str]:
+    """The T-DMCA training step at L = 11000: model, peak RSS against the 8 GiB target, step time."""
+    gib = tdmca["peak_rss_mb"] / 1024
+    return [
+        "## T-DMCA training step at L = 11000",
         "",
-        "![time and memory](long_attention.png)",
-        "",
-        *NOTES,
+        f"4 layers \"locm/redm/locm/redm\", d = {D_MODEL}, d_ff = {4 * D_MODEL}, {HEADS} heads, vocabulary "
+        f"{tdmca['vocab']} (tied output), dropout 0.1, {tdmca['params'] / 1e6:.1f}M parameters, batch 1 x "
+        f"{tdmca['length']} tokens, float32, one Adam step (forward, backward, update).",
+        f"Peak RSS of the whole process (`VmHWM`: the Python + torch runtime, weights, Adam state, "
+        f"activations and the {tdmca['length']} x {tdmca['vocab']} logits): **{gib:.2f} GiB** "
+        f"({'within' if gib <= 8 else 'OVER'} the 8 GiB target); RSS before the step "
+        f"{tdmca['rss_before_step_mb'] / 1024:.2f} GiB, the step's own peak increase "
+        f"{tdmca['step_peak_increase_mb'] / 1024:.2f} GiB; step time {tdmca['seconds']:.1f} s (under the load "
+        "noted above).",
         "",
     ]
-    if tdmca is not None:
-        gib = tdmca["peak_rss_mb"] / 1024
-        lines += [
-            "## T-DMCA training step at L = 11000",
-            "",
-            f"4 layers \"locm/redm/locm/redm\", d = {D_MODEL}, d_ff = {4 * D_MODEL}, {HEADS} heads, vocabulary "
-            f"{tdmca['vocab']} (tied output), dropout 0.1, {tdmca['params'] / 1e6:.1f}M parameters, batch 1 x "
-            f"{tdmca['length']} tokens, float32, one Adam step (forward, backward, update).",
-            f"Peak RSS of the whole process (`VmHWM`: the Python + torch runtime, weights, Adam state, "
-            f"activations and the {tdmca['length']} x {tdmca['vocab']} logits): **{gib:.2f} GiB** "
-            f"({'within' if gib <= 8 else 'OVER'} the 8 GiB target); RSS before the step "
-            f"{tdmca['rss_before_step_mb'] / 1024:.2f} GiB, the step's own peak increase "
-            f"{tdmca['step_peak_increase_mb'] / 1024:.2f} GiB; step time {tdmca['seconds']:.1f} s (under the load "
-            "noted above).",
-            "",
-        ]
-    path.write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,119 +1,12 @@
-"""Turn the suite's results dict into the targets table, a Markdown report and a plot."""
+"""Turn the suite's results dict into a Markdown report and a plot; the targets are ``benchmarks/targets.py``'s."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.targets import evaluate_targets
 
-def _target(name: str, required: str, measured: str, met: bool | None, margin: str = "") -> dict:
-    return {"target": name, "required": required, "measured": measured, "met": met, "margin": margin}
-
-
-def _ratio_targets(training: list[dict], peer: str, dropout: float, need: float) -> dict | None:
-    rows = [r for r in training if r["dims"]["dropout"] == dropout and f"ours / {peer}" in r["ratios"]]
-    if not rows:
-        return None
-    ratios = {r["config"]: r["ratios"][f"ours / {peer}"] for r in rows}
-    worst = min(ratios.values())
-    measured = ", ".join(f"{c.split(' drop')[0]}: {v:.2f}x" for c, v in ratios.items())
-    return _target(f"ours >= {need}x {peer} tokens/s, dropout {dropout:g}", f">= {need:.2f}x in every config",
-                   measured, worst >= need, f"worst {worst:.2f}x ({(worst / need - 1) * 100:+.0f}% vs target)")
-
-
-def _worst_ratio_target(name: str, need: float, ratios: dict[str, float], note: str = "") -> dict | None:
-    if not ratios:
-        return None
-    worst = min(ratios.values())
-    return _target(name, f">= {need:.2f}x in every config", ", ".join(f"{c}: {v:.2f}x" for c, v in ratios.items()),
-                   worst >= need, f"worst {worst:.2f}x ({(worst / need - 1) * 100:+.0f}% vs target)" + note)
-
-
-def _xtransformers_targets(results: dict) -> list[dict]:
-    targets = []
-    rows = results.get("xtransformers_training", [])
-    for key, what in (("ours / x-transformers", "ours"), ("ours UT / x-transformers (tied layers)", "our UT")):
-        ratios = {r["config"].split(" drop")[0]: r["ratios"][key] for r in rows if key in r.get("ratios", {})}
-        t = _worst_ratio_target(f"{what} >= 1.1x {key.split(' / ')[1]} training tokens/s at equal dims", 1.1, ratios)
-        if t:
-            targets.append(t)
-    dec = [r for r in results.get("xtransformers_decoding", []) if "skipped" not in r]
-    if dec:
-        longest = max(r["out_tokens"] for r in dec)
-        ratios = {r["config"]: r["ours / x-transformers"] for r in dec if r["out_tokens"] == longest}
-        t = _worst_ratio_target(f"cached greedy decoding >= 1.2x x-transformers' cached generation at {longest} "
-                                "tokens", 1.2, ratios,
-                                "" if longest >= 256 else " (quick run: fewer tokens than the target's 256)")
-        targets.append(t)
-    small = results.get("small_models", {})
-    overhead = {r["config"]: r["framework_share"] for r in small.get("lightning_overhead", [])}
-    if overhead:
-        worst = max(overhead.values())
-        targets.append(_target("Lightning overhead <= 10% of a training step (small-model configs)", "<= 10%",
-                               ", ".join(f"{c}: {v:.0%}" for c, v in overhead.items()), worst <= 0.10,
-                               f"worst {worst:.0%} ({(0.10 - worst) * 100:+.0f} points)"))
-    ratios = {r["config"]: v for r in small.get("peer_steps", []) for k, v in r.get("ratios", {}).items()
-              if k.startswith("ours / x-transformers")}
-    t = _worst_ratio_target("small-model configs: ours >= 1.2x x-transformers (step time)", 1.2, ratios)
-    if t:
-        targets.append(t)
-    return targets
-
-
-def evaluate_targets(results: dict) -> list[dict]:
-    """The suite's targets, each met / missed with the measured value and the margin."""
-    targets = []
-    training = results.get("training", [])
-    for peer, dropout, need in (("HF BART", 0.1, 1.15), ("HF BART", 0.0, 1.0),
-                                ("torch.nn.Transformer", 0.1, 1.3), ("torch.nn.Transformer", 0.0, 1.3)):
-        t = _ratio_targets(training, peer, dropout, need)
-        if t:
-            targets.append(t)
-    d512 = [r for r in training if r["dims"]["d_model"] == 512 and r["dims"]["dropout"] == 0.0]
-    if d512:
-        mfus = {r["config"]: r["contenders"]["ours"]["mfu_fp32"] for r in d512}
-        best = max(mfus.values())
-        targets.append(_target(
-            "MFU >= 70% of the measured fp32 peak at d=512, dropout 0", ">= 70%",
-            ", ".join(f"{c.split(' drop')[0]}: {v:.0%}" for c, v in mfus.items()), best >= 0.70,
-            f"best {best:.0%} ({(best - 0.70) * 100:+.0f} points)"))
-    targets += _xtransformers_targets(results)
-    if "bf16" in results and "skipped" not in results["bf16"]:
-        b = results["bf16"]
-        s = b["speedup_bf16_over_fp32"]
-        targets.append(_target("bf16 autocast >= 1.8x fp32 at d=512", ">= 1.8x", f"{s:.2f}x ({b['config']})",
-                               s >= 1.8, f"{(s / 1.8 - 1) * 100:+.0f}%"))
-        c = b.get("loss_curve_check")
-        if c:
-            targets.append(_target(
-                "bf16 loss curve = fp32 within noise (short run)", "|end difference| <= max(fp32 noise, 1%)",
-                f"end fp32 {c['end_fp32']:.4f} vs bf16 {c['end_bf16']:.4f} (noise {c['fp32_end_noise']:.4f}, "
-                f"start {c['start']:.3f}, {c['steps']} steps)", bool(c["within_noise"])))
-    mem = results.get("attention_dropout_memory", [])
-    longest = max((r["length"] for r in mem if "error" not in r), default=None)
-    if longest:
-        by_mode = {r["mode"]: r for r in mem if r["length"] == longest and "error" not in r}
-        if "sdpa_p0" in by_mode and "ours_dropout" in by_mode:
-            ratio = by_mode["ours_dropout"]["peak_mb"] / by_mode["sdpa_p0"]["peak_mb"]
-            targets.append(_target(
-                f"attention dropout memory within 2x of dropout 0 at L={longest}", "<= 2.0x",
-                f"{by_mode['ours_dropout']['peak_mb']:.0f} MB vs {by_mode['sdpa_p0']['peak_mb']:.0f} MB = {ratio:.2f}x",
-                ratio <= 2.0, f"{(2.0 - ratio):+.2f}x headroom"))
-    dec = results.get("decoding", [])
-    if dec:
-        longest_out = max(r["out_tokens"] for r in dec)
-        ratios = {r["model"]: r["greedy_cached_over_uncached"] for r in dec if r["out_tokens"] == longest_out}
-        worst = min(ratios.values())
-        targets.append(_target(
-            f"cached greedy >= 10x uncached at {longest_out} output tokens (incl. UT)", ">= 10x for every model",
-            ", ".join(f"{m}: {v:.1f}x" for m, v in ratios.items()), worst >= 10.0,
-            f"worst {worst:.1f}x" + ("" if longest_out >= 256 else " (quick run: fewer tokens than the target's 256)")))
-    act = results.get("act_skip", [])
-    half = [r for r in act if abs(r["halted_share"] - 0.5) < 1e-9]
-    if half:
-        s = half[0]["speedup"]
-        targets.append(_target("ACT skipping >= 1.5x per layer application when half have halted", ">= 1.5x",
-                               f"{s:.2f}x", s >= 1.5, f"{(s / 1.5 - 1) * 100:+.0f}%"))
-    return targets
+__all__ = ["evaluate_targets", "write_markdown", "write_plot"]  # run_all.py and the tests import all three from here
 
 
 def _fmt_tok(x: float) -> str:
@@ -121,6 +14,18 @@ def _fmt_tok(x: float) -> str:
 
 
 def write_markdown(results: dict, path: Path, plot_name: str) -> None:
+    """The suite's Markdown report: one section per part of ``results`` that ran, in a fixed order."""
+    lines = _header_markdown(results) + _targets_markdown(results) + _training_markdown(results)
+    lines += _xtransformers_markdown(results) + _small_models_markdown(results)
+    for section in (_bf16_markdown, _compile_markdown, _decoding_markdown, _universal_markdown,
+                    _dropout_memory_markdown, _data_markdown, _notes_markdown):
+        lines += section(results)
+    lines += ["## Plot", "", f"![suite]({plot_name})", ""]
+    path.write_text("\n".join(lines))
+
+
+def _header_markdown(results: dict) -> list[str]:
+    """Title, command, machine (and its kind), rows rerun later, and the note on the shared machine."""
     m = results["machine"]
     lines = [
         "# Benchmark suite results" + (" (QUICK smoke run: small sizes, not for claims)" if results["quick"] else ""),
@@ -143,105 +48,139 @@ def write_markdown(results: dict, path: Path, plot_name: str) -> None:
         lines += [f"Rows {', '.join(u['rows'])} were rerun at {u['started']} by `{u['command'].strip()}` "
                   f"({u['seconds'] / 60:.1f} min, {u['machine']['torch_threads']} threads; load average then "
                   f"{load}) and merged in.", ""]
-    lines += [
+    return lines + [
         "**The machine was shared** with other engineers' test runs while this ran, so absolute figures are noisy. "
         "Mitigation: every comparison runs its contenders in one process, interleaved (A B C, B C A, ...), after "
         "warm-up, and reports the median over repeats; ratios are taken within a row, never across runs.",
         "",
-        "## Targets",
-        "",
-        "| target | required | measured | met | margin |",
-        "|---|---|---|---|---|",
     ]
+
+
+def _targets_markdown(results: dict) -> list[str]:
+    """The targets table and the measured matmul peak."""
+    lines = ["## Targets", "", "| target | required | measured | met | margin |", "|---|---|---|---|---|"]
     for t in results["targets"]:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
         lines.append(f"| {t['target']} | {t['required']} | {t['measured']} | {met} | {t['margin']} |")
     peaks = results["matmul_peak"]
-    lines += ["", "## Measured matmul peak", "",
-              ", ".join(f"{k}: {v['gflops']:.0f} GFLOP/s (by size: "
-                        + ", ".join(f"{n}: {g:.0f}" for n, g in v["by_size"].items()) + ")"
-                        for k, v in peaks.items()), ""]
-    if results.get("training"):
-        lines += ["## Training step throughput (tokens/s, source + target, forward + backward + Adam; fp32)", "",
-                  "Vocabulary 8192, shared embeddings, ReLU FFN, pre-norm for ours and torch.nn.Transformer "
-                  "(BART is post-norm, its own design). Dropout placement: ours = embeddings + residual + FFN inner; "
-                  "BART = the same (dropout + activation_dropout), attention_dropout 0 for both; torch.nn.Transformer "
-                  "also drops attention weights (no separate knob). MFU = counted model FLOPs / s over the measured "
-                  "fp32 peak (`benchmarks/flops.py`).", "",
-                  "x-transformers: the same dropout places as ours, no attention biases (parameters within 1%).", ""]
-        names = list(dict.fromkeys(n for r in results["training"] for n in r["contenders"]))
-        peers = [n for n in names if n != "ours"]
-        lines += ["| config | " + " | ".join(names) + " | " + " | ".join(f"ours / {n}" for n in peers)
-                  + " | MFU ours |", "|---" * (len(names) + len(peers) + 2) + "|"]
-        for r in results["training"]:
-            c = r["contenders"]
-            mfu = c["ours"].get("mfu_fp32")
-            lines.append(f"| {r['config']} | " + " | ".join(_fmt_tok(c[n]["tokens_per_s"]) if n in c else "skipped"
-                                                           for n in names) + " | "
-                         + " | ".join(f"{r['ratios'][f'ours / {n}']:.2f}x" if f"ours / {n}" in r["ratios"] else "-"
-                                      for n in peers) + (f" | {mfu:.0%} |" if mfu is not None else " | - |"))
-        skipped = {n: why for r in results["training"] for n, why in r.get("skipped", {}).items()}
-        lines += [""] + [f"Skipped: {n}: {why}." for n, why in skipped.items()] + ([""] if skipped else [])
-    lines += _xtransformers_markdown(results) + _small_models_markdown(results)
+    return lines + ["", "## Measured matmul peak", "",
+                    ", ".join(f"{k}: {v['gflops']:.0f} GFLOP/s (by size: "
+                              + ", ".join(f"{n}: {g:.0f}" for n, g in v["by_size"].items()) + ")"
+                              for k, v in peaks.items()), ""]
+
+
+def _training_markdown(results: dict) -> list[str]:
+    """Training-step throughput of ours and the peers per config, with ratios and MFU."""
+    if not results.get("training"):
+        return []
+    lines = ["## Training step throughput (tokens/s, source + target, forward + backward + Adam; fp32)", "",
+             "Vocabulary 8192, shared embeddings, ReLU FFN, pre-norm for ours and torch.nn.Transformer "
+             "(BART is post-norm, its own design). Dropout placement: ours = embeddings + residual + FFN inner; "
+             "BART = the same (dropout + activation_dropout), attention_dropout 0 for both; torch.nn.Transformer "
+             "also drops attention weights (no separate knob). MFU = counted model FLOPs / s over the measured "
+             "fp32 peak (`benchmarks/flops.py`).", "",
+             "x-transformers: the same dropout places as ours, no attention biases (parameters within 1%).", ""]
+    names = list(dict.fromkeys(n for r in results["training"] for n in r["contenders"]))
+    peers = [n for n in names if n != "ours"]
+    lines += ["| config | " + " | ".join(names) + " | " + " | ".join(f"ours / {n}" for n in peers)
+              + " | MFU ours |", "|---" * (len(names) + len(peers) + 2) + "|"]
+    for r in results["training"]:
+        c = r["contenders"]
+        mfu = c["ours"].get("mfu_fp32")
+        lines.append(f"| {r['config']} | " + " | ".join(_fmt_tok(c[n]["tokens_per_s"]) if n in c else "skipped"
+                                                       for n in names) + " | "
+                     + " | ".join(f"{r['ratios'][f'ours / {n}']:.2f}x" if f"ours / {n}" in r["ratios"] else "-"
+                                  for n in peers) + (f" | {mfu:.0%} |" if mfu is not None else " | - |"))
+    skipped = {n: why for r in results["training"] for n, why in r.get("skipped", {}).items()}
+    return lines + [""] + [f"Skipped: {n}: {why}." for n, why in skipped.items()] + ([""] if skipped else [])
+
+
+def _bf16_markdown(results: dict) -> list[str]:
+    """bf16 autocast vs fp32: throughput, MFU and the loss-curve check."""
     if "skipped" in results.get("bf16", {}):
-        lines += ["## bf16 autocast vs fp32 (ours)", "", f"Skipped: {results['bf16']['skipped']}.", ""]
-    elif "bf16" in results:
-        b = results["bf16"]
-        c = b["loss_curve_check"]
-        lines += ["## bf16 autocast vs fp32 (ours)", "",
-                  f"{b['config']}: fp32 {_fmt_tok(b['tokens_per_s']['fp32'])} tok/s, bf16 "
-                  f"{_fmt_tok(b['tokens_per_s']['bf16'])} tok/s = **{b['speedup_bf16_over_fp32']:.2f}x**; MFU fp32 "
-                  f"{b['mfu']['fp32']:.0%} of the fp32 peak, bf16 {b['mfu']['bf16']:.0%} of the bf16 peak.", "",
-                  f"Loss-curve check ({c['config']}, {c['steps']} Adam steps from the same weights on the same 4 "
-                  f"batches): loss {c['start']:.3f} -> fp32 {c['end_fp32']:.4f} / bf16 {c['end_bf16']:.4f} (mean of "
-                  f"the last quarter); largest per-step difference {c['max_step_abs_difference']:.4f}.", ""]
-    if "compile" in results:
-        rows = results["compile"] if isinstance(results["compile"], list) else [results["compile"]]
-        lines += ["## torch.compile vs eager (ours)", "", "| config | eager tok/s | compiled tok/s | compiled / eager "
-                  "| compile time (first step) |", "|---|---|---|---|---|"]
-        for c in rows:
-            if "error" in c:
-                lines.append(f"| {c['config']} | does not work here: {c['error'][:120]} | | | |")
-            else:
-                lines.append(f"| {c['config']} | {_fmt_tok(c['tokens_per_s']['eager'])} | "
-                             f"{_fmt_tok(c['tokens_per_s']['compiled'])} | {c['speedup_compiled_over_eager']:.2f}x | "
-                             f"{c['compile_seconds']:.0f} s |")
-        lines.append("")
-    if results.get("decoding"):
-        lines += ["## Decoding: cached vs uncached (output tokens/s, EOS disabled)", "",
-                  "| model | out tokens | batch | greedy cached | greedy uncached | ratio | beam cached | "
-                  "beam uncached | ratio |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in results["decoding"]:
-            t = r["tokens_per_s"]
-            lines.append(f"| {r['model']} | {r['out_tokens']} | {r['batch']} (beam {r['beam']}) | "
-                         f"{_fmt_tok(t['greedy cached'])} | {_fmt_tok(t['greedy uncached'])} | "
-                         f"{r['greedy_cached_over_uncached']:.1f}x | {_fmt_tok(t['beam cached'])} | "
-                         f"{_fmt_tok(t['beam uncached'])} | {r['beam_cached_over_uncached']:.1f}x |")
-        lines.append("")
-    if "ut_vs_transformer" in results:
-        u = results["ut_vs_transformer"]
-        lines += ["## Universal Transformer", "",
-                  f"Training step, {u['config']}: UT {u['seconds']['universal']:.3f} s vs Transformer "
-                  f"{u['seconds']['transformer']:.3f} s = **{u['ut_over_transformer_time']:.2f}x** the time.", "",
-                  "ACT compute skipping, one application of the shared encoder layer (forward + backward), halted "
-                  "positions skipped (ours) vs computed (t2t):", "",
-                  "| halted share | computed (s) | skipped (s) | speedup |", "|---|---|---|---|"]
-        for r in results.get("act_skip", []):
-            lines.append(f"| {r['halted_share']:.2f} | {r['seconds']['computed']:.4f} | "
-                         f"{r['seconds']['skipped']:.4f} | {r['speedup']:.2f}x |")
-        lines.append("")
-    if results.get("attention_dropout_memory"):
-        lines += ["## Attention dropout memory (one causal attention, 8 heads x 64, batch 1, forward + backward; "
-                  "fresh process per case)", "", "| L | mode | peak MB above start | seconds |", "|---|---|---|---|"]
-        for r in results["attention_dropout_memory"]:
-            if "error" in r:
-                lines.append(f"| {r['length']} | {r['mode']} | error: {r['error'][:80]} | |")
-            else:
-                lines.append(f"| {r['length']} | {r['mode']} | {r['peak_mb']:.0f} | {r['seconds']:.2f} |")
-        lines += ["", "`sdpa_dropout` (SDPA with dropout_p 0.1, its quadratic math path on CPU) is run only where its "
-                  "L x L matrices fit; it needs ~20 GB at L = 11000 (B x H x L x L floats and the dropout mask). "
-                  "Long-input attention "
-                  "rows: `benchmarks/long_attention.py` and its results file.", ""]
+        return ["## bf16 autocast vs fp32 (ours)", "", f"Skipped: {results['bf16']['skipped']}.", ""]
+    if "bf16" not in results:
+        return []
+    b = results["bf16"]
+    c = b["loss_curve_check"]
+    return ["## bf16 autocast vs fp32 (ours)", "",
+            f"{b['config']}: fp32 {_fmt_tok(b['tokens_per_s']['fp32'])} tok/s, bf16 "
+            f"{_fmt_tok(b['tokens_per_s']['bf16'])} tok/s = **{b['speedup_bf16_over_fp32']:.2f}x**; MFU fp32 "
+            f"{b['mfu']['fp32']:.0%} of the fp32 peak, bf16 {b['mfu']['bf16']:.0%} of the bf16 peak.", "",
+            f"Loss-curve check ({c['config']}, {c['steps']} Adam steps from the same weights on the same 4 "
+            f"batches): loss {c['start']:.3f} -> fp32 {c['end_fp32']:.4f} / bf16 {c['end_bf16']:.4f} (mean of "
+            f"the last quarter); largest per-step difference {c['max_step_abs_difference']:.4f}.", ""]
+
+
+def _compile_markdown(results: dict) -> list[str]:
+    """torch.compile vs eager, one row per config (or the error where it does not work)."""
+    if "compile" not in results:
+        return []
+    rows = results["compile"] if isinstance(results["compile"], list) else [results["compile"]]
+    lines = ["## torch.compile vs eager (ours)", "", "| config | eager tok/s | compiled tok/s | compiled / eager "
+             "| compile time (first step) |", "|---|---|---|---|---|"]
+    for c in rows:
+        if "error" in c:
+            lines.append(f"| {c['config']} | does not work here: {c['error'][:120]} | | | |")
+        else:
+            lines.append(f"| {c['config']} | {_fmt_tok(c['tokens_per_s']['eager'])} | "
+                         f"{_fmt_tok(c['tokens_per_s']['compiled'])} | {c['speedup_compiled_over_eager']:.2f}x | "
+                         f"{c['compile_seconds']:.0f} s |")
+    return lines + [""]
+
+
+def _decoding_markdown(results: dict) -> list[str]:
+    """Cached vs uncached greedy and beam decoding, output tokens/s."""
+    if not results.get("decoding"):
+        return []
+    lines = ["## Decoding: cached vs uncached (output tokens/s, EOS disabled)", "",
+             "| model | out tokens | batch | greedy cached | greedy uncached | ratio | beam cached | "
+             "beam uncached | ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["decoding"]:
+        t = r["tokens_per_s"]
+        lines.append(f"| {r['model']} | {r['out_tokens']} | {r['batch']} (beam {r['beam']}) | "
+                     f"{_fmt_tok(t['greedy cached'])} | {_fmt_tok(t['greedy uncached'])} | "
+                     f"{r['greedy_cached_over_uncached']:.1f}x | {_fmt_tok(t['beam cached'])} | "
+                     f"{_fmt_tok(t['beam uncached'])} | {r['beam_cached_over_uncached']:.1f}x |")
+    return lines + [""]
+
+
+def _universal_markdown(results: dict) -> list[str]:
+    """UT vs Transformer training step, and ACT compute skipping by halted share."""
+    if "ut_vs_transformer" not in results:
+        return []
+    u = results["ut_vs_transformer"]
+    lines = ["## Universal Transformer", "",
+             f"Training step, {u['config']}: UT {u['seconds']['universal']:.3f} s vs Transformer "
+             f"{u['seconds']['transformer']:.3f} s = **{u['ut_over_transformer_time']:.2f}x** the time.", "",
+             "ACT compute skipping, one application of the shared encoder layer (forward + backward), halted "
+             "positions skipped (ours) vs computed (t2t):", "",
+             "| halted share | computed (s) | skipped (s) | speedup |", "|---|---|---|---|"]
+    for r in results.get("act_skip", []):
+        lines.append(f"| {r['halted_share']:.2f} | {r['seconds']['computed']:.4f} | "
+                     f"{r['seconds']['skipped']:.4f} | {r['speedup']:.2f}x |")
+    return lines + [""]
+
+
+def _dropout_memory_markdown(results: dict) -> list[str]:
+    """Peak memory of one causal attention with dropout, per length and back end."""
+    if not results.get("attention_dropout_memory"):
+        return []
+    lines = ["## Attention dropout memory (one causal attention, 8 heads x 64, batch 1, forward + backward; "
+             "fresh process per case)", "", "| L | mode | peak MB above start | seconds |", "|---|---|---|---|"]
+    for r in results["attention_dropout_memory"]:
+        if "error" in r:
+            lines.append(f"| {r['length']} | {r['mode']} | error: {r['error'][:80]} | |")
+        else:
+            lines.append(f"| {r['length']} | {r['mode']} | {r['peak_mb']:.0f} | {r['seconds']:.2f} |")
+    return lines + ["", "`sdpa_dropout` (SDPA with dropout_p 0.1, its quadratic math path on CPU) is run only where "
+                    "its L x L matrices fit; it needs ~20 GB at L = 11000 (B x H x L x L floats and the dropout "
+                    "mask). Long-input attention rows: `benchmarks/long_attention.py` and its results file.", ""]
+
+
+def _data_markdown(results: dict) -> list[str]:
+    """Data pipeline throughput and ROUGE speed (one section)."""
+    lines = []
     if "data_pipeline" in results:
         d = results["data_pipeline"]
         builds = d.get("builds", [])
@@ -254,11 +193,15 @@ def write_markdown(results: dict, path: Path, plot_name: str) -> None:
         r = results["rouge"]
         lines += ["", f"ROUGE-1/2/L/Lsum (`ut.eval.rouge.rouge_scores`, stemming) on {r['pairs']} synthetic "
                   f"300-word pairs: **{r['seconds_per_1000_pairs']:.1f} s per 1,000 pairs**.", ""]
-    if results.get("notes"):
-        lines += ["## Notes (written after the run, stored in the JSON's `notes`)", ""]
-        lines += [f"- {note}" for note in results["notes"]] + [""]
-    lines += ["## Plot", "", f"![suite]({plot_name})", ""]
-    path.write_text("\n".join(lines))
+    return lines
+
+
+def _notes_markdown(results: dict) -> list[str]:
+    """Notes written after the run (the JSON's ``notes``)."""
+    if not results.get("notes"):
+        return []
+    return ["## Notes (written after the run, stored in the JSON's `notes`)", ""] + [
+        f"- {note}" for note in results["notes"]] + [""]
 
 
 def _cell(row: dict, name: str) -> str:

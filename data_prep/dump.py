@@ -26,6 +26,7 @@ import io
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # MediaWiki's canonical English namespace names, used when a file has no <siteinfo> (bare <page> files)
@@ -103,7 +104,7 @@ def iter_dump_pages(path: str | Path) -> Iterator[dict]:
     root = None
     page = None
     revision_text = None
-    try:
+    with _dump_errors(path):
         with open_dump(path) as stream:
             for event, elem in ET.iterparse(stream, events=("start", "end")):
                 name = _local(elem.tag)
@@ -133,17 +134,31 @@ def iter_dump_pages(path: str | Path) -> Iterator[dict]:
                     elif name == "text":
                         revision_text = elem.text or ""
                     elif name == "page":
-                        if page["namespace"] is None:
-                            names = namespace_names if saw_siteinfo else STANDARD_NAMESPACES
-                            page["namespace"] = namespace_from_title(page["title"], names)
-                        page["wikitext"] = revision_text
-                        page["source_file"] = path.name
-                        page["namespaces"] = namespace_names if saw_siteinfo else STANDARD_NAMESPACES
-                        yield page
+                        yield _finished_page(page, revision_text, namespace_names if saw_siteinfo else None, path)
                         page = None
                         elem.clear()
                         if root is not None and root is not elem:
                             root.clear()  # detach finished pages: memory stays flat
+
+
+def _finished_page(page: dict, revision_text: str, namespace_names: dict[str, int] | None, path: Path) -> dict:
+    """Complete a page record at its ``</page>``: the text of its last revision, its source file, the dump's
+    namespace table (``None``: the file has no siteinfo, MediaWiki's English names) and, without an ``<ns>``, the
+    namespace its title implies."""
+    names = STANDARD_NAMESPACES if namespace_names is None else namespace_names
+    if page["namespace"] is None:
+        page["namespace"] = namespace_from_title(page["title"], names)
+    page["wikitext"] = revision_text
+    page["source_file"] = path.name
+    page["namespaces"] = names
+    return page
+
+
+@contextmanager
+def _dump_errors(path: Path) -> Iterator[None]:
+    """Re-raise a malformed, truncated or corrupt dump's error as :class:`DumpFormatError` naming ``path``."""
+    try:
+        yield
     except ET.ParseError as err:
         line, column = err.position
         raise DumpFormatError(f"{path}: malformed XML at line {line}, column {column}: {err}") from err

@@ -28,7 +28,7 @@ Data follow tensor2tensor's `algorithmic_{identity,reverse,addition}_decimal40` 
 
 Deviations from t2t, named:
 - ids: PAD=0, BOS=1, EOS=2, SEP=3, UNK=4, digits "0".."9" = 5..14, "+" = 15 (t2t: 0 pad, 1 EOS, digits
-  from 2, and the separator was the id `base`).
+  from 2, and the separator is the id `base`).
 - the source carries no EOS (t2t appended one); its length is given by `src_mask`.
 - t2t generated a fixed 100k training set; here example i of a split is a pure function of
   (seed, split, i), generated lazily: any `train_size`, reproducible runs, resume with the same data.

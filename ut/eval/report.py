@@ -241,6 +241,20 @@ def write_report(results: dict | str | Path, out_dir: str | Path | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     root = Path(root) if root is not None else REPO_ROOT
     rows: list[dict] = res.get("rows", [])
+    md = _header_lines(res, rows) + ["## Results", "", results_table(rows)]
+    md += ["log-ppl: nats per target subword token (teacher-forced, unsmoothed). ROUGE: F1 x 100 of the beam-decoded "
+           "output (beam 4, alpha 0.6 unless noted) against the full reference lead. distinct: share of distinct "
+           "outputs (1/n = the same output for every input). peak MB: resident memory of the run's process.", ""]
+    md += _degenerate_output_warnings(rows)
+    md += _figure_lines(rows, out, root, res.get("title") or res.get("experiment"))
+    md += _failure_lines(rows) + _sample_lines(rows, n_samples, sample_chars)
+    path = out / "report.md"
+    path.write_text("\n".join(md))
+    return path
+
+
+def _header_lines(res: dict, rows: list[dict]) -> list[str]:
+    """Title, the experiment's command and each run's, machine and date, notes, data."""
     md: list[str] = [f"# {res.get('title') or res.get('experiment', 'WikiSum experiment')}", ""]
     if res.get("command"):
         md += ["Command (from the repository root):", "", "```", res["command"], "```", ""]
@@ -257,11 +271,14 @@ def write_report(results: dict | str | Path, out_dir: str | Path | None = None, 
         md.append("")
     if res.get("data"):
         md += ["Data: " + ", ".join(f"{k} {v}" for k, v in res["data"].items()), ""]
-    md += ["## Results", "", results_table(rows)]
-    md += ["log-ppl: nats per target subword token (teacher-forced, unsmoothed). ROUGE: F1 x 100 of the beam-decoded "
-           "output (beam 4, alpha 0.6 unless noted) against the full reference lead. distinct: share of distinct "
-           "outputs (1/n = the same output for every input). peak MB: resident memory of the run's process.", ""]
-    for r in rows:  # the known failure of published WikiSum models, said in words rather than left in a column
+    return md
+
+
+def _degenerate_output_warnings(rows: list[dict]) -> list[str]:
+    """The known failure of published WikiSum models, said in words rather than left in a column: one output for
+    every input, or mostly repeated sentences."""
+    md = []
+    for r in rows:
         m = r.get("metrics") or {}
         n = m.get("decoded_examples") or 0
         if n > 1 and m.get("distinct_outputs", 1.0) * n <= 1.0 + 1e-9:
@@ -270,45 +287,56 @@ def write_report(results: dict | str | Path, out_dir: str | Path | None = None, 
         elif m.get("repeated_sentences", 0.0) > 0.5:
             md += [f"**Warning: {r['name']} repeats sentences** ({m['repeated_sentences']:.0%} of its output "
                    "sentences repeat an earlier one).", ""]
-    figures = []
-    title = res.get("title") or res.get("experiment")
+    return md
+
+
+def _figure_lines(rows: list[dict], out: Path, root: Path, title: str | None) -> list[str]:
+    """Draw the learning curves and the L sweep into ``out``, copy the runs' attention / ponder maps there, and
+    return the sections that show them."""
+    md = []
     curves = plot_learning_curves(rows, out / "learning_curves.png", title)
     if curves:
-        figures += ["## Learning curves", "", f"![learning curves]({curves.name})", ""]
+        md += ["## Learning curves", "", f"![learning curves]({curves.name})", ""]
     sweep = plot_l_sweep(rows, out / "l_sweep.png", title)
     if sweep:
-        figures += ["## The L sweep", "", f"![L sweep]({sweep.name})", "",
-                    "Dotted lines: an L at which the model did not run here (see the status column).", ""]
-    md += figures
-    map_lines: list[str] = []
-    for r in rows:
-        for p in copy_figures(r, out, root):
-            map_lines.append(f"![{p.stem}]({p.name})")
+        md += ["## The L sweep", "", f"![L sweep]({sweep.name})", "",
+               "Dotted lines: an L at which the model did not run here (see the status column).", ""]
+    map_lines = [f"![{p.stem}]({p.name})" for r in rows for p in copy_figures(r, out, root)]
     if map_lines:
         md += ["## Attention and ponder maps", "",
                "Drawn by the runs' callbacks on the first validation example at the last validation: one panel per "
                "layer (or UT step) and head, the first tokens on the axes, one colour scale per figure (log when "
                "most weights are near zero); ponder maps: ACT's n + r per token.", ""] + map_lines + [""]
+    return md
+
+
+def _failure_lines(rows: list[dict]) -> list[str]:
+    """The runs that did not finish, each with its log path and error."""
     failures = [r for r in rows if r.get("status", "ok") != "ok" and r.get("error")]
-    if failures:
-        md += ["## Runs that did not finish", ""]
-        for r in failures:
-            md += [f"### {r['name']}: {r['status']}", "", f"Log: `{r.get('log')}`", "", "```",
-                   str(r["error"]), "```", ""]
+    if not failures:
+        return []
+    md = ["## Runs that did not finish", ""]
+    for r in failures:
+        md += [f"### {r['name']}: {r['status']}", "", f"Log: `{r.get('log')}`", "", "```", str(r["error"]), "```", ""]
+    return md
+
+
+def _sample_lines(rows: list[dict], n_samples: int, sample_chars: int) -> list[str]:
+    """Up to ``n_samples`` decoded outputs per run next to their reference leads (cells clipped to
+    ``sample_chars``)."""
     sample_rows = [r for r in rows if r.get("samples")]
-    if sample_rows:
-        md += ["## Sample outputs", ""]
-        for r in sample_rows:
-            ev = r.get("eval") or {}
-            how = f"beam {ev.get('beam_size')}, alpha {ev.get('alpha')}, at most {ev.get('max_len')} tokens" \
-                if ev else "beam search"
-            md += [f"### {r['name']}", "", f"Decoded by the model after {r.get('steps')} training steps ({how}); "
-                   "at a CPU budget these are samples of a barely trained model, not summaries.", "",
-                   "| article | reference | generated |", "|---|---|---|"]
-            for s in r["samples"][:n_samples]:
-                md.append(f"| {_clip(s.get('title', ''), 60)} | {_clip(s.get('reference', ''), sample_chars)} | "
-                          f"{_clip(s.get('prediction', ''), sample_chars) or '(empty)'} |".replace("\n", " "))
-            md.append("")
-    path = out / "report.md"
-    path.write_text("\n".join(md))
-    return path
+    if not sample_rows:
+        return []
+    md = ["## Sample outputs", ""]
+    for r in sample_rows:
+        ev = r.get("eval") or {}
+        how = f"beam {ev.get('beam_size')}, alpha {ev.get('alpha')}, at most {ev.get('max_len')} tokens" \
+            if ev else "beam search"
+        md += [f"### {r['name']}", "", f"Decoded by the model after {r.get('steps')} training steps ({how}); "
+               "at a CPU budget these are samples of a barely trained model, not summaries.", "",
+               "| article | reference | generated |", "|---|---|---|"]
+        for s in r["samples"][:n_samples]:
+            md.append(f"| {_clip(s.get('title', ''), 60)} | {_clip(s.get('reference', ''), sample_chars)} | "
+                      f"{_clip(s.get('prediction', ''), sample_chars) or '(empty)'} |".replace("\n", " "))
+        md.append("")
+    return md

@@ -15,7 +15,7 @@ Graves 2016, "Adaptive Computation Time for Recurrent Neural Networks", as adapt
 6. the loop runs while any position runs and t < max_steps. Ponder time = ``n + r``; ponder loss =
    ``weight * mean(n + r)`` over real positions.
 
-Fixed defects of the reference implementations (each tested in ``tests/ut/nn/test_act.py``):
+Defects of the published implementations that this one avoids (each tested in ``tests/ut/nn/test_act.py``):
 
 - padding positions never run: zero ponder time, no part in the loop condition or the ponder loss (t2t ignores
   the padding);
@@ -37,7 +37,7 @@ before. At step t, halted positions still serve as keys / values (and convolutio
   computed at all: :func:`pack_active` gives the running positions, and the layer runs on those queries only with
   keys and values still from every position (the ``queries`` argument of ``ut/nn/layers.py``'s layers, used by
   :func:`ut.nn.stack.run_stack`); the outputs are unchanged (tested);
-- a position's output no longer depends on how many further steps the batch runs, which makes cached incremental
+- a position's output does not depend on how many further steps the batch runs, which makes cached incremental
   decoding exact (see ``ut/models/universal.py``).
 
 The loop is generic, a step function over states, so that any recurrent-in-depth model (the encoder-decoder UT,

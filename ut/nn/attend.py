@@ -2,7 +2,8 @@
 
 Vaswani et al. 2017, §3.2.1: A = softmax(Q K^T / sqrt(Dh) + M) V, with M = 0 where a query may attend to a key and
 -inf elsewhere. :func:`attend` is called by :class:`ut.nn.attention.MultiHeadAttention` and by the local and
-memory-compressed attentions of ut/nn/long_attention.py. It owns, once for all of them:
+memory-compressed attentions (ut/nn/local_attention.py, ut/nn/memory_compressed_attention.py). It owns, once for
+all of them:
 
 - the mask: its shape is checked, a CPU mask that allows everything is dropped (:func:`ut.nn.masks.elide_mask`),
   and the causal constraint is added (the queries are the last Lq of the Lk key positions, as with a KV cache);

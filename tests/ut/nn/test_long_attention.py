@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ut.nn.long_attention as la
 from ut.nn.attention import KVCache, MultiHeadAttention, key_padding_mask
 from ut.nn.long_attention import LocalAttention, MemoryCompressedAttention
 
@@ -70,7 +69,7 @@ def test_local_never_builds_a_sequence_long_score_matrix(monkeypatch, look_back)
         key_lengths.append(k.shape[-2])
         return real_sdpa(q, k, v, **kw)
 
-    monkeypatch.setattr(la.F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
     LocalAttention(D, H, block_size=4, look_back=look_back)(torch.randn(1, 40, D))
     assert key_lengths and max(key_lengths) <= 8
 
@@ -282,10 +281,29 @@ def test_local_attention_dropout_runs_per_block_in_sdpa_not_the_chunked_back_end
     def no_chunked(*args, **kwargs):
         raise AssertionError("local attention took the chunked dropout back end")
 
-    monkeypatch.setattr(la.F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
     monkeypatch.setattr(attend_module, "dropout_attention", no_chunked)
     attn = LocalAttention(D, H, block_size=4, look_back=look_back, dropout=0.1).train()
     real = torch.ones(1, 41, dtype=torch.bool)
     real[0, :6] = False
     attn(torch.randn(1, 41, D), mask=key_padding_mask(real)).out.sum().backward()
     assert key_lengths and max(key_lengths) <= 8 and set(dropouts) == {0.1}
+
+
+def test_long_attention_re_exports_the_objects_of_the_mechanism_files():
+    """ut.nn.long_attention is one import for both mechanisms: it lists every public function and class of the two
+    mechanism files, each the defining file's own object."""
+    import ut.nn.local_attention as local
+    import ut.nn.long_attention as long_attention
+    import ut.nn.long_attention_common as common
+    import ut.nn.memory_compressed_attention as compressed
+
+    def defined(module):
+        return {name for name, obj in vars(module).items()
+                if not name.startswith("_") and getattr(obj, "__module__", None) == module.__name__}
+
+    homes = {name: m for m in (local, compressed, common) for name in defined(m)} | {"COMPRESSION_ORDERS": compressed}
+    internal = {"check_self_attention_call", "tokens_seen"}  # what the two mechanism files share, not an API
+    assert set(homes) - internal == set(long_attention.__all__)
+    for name in long_attention.__all__:
+        assert getattr(long_attention, name) is getattr(homes[name], name), name

@@ -193,7 +193,7 @@ class ResumableDataOrder(L.Callback):
         if state["seed"] != self.seed:
             warnings.warn(f"ResumableDataOrder: the checkpoint was trained with seed {state['seed']}, this run "
                           f"uses {self.seed}: the data order after the restart differs", stacklevel=2)
-        saved = state.get("batch_size")  # None without "batch_sampler": an old checkpoint that did not record it
+        saved = state.get("batch_size")  # None without "batch_sampler": a checkpoint that does not record it
         if saved != self.batch_size and (saved is not None or "batch_sampler" in state):
             raise ValueError(f"cannot resume the data order: the checkpoint's batches were "
                              f"{_describe(state.get('batch_size'))}, this run's are {_describe(self.batch_size)}")
