@@ -34,11 +34,11 @@ class UncachedDecoding(nn.Module):
         return state, first
 
     def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
-        t = state.tensors
+        t, e = state.tensors, state.per_example
         prefix = torch.cat([t["prefix"], tokens[:, None]], dim=1)
         t["prefix"] = prefix
-        positions = position_ids(prefix.shape[1], prefix.shape[0], t["offset"], prefix.device)
-        out = self.model.decode(prefix, t["memory"], t["src_mask"], positions=positions)
+        positions = position_ids(prefix.shape[1], prefix.shape[0], e["offset"], prefix.device)
+        out = self.model.decode(prefix, e["memory"], e["src_mask"], positions=positions)
         state.step += 1
         return out[0][:, -1]
 

@@ -54,21 +54,31 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from ut.nn.attention import DecodingCache, key_padding_mask
+from ut.nn.attention import DecodingCache, elide_mask, key_padding_mask
 
 
 @dataclass
 class DecodeState:
-    """Everything a model carries between decode steps; ``reorder_`` follows the beams."""
+    """Everything a model carries between decode steps; ``reorder_`` follows the beams.
+
+    ``tensors`` follow every reorder; ``per_example`` holds what is the same for every beam of one example (the
+    encoder memory, its mask, the position offsets; None for "not needed", e.g. a mask that allows everything): it
+    follows the expansion to beams but not the beam reorders within an example, which would only copy equal rows.
+    """
 
     cache: DecodingCache
-    tensors: dict[str, Tensor] = field(default_factory=dict)  # batch-first tensors (memory, masks, offsets, ...)
+    tensors: dict[str, Tensor] = field(default_factory=dict)  # batch-first tensors that follow the beams
     step: int = 0  # tokens fed so far
+    per_example: dict[str, Tensor | None] = field(default_factory=dict)  # batch-first, equal across an example's beams
 
-    def reorder_(self, index: Tensor) -> None:
-        """Keep rows ``index`` (Long[B']) of every batch-first tensor and every cache."""
-        self.cache.reorder_(index)
+    def reorder_(self, index: Tensor, within_examples: bool = False) -> None:
+        """Keep rows ``index`` (Long[B']) of every batch-first tensor and every cache. ``within_examples``: ``index``
+        only moves rows among the beams of one example (beam search's step), so ``per_example`` tensors and the
+        caches' per-example sites (cross-attention keys and values) stay as they are."""
+        self.cache.reorder_(index, within_examples)
         self.tensors = {k: v.index_select(0, index) for k, v in self.tensors.items()}
+        if not within_examples:
+            self.per_example = {k: None if v is None else v.index_select(0, index) for k, v in self.per_example.items()}
 
 
 class Decodable(Protocol):
@@ -88,7 +98,10 @@ class EncoderDecoderDecoding:
       the resolved source mask) and
     - ``decode(tgt_in, memory, src_mask, *, positions, cache) -> (logits (B, T, V), ...)``, and ``cfg.bos_id``.
 
-    ``start_decoding`` encodes the source once and returns BOS; target position t is ``tgt_pos_offset + t``.
+    ``start_decoding`` encodes the source once and returns BOS; target position t is ``tgt_pos_offset + t``. The
+    state's ``per_example`` holds the memory, the source mask (None when it allows every position on CPU: the
+    attention would drop it anyway, :func:`ut.nn.masks.elide_mask`; ``decode`` takes None for "no padding") and the
+    target position offset.
     """
 
     exact_with_padded_prefixes = True  # the prefix is BOS alone: never padded
@@ -98,11 +111,13 @@ class EncoderDecoderDecoding:
         enc = self.encode(src, batch.get("src_mask"), batch.get("src_pos_offset"))
         offset = batch.get("tgt_pos_offset")
         offset = torch.zeros(src.shape[0], dtype=torch.long, device=src.device) if offset is None else offset
-        state = DecodeState(DecodingCache(), {"memory": enc.output, "src_mask": enc.token_mask, "offset": offset})
+        src_mask = None if enc.token_mask is None else elide_mask(enc.token_mask)
+        state = DecodeState(DecodingCache(), per_example={"memory": enc.output, "src_mask": src_mask,
+                                                          "offset": offset})
         return state, torch.full((src.shape[0],), self.cfg.bos_id, dtype=torch.long, device=src.device)
 
     def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
-        t = state.tensors
+        t = state.per_example
         positions = (t["offset"] + state.step)[:, None]
         logits = self.decode(tokens[:, None], t["memory"], t["src_mask"], positions=positions, cache=state.cache)[0]
         state.step += 1
@@ -351,7 +366,7 @@ def beam_search(
             break
         # reorder the live beams and the model state
         flat = (torch.arange(b, device=device)[:, None] * k + next_beam).view(-1)
-        state.reorder_(flat)
+        state.reorder_(flat, within_examples=True)
         alive_seqs = torch.cat([alive_seqs.gather(1, next_beam[:, :, None].expand(-1, -1, alive_seqs.shape[2])),
                                 next_tok[:, :, None]], dim=2)
         alive_scores = next_scores

@@ -357,16 +357,16 @@ class UniversalTransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
         src_mask, pos = source_inputs(src, src_mask, self.cfg.pad_id, src_pos_offset)
         return self.encoder(self.src_embed(src), self.src_embed.positions(pos), src_mask, need_weights)
 
-    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, *, tgt_mask: Tensor | None = None,
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, *, tgt_mask: Tensor | None = None,
                positions: Tensor | None = None, cache: DecodingCache | None = None,
                need_weights: bool = False) -> tuple[Tensor, StackOutput]:
         """Decoder over ``tgt_in`` (B, T) -> (logits (B, T, V), StackOutput); without a cache the whole target (a
         missing ``tgt_mask`` inferred from ``pad_id``: padding never runs the ACT loop), with one only the new
-        positions (:meth:`UniversalDecoder.forward_incremental`)."""
+        positions (:meth:`UniversalDecoder.forward_incremental`). ``src_mask`` None: every source position is real."""
         if positions is None:
             positions = position_ids(tgt_in.shape[1], tgt_in.shape[0], None, tgt_in.device)
         x, pos_signal = self.tgt_embed(tgt_in), self.tgt_embed.positions(positions)
-        memory_mask = key_padding_mask(src_mask)
+        memory_mask = None if src_mask is None else key_padding_mask(src_mask)
         if cache is not None:
             dec = self.decoder.forward_incremental(x, pos_signal, memory, memory_mask, cache)
             return self.output(dec.output), dec
