@@ -120,14 +120,28 @@ class DecodingCache:
     ``("dec", step, "self")`` for a Universal Transformer (one shared layer, one cache per executed step: a cache
     keyed by module would mix the steps). Values are any object with ``reorder_(index)`` (KVCache, the convolution
     caches of the separable-conv transition, the long-attention caches).
+
+    Several keys may hold one object (:meth:`get_shared`): the cross-attention keys and values of a shared layer are
+    the same at every step (they depend on the encoder memory alone), so its steps share one cache. An object is
+    reordered once however many keys hold it.
     """
 
     def __init__(self):
         self.sites: dict[Hashable, object] = {}
+        self._shared: dict[Hashable, object] = {}  # shared_key -> the object its keys hold
 
     def get(self, key: Hashable, factory=KVCache):
         if key not in self.sites:
             self.sites[key] = factory()
+        return self.sites[key]
+
+    def get_shared(self, key: Hashable, shared_key: Hashable, factory=KVCache):
+        """The site under ``key``; a new key gets the object of ``shared_key`` (built by ``factory`` at its first
+        use), so every key given the same ``shared_key`` holds one object."""
+        if key not in self.sites:
+            if shared_key not in self._shared:
+                self._shared[shared_key] = factory()
+            self.sites[key] = self._shared[shared_key]
         return self.sites[key]
 
     def __contains__(self, key: Hashable) -> bool:
@@ -137,9 +151,12 @@ class DecodingCache:
         """Select / reorder batch rows ``index`` of every site. ``within_examples``: the index only moves rows among
         the beams of one example (beam search's step), so sites whose ``per_example`` is True (the same for every
         beam of an example: cross-attention caches) are left as they are."""
+        done: set[int] = set()
         for site in self.sites.values():
-            if not (within_examples and getattr(site, "per_example", False)):
-                site.reorder_(index)
+            if id(site) in done or (within_examples and getattr(site, "per_example", False)):
+                continue
+            done.add(id(site))
+            site.reorder_(index)
 
 
 @dataclass
