@@ -306,19 +306,25 @@ def _left_to_right(model, batch, max_len, eos_id, pad_id, min_len, no_repeat_ngr
     scores = torch.zeros(b, device=tokens.device)
     lengths = torch.full((b,), max_len, dtype=torch.long, device=tokens.device)
     done = torch.zeros(b, dtype=torch.bool, device=tokens.device)
+    any_done = False  # whether a row finished: until then the finished-row masking is skipped (same result)
     for t in range(max_len):
         logp = torch.log_softmax(model.decode_step(tokens, state).float(), dim=-1)
         allowed = constrain_log_probs(logp, out[:, :t], eos_id, min_len, no_repeat_ngram_size)
         tokens = allowed.argmax(-1) if pick is None else pick(allowed)
         chosen_lp = logp.gather(1, tokens[:, None]).squeeze(1)
-        tokens = tokens.masked_fill(done, pad_id)
+        newly = tokens == eos_id
+        if any_done:
+            tokens = tokens.masked_fill(done, pad_id)
+            chosen_lp = chosen_lp.masked_fill(done, 0.0)
+            newly &= ~done
         out[:, t] = tokens
-        scores += chosen_lp.masked_fill(done, 0.0)
-        newly = ~done & (tokens == eos_id)
-        lengths[newly] = t + 1
+        scores += chosen_lp
+        lengths.masked_fill_(newly, t + 1)
         done |= newly
-        if bool(done.all()):
+        n_done = int(done.sum())  # the one host read of the step
+        if n_done == b:
             return GreedyOutput(out[:, : t + 1], scores, lengths)
+        any_done = n_done > 0
     return GreedyOutput(out, scores, lengths)
 
 
@@ -389,9 +395,9 @@ def _choose_candidates(top_scores: Tensor, beam_idx: Tensor, tok_idx: Tensor, al
     an EOS ranked within the top K finishes a hypothesis (into ``finished``), the K best others live on; a row with
     K finished hypotheses is done (``row_done``). -> (scores, source beams, tokens) of the live beams, each (B, K)."""
     (b, k), device = alive_seqs.shape[:2], alive_seqs.device
-    next_scores = torch.full((b, k), float("-inf"), device=device)
-    next_beam = torch.zeros(b, k, dtype=torch.long, device=device)
-    next_tok = torch.full((b, k), pad_id, dtype=torch.long, device=device)
+    next_scores = [[float("-inf")] * k for _ in range(b)]
+    next_beam = [[0] * k for _ in range(b)]
+    next_tok = [[pad_id] * k for _ in range(b)]
     ts, bi, ti = top_scores.tolist(), beam_idx.tolist(), tok_idx.tolist()
     for r in range(b):
         if row_done[r]:
@@ -407,13 +413,13 @@ def _choose_candidates(top_scores: Tensor, beam_idx: Tensor, tok_idx: Tensor, al
                     finished[r].append((score / gnmt_length_penalty(len(seq), alpha), score, seq))
                 continue
             if n_alive < k:
-                next_scores[r, n_alive] = score
-                next_beam[r, n_alive] = bi[r][rank]
-                next_tok[r, n_alive] = ti[r][rank]
+                next_scores[r][n_alive], next_beam[r][n_alive], next_tok[r][n_alive] = score, bi[r][rank], ti[r][rank]
                 n_alive += 1
         if len(finished[r]) >= k:
             row_done[r] = True
-    return next_scores, next_beam, next_tok
+    return (torch.tensor(next_scores, dtype=top_scores.dtype, device=device),
+            torch.tensor(next_beam, dtype=torch.long, device=device),
+            torch.tensor(next_tok, dtype=torch.long, device=device))
 
 
 def _pack(finished, k: int, pad_id: int, device) -> BeamSearchOutput:
