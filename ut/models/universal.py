@@ -43,7 +43,9 @@ still from all positions) when the transition is position-wise -- same outputs, 
 
 Incremental decoding (``start_decoding`` / ``decode_step``, :class:`ut.decoding.EncoderDecoderDecoding`): the
 shared decoder layer has one cache per EXECUTED STEP, under ``DecodingCache`` keys ``(("dec", t), "self" | "cross" |
-"conv")`` -- a cache keyed by module would mix the steps (t2t has no UT decoding cache at all).
+"conv")`` -- a cache keyed by module would mix the steps (t2t has no UT decoding cache at all). The exception is
+the cross-attention cache: the memory's keys and values are the same at every step, so all steps hold one object
+(:class:`ut.nn.layers.DecoderLayer`).
 
 UT+ACT decoding scheme (exact, tested against the full forward pass): each new position runs its own ACT loop, one
 executed step t at a time with the step-t cache, until it halts in every row (rows that halted earlier are frozen
