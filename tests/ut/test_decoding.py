@@ -280,7 +280,7 @@ def test_kv_cache_in_place_appends_equal_concatenation_across_growth_reorders_an
     g = torch.Generator().manual_seed(0)
     ops, b = [], 3
     for i in range(60):
-        n = 1 if i % 7 else 5  # one token per step, sometimes a chunk: crosses capacities 16, 32, 64, 128
+        n = 1 if i % 7 else 5  # one token per step, sometimes a chunk: the buffers are reallocated several times
         ops.append(("append", torch.randn(b, 2, n, 4, generator=g)))
         if i % 9 == 4:
             ops.append(("reorder", torch.randint(0, b, (b,), generator=g)))
@@ -299,6 +299,17 @@ def test_kv_cache_in_place_appends_equal_concatenation_across_growth_reorders_an
         assert torch.equal(cache.k, want) and torch.equal(cache.v, -want) and len(cache) == want.shape[2]
     for _, copy, view in views:  # views handed out earlier are never written over
         assert torch.equal(copy, view)
+
+
+def test_kv_cache_spare_room_is_bounded_after_a_long_prefix():
+    from ut.nn.attention import KVCache
+
+    cache = KVCache()
+    prefix = torch.randn(1, 2, 3000, 4)
+    cache.append(prefix, prefix)
+    k, _ = cache.append(torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
+    assert torch.equal(k[:, :, :3000], prefix) and (k[:, :, 3000] == 1).all()
+    assert cache._buffers[0].shape[2] == 3001 + KVCache.MAX_GROWTH - 1
 
 
 def test_decoding_cache_reorders_within_examples_and_shared_sites_once():

@@ -44,13 +44,15 @@ class KVCache:
     (:meth:`DecodingCache.reorder_`, ``within_examples``).
 
     ``k`` / ``v`` (B, H, T, Dh) are views of the first T positions of preallocated buffers: :meth:`append` writes the
-    new chunk in place and grows a buffer by doubling when it is full, so a decode of n tokens copies O(n) keys
-    instead of the O(n^2) of concatenating at every token (fairseq and Hugging Face's static caches preallocate the
-    same way). Code that assigns ``k`` / ``v`` itself (the long-input attentions' caches) gets plain tensors: the
-    next :meth:`append` then starts a new buffer from them.
+    new chunk in place. A full buffer is reallocated with T spare positions (doubling), at least ``MIN_GROWTH`` and
+    at most ``MAX_GROWTH``: decoding n tokens after a short prefix copies the cache a handful of times instead of at
+    every token (concatenation), and a long prefix gets at most ``MAX_GROWTH`` spare positions (Hugging Face's
+    static cache preallocates too, to the maximum length). Code that assigns ``k`` / ``v`` itself (the long-input
+    attentions' caches) gets plain tensors: the next :meth:`append` then starts a new buffer from them.
     """
 
-    MIN_CAPACITY = 16  # positions of the first buffer (then doubled when full)
+    MIN_GROWTH = 16  # spare positions added at least when a buffer is (re)allocated
+    MAX_GROWTH = 512  # spare positions added at most
 
     def __init__(self, static: bool = False):
         self.static = static
@@ -91,7 +93,7 @@ class KVCache:
     def _grow(self, needed: int) -> None:
         """New buffers holding ``k`` / ``v`` with room for at least ``needed`` positions."""
         n = self.k.shape[2]
-        capacity = max(needed, 2 * n, self.MIN_CAPACITY)
+        capacity = max(needed, n + min(max(n, self.MIN_GROWTH), self.MAX_GROWTH))
         buffers = []
         for x in (self.k, self.v):
             buf = x.new_empty(x.shape[0], x.shape[1], capacity, x.shape[3])
