@@ -34,11 +34,11 @@ class UncachedDecoding(nn.Module):
         return state, first
 
     def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
-        t = state.tensors
+        t, e = state.tensors, state.per_example
         prefix = torch.cat([t["prefix"], tokens[:, None]], dim=1)
         t["prefix"] = prefix
-        positions = position_ids(prefix.shape[1], prefix.shape[0], t["offset"], prefix.device)
-        out = self.model.decode(prefix, t["memory"], t["src_mask"], positions=positions)
+        positions = position_ids(prefix.shape[1], prefix.shape[0], e["offset"], prefix.device)
+        out = self.model.decode(prefix, e["memory"], e["src_mask"], positions=positions)
         state.step += 1
         return out[0][:, -1]
 
@@ -67,3 +67,48 @@ def decoding_rows(models: dict[str, nn.Module], batch: dict[str, Tensor], out_le
                 "beam_cached_over_uncached": tok["beam cached"] / tok["beam uncached"],
             })
     return rows
+
+
+MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")
+
+
+def _profiled_ms(fn) -> tuple[float, dict[str, float]]:
+    """(wall ms, self CPU ms by group) of one call of ``fn`` under ``torch.profiler``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        wall = time_interleaved({"fn": fn}, repeats=1, warmup=0)["fn"].median
+    groups = {"matmul": 0.0, "attention": 0.0, "other ops": 0.0}
+    for e in prof.key_averages():
+        if e.key in MATMUL_OPS:
+            groups["matmul"] += e.self_cpu_time_total / 1e3
+        elif "scaled_dot_product" in e.key or "flash_attention" in e.key:
+            groups["attention"] += e.self_cpu_time_total / 1e3
+        elif e.key.startswith("aten::"):
+            groups["other ops"] += e.self_cpu_time_total / 1e3
+    return wall * 1e3, groups
+
+
+def per_token_breakdown(model: nn.Module, batch: dict[str, Tensor], n_tokens: int, beam_size: int = 1) -> dict:
+    """Where one cached decode step's time goes: ms per step of greedy (``beam_size`` 1) or beam search over
+    ``n_tokens`` steps (EOS disabled), split by ``torch.profiler`` self CPU time into matrix products
+    (:data:`MATMUL_OPS`: the projections and the softmax layer), attention kernels (SDPA), every other tensor op, and
+    the rest of the wall time (Python, module calls, dispatch). The encoder / prefix (``start_decoding``, profiled
+    alone) is subtracted. The profiler slows small ops down, so the split is a guide to what dominates, not a timing.
+    """
+
+    def run():
+        if beam_size == 1:
+            return greedy_decode(model, batch, n_tokens, eos_id=-1)
+        return beam_search(model, batch, beam_size, max_len=n_tokens, eos_id=-1)
+
+    model.eval()
+    with torch.no_grad():
+        run()  # warm-up
+        for _ in range(2):  # the first profiled call also pays the profiler's own start
+            start_wall, start_groups = _profiled_ms(lambda: model.start_decoding(batch))
+        wall, groups = _profiled_ms(run)
+    ms = {k: max(v - start_groups[k], 0.0) / n_tokens for k, v in groups.items()}
+    step_ms = (wall - start_wall) / n_tokens
+    ms["python and dispatch"] = max(step_ms - sum(ms.values()), 0.0)
+    return {"beam": beam_size, "out_tokens": n_tokens, "start_ms": start_wall, "step_ms": step_ms, "ms_per_step": ms}

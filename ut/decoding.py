@@ -54,21 +54,31 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from ut.nn.attention import DecodingCache, key_padding_mask
+from ut.nn.attention import DecodingCache, elide_mask, key_padding_mask
 
 
 @dataclass
 class DecodeState:
-    """Everything a model carries between decode steps; ``reorder_`` follows the beams."""
+    """Everything a model carries between decode steps; ``reorder_`` follows the beams.
+
+    ``tensors`` follow every reorder; ``per_example`` holds what is the same for every beam of one example (the
+    encoder memory, its mask, the position offsets; None for "not needed", e.g. a mask that allows everything): it
+    follows the expansion to beams but not the beam reorders within an example, which would only copy equal rows.
+    """
 
     cache: DecodingCache
-    tensors: dict[str, Tensor] = field(default_factory=dict)  # batch-first tensors (memory, masks, offsets, ...)
+    tensors: dict[str, Tensor] = field(default_factory=dict)  # batch-first tensors that follow the beams
     step: int = 0  # tokens fed so far
+    per_example: dict[str, Tensor | None] = field(default_factory=dict)  # batch-first, equal across an example's beams
 
-    def reorder_(self, index: Tensor) -> None:
-        """Keep rows ``index`` (Long[B']) of every batch-first tensor and every cache."""
-        self.cache.reorder_(index)
+    def reorder_(self, index: Tensor, within_examples: bool = False) -> None:
+        """Keep rows ``index`` (Long[B']) of every batch-first tensor and every cache. ``within_examples``: ``index``
+        only moves rows among the beams of one example (beam search's step), so ``per_example`` tensors and the
+        caches' per-example sites (cross-attention keys and values) stay as they are."""
+        self.cache.reorder_(index, within_examples)
         self.tensors = {k: v.index_select(0, index) for k, v in self.tensors.items()}
+        if not within_examples:
+            self.per_example = {k: None if v is None else v.index_select(0, index) for k, v in self.per_example.items()}
 
 
 class Decodable(Protocol):
@@ -88,7 +98,10 @@ class EncoderDecoderDecoding:
       the resolved source mask) and
     - ``decode(tgt_in, memory, src_mask, *, positions, cache) -> (logits (B, T, V), ...)``, and ``cfg.bos_id``.
 
-    ``start_decoding`` encodes the source once and returns BOS; target position t is ``tgt_pos_offset + t``.
+    ``start_decoding`` encodes the source once and returns BOS; target position t is ``tgt_pos_offset + t``. The
+    state's ``per_example`` holds the memory, the source mask (None when it allows every position on CPU: the
+    attention would drop it anyway, :func:`ut.nn.masks.elide_mask`; ``decode`` takes None for "no padding") and the
+    target position offset.
     """
 
     exact_with_padded_prefixes = True  # the prefix is BOS alone: never padded
@@ -98,11 +111,13 @@ class EncoderDecoderDecoding:
         enc = self.encode(src, batch.get("src_mask"), batch.get("src_pos_offset"))
         offset = batch.get("tgt_pos_offset")
         offset = torch.zeros(src.shape[0], dtype=torch.long, device=src.device) if offset is None else offset
-        state = DecodeState(DecodingCache(), {"memory": enc.output, "src_mask": enc.token_mask, "offset": offset})
+        src_mask = None if enc.token_mask is None else elide_mask(enc.token_mask)
+        state = DecodeState(DecodingCache(), per_example={"memory": enc.output, "src_mask": src_mask,
+                                                          "offset": offset})
         return state, torch.full((src.shape[0],), self.cfg.bos_id, dtype=torch.long, device=src.device)
 
     def decode_step(self, tokens: Tensor, state: DecodeState) -> Tensor:
-        t = state.tensors
+        t = state.per_example
         positions = (t["offset"] + state.step)[:, None]
         logits = self.decode(tokens[:, None], t["memory"], t["src_mask"], positions=positions, cache=state.cache)[0]
         state.step += 1
@@ -291,19 +306,25 @@ def _left_to_right(model, batch, max_len, eos_id, pad_id, min_len, no_repeat_ngr
     scores = torch.zeros(b, device=tokens.device)
     lengths = torch.full((b,), max_len, dtype=torch.long, device=tokens.device)
     done = torch.zeros(b, dtype=torch.bool, device=tokens.device)
+    any_done = False  # whether a row finished: until then the finished-row masking is skipped (same result)
     for t in range(max_len):
         logp = torch.log_softmax(model.decode_step(tokens, state).float(), dim=-1)
         allowed = constrain_log_probs(logp, out[:, :t], eos_id, min_len, no_repeat_ngram_size)
         tokens = allowed.argmax(-1) if pick is None else pick(allowed)
         chosen_lp = logp.gather(1, tokens[:, None]).squeeze(1)
-        tokens = tokens.masked_fill(done, pad_id)
+        newly = tokens == eos_id
+        if any_done:
+            tokens = tokens.masked_fill(done, pad_id)
+            chosen_lp = chosen_lp.masked_fill(done, 0.0)
+            newly &= ~done
         out[:, t] = tokens
-        scores += chosen_lp.masked_fill(done, 0.0)
-        newly = ~done & (tokens == eos_id)
-        lengths[newly] = t + 1
+        scores += chosen_lp
+        lengths.masked_fill_(newly, t + 1)
         done |= newly
-        if bool(done.all()):
+        n_done = int(done.sum())  # the one host read of the step
+        if n_done == b:
             return GreedyOutput(out[:, : t + 1], scores, lengths)
+        any_done = n_done > 0
     return GreedyOutput(out, scores, lengths)
 
 
@@ -351,7 +372,7 @@ def beam_search(
             break
         # reorder the live beams and the model state
         flat = (torch.arange(b, device=device)[:, None] * k + next_beam).view(-1)
-        state.reorder_(flat)
+        state.reorder_(flat, within_examples=True)
         alive_seqs = torch.cat([alive_seqs.gather(1, next_beam[:, :, None].expand(-1, -1, alive_seqs.shape[2])),
                                 next_tok[:, :, None]], dim=2)
         alive_scores = next_scores
@@ -374,9 +395,9 @@ def _choose_candidates(top_scores: Tensor, beam_idx: Tensor, tok_idx: Tensor, al
     an EOS ranked within the top K finishes a hypothesis (into ``finished``), the K best others live on; a row with
     K finished hypotheses is done (``row_done``). -> (scores, source beams, tokens) of the live beams, each (B, K)."""
     (b, k), device = alive_seqs.shape[:2], alive_seqs.device
-    next_scores = torch.full((b, k), float("-inf"), device=device)
-    next_beam = torch.zeros(b, k, dtype=torch.long, device=device)
-    next_tok = torch.full((b, k), pad_id, dtype=torch.long, device=device)
+    next_scores = [[float("-inf")] * k for _ in range(b)]
+    next_beam = [[0] * k for _ in range(b)]
+    next_tok = [[pad_id] * k for _ in range(b)]
     ts, bi, ti = top_scores.tolist(), beam_idx.tolist(), tok_idx.tolist()
     for r in range(b):
         if row_done[r]:
@@ -392,13 +413,13 @@ def _choose_candidates(top_scores: Tensor, beam_idx: Tensor, tok_idx: Tensor, al
                     finished[r].append((score / gnmt_length_penalty(len(seq), alpha), score, seq))
                 continue
             if n_alive < k:
-                next_scores[r, n_alive] = score
-                next_beam[r, n_alive] = bi[r][rank]
-                next_tok[r, n_alive] = ti[r][rank]
+                next_scores[r][n_alive], next_beam[r][n_alive], next_tok[r][n_alive] = score, bi[r][rank], ti[r][rank]
                 n_alive += 1
         if len(finished[r]) >= k:
             row_done[r] = True
-    return next_scores, next_beam, next_tok
+    return (torch.tensor(next_scores, dtype=top_scores.dtype, device=device),
+            torch.tensor(next_beam, dtype=torch.long, device=device),
+            torch.tensor(next_tok, dtype=torch.long, device=device))
 
 
 def _pack(finished, k: int, pad_id: int, device) -> BeamSearchOutput:

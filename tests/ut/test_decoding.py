@@ -258,3 +258,112 @@ def test_generate_dispatches_to_the_named_search():
 def test_generation_config_rejects_bad_settings(bad):
     with pytest.raises(ValueError, match="GenerationConfig"):
         GenerationConfig(**bad)
+
+
+# ------------------------------------------------------------------------------------------ caches over long decodes
+def _reference_kv(chunks_and_reorders, b=3):
+    """What the KV cache must hold: plain concatenation and index_select, one tensor per step."""
+    k = None
+    for kind, value in chunks_and_reorders:
+        if kind == "append":
+            k = value if k is None else torch.cat([k, value], 2)
+        elif kind == "reorder":
+            k = k.index_select(0, value)
+        else:  # "assign": code that sets k itself (the long-input attentions)
+            k = value
+    return k
+
+
+def test_kv_cache_in_place_appends_equal_concatenation_across_growth_reorders_and_assignment():
+    from ut.nn.attention import KVCache
+
+    g = torch.Generator().manual_seed(0)
+    ops, b = [], 3
+    for i in range(60):
+        n = 1 if i % 7 else 5  # one token per step, sometimes a chunk: the buffers are reallocated several times
+        ops.append(("append", torch.randn(b, 2, n, 4, generator=g)))
+        if i % 9 == 4:
+            ops.append(("reorder", torch.randint(0, b, (b,), generator=g)))
+        if i == 30:
+            ops.append(("assign", torch.randn(b, 2, 7, 4, generator=g)))
+    cache, views = KVCache(), []
+    for step, (kind, value) in enumerate(ops):
+        if kind == "append":
+            k, v = cache.append(value, -value)
+            views.append((step, k.clone(), k))
+        elif kind == "reorder":
+            cache.reorder_(value)
+        else:
+            cache.k, cache.v = value, -value
+        want = _reference_kv(ops[: step + 1])
+        assert torch.equal(cache.k, want) and torch.equal(cache.v, -want) and len(cache) == want.shape[2]
+    for _, copy, view in views:  # views handed out earlier are never written over
+        assert torch.equal(copy, view)
+
+
+def test_kv_cache_spare_room_is_bounded_after_a_long_prefix():
+    from ut.nn.attention import KVCache
+
+    cache = KVCache()
+    prefix = torch.randn(1, 2, 3000, 4)
+    cache.append(prefix, prefix)
+    k, _ = cache.append(torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
+    assert torch.equal(k[:, :, :3000], prefix) and (k[:, :, 3000] == 1).all()
+    assert cache._buffers[0].shape[2] == 3001 + KVCache.MAX_GROWTH - 1
+
+
+def test_decoding_cache_reorders_within_examples_and_shared_sites_once():
+    from ut.nn.attention import KVCache
+
+    cache = DecodingCache()
+    own = cache.get("self")
+    own.append(torch.arange(2.0).view(2, 1, 1, 1), torch.arange(2.0).view(2, 1, 1, 1))
+    cross = cache.get_shared(("step0", "cross"), "layer", lambda: KVCache(static=True))
+    assert cache.get_shared(("step1", "cross"), "layer") is cross and set(cache.sites) == {
+        "self", ("step0", "cross"), ("step1", "cross")}
+    cross.append(torch.arange(2.0).view(2, 1, 1, 1), torch.arange(2.0).view(2, 1, 1, 1))
+    cache.reorder_(torch.tensor([0, 0, 1, 1]))  # expansion to beams: every site, the shared one once
+    assert cross.k.flatten().tolist() == [0, 0, 1, 1] and own.k.flatten().tolist() == [0, 0, 1, 1]
+    cache.reorder_(torch.tensor([1, 1, 3, 2]), within_examples=True)  # a beam step: per-example sites stay
+    assert cross.k.flatten().tolist() == [0, 0, 1, 1] and own.k.flatten().tolist() == [0, 0, 1, 1]
+    own.k = own.v = torch.tensor([5.0, 6.0, 7.0, 8.0]).view(4, 1, 1, 1)
+    cache.reorder_(torch.tensor([1, 1, 3, 2]), within_examples=True)
+    assert own.k.flatten().tolist() == [6, 6, 8, 7] and cross.k.flatten().tolist() == [0, 0, 1, 1]
+
+
+def _tiny_seq2seq(kind: str):
+    from ut.models.transformer import TransformerConfig, TransformerEncoderDecoder
+    from ut.models.universal import UniversalTransformerConfig, UniversalTransformerEncoderDecoder
+
+    torch.manual_seed(0)
+    dims = dict(src_vocab_size=13, tgt_vocab_size=13, d_model=32, n_heads=4, d_ff=64, dropout=0.0)
+    if kind == "transformer":
+        return TransformerEncoderDecoder(TransformerConfig(**dims, n_encoder_layers=2, n_decoder_layers=2)).double()
+    m = UniversalTransformerEncoderDecoder(UniversalTransformerConfig(
+        **dims, n_steps=3, recurrence=kind, act_halting_bias_init=0.0)).double()
+    if kind == "act":
+        with torch.no_grad():
+            m.decoder.act.halting.weight.mul_(3.0)  # positions halt after different numbers of steps
+    return m
+
+
+@pytest.mark.parametrize("kind", ["transformer", "fixed", "act"])
+def test_long_cached_greedy_and_beam_agree_with_the_full_forward_pass(kind):
+    """40 tokens (the KV buffers grow at 16 and 32) with padded sources: each greedy token is the argmax of the full
+    forward pass over its prefix, and the best beam's reported log-probability is the full pass's."""
+    m = _tiny_seq2seq(kind).eval()
+    src = torch.tensor([[5, 6, 7, 8, 9], [9, 10, 0, 0, 0], [11, 12, 5, 0, 0]])
+    batch = {"src": src, "src_mask": src != 0}
+    n = 40
+    g = greedy_decode(m, batch, n, eos_id=-1)
+    tgt_in = torch.cat([torch.ones(3, 1, dtype=torch.long), g.sequences[:, :-1]], 1)
+    with torch.no_grad():
+        logp = torch.log_softmax(m(src, src != 0, tgt_in, torch.ones_like(tgt_in, dtype=torch.bool)).logits, -1)
+    assert torch.equal(logp.argmax(-1), g.sequences)
+    torch.testing.assert_close(logp.gather(2, g.sequences[..., None]).sum((1, 2)).float(), g.scores)
+    b = beam_search(m, batch, 3, alpha=0.0, max_len=n, eos_id=-1)
+    best = b.sequences[:, 0]
+    tgt_in = torch.cat([torch.ones(3, 1, dtype=torch.long), best[:, :-1]], 1)
+    with torch.no_grad():
+        logp = torch.log_softmax(m(src, src != 0, tgt_in, torch.ones_like(tgt_in, dtype=torch.bool)).logits, -1)
+    torch.testing.assert_close(logp.gather(2, best[..., None]).sum((1, 2)).float(), b.log_probs[:, 0].float())

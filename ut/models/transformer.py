@@ -117,11 +117,12 @@ class TransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
         src_mask, pos = source_inputs(src, src_mask, self.cfg.pad_id, src_pos_offset)
         return self.encoder(self.src_embed(src, pos), src_mask, need_weights)
 
-    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, *, tgt_mask: Tensor | None = None,
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, *, tgt_mask: Tensor | None = None,
                positions: Tensor | None = None, cache: DecodingCache | None = None,
                need_weights: bool = False) -> tuple[Tensor, StackOutput]:
         """Decoder over ``tgt_in`` (B, T) (all of it, or only the new positions with a cache) -> (logits (B, T, V),
-        StackOutput). Target padding sits only at the end, after EOS: causal masking hides it from real tokens."""
+        StackOutput). Target padding sits only at the end, after EOS: causal masking hides it from real tokens.
+        ``src_mask`` None: every source position is real."""
         if positions is None:
             positions = position_ids(tgt_in.shape[1], tgt_in.shape[0], None, tgt_in.device)
         if cache is None:  # the full target: its padding inferred from pad_id when no mask is given
@@ -129,7 +130,7 @@ class TransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
             check_right_padded(tgt_mask, "tgt_mask")
         dec = run_stack(self.decoder_layers, self.tgt_embed(tgt_in, positions), final_norm=self.decoder_norm,
                         token_mask=tgt_mask, need_weights=need_weights, cache=cache, cache_key=key_by_layer,
-                        memory=memory, memory_mask=key_padding_mask(src_mask))
+                        memory=memory, memory_mask=None if src_mask is None else key_padding_mask(src_mask))
         return self.output(dec.output), dec
 
     def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor, tgt_mask: Tensor | None = None, *,

@@ -43,7 +43,9 @@ still from all positions) when the transition is position-wise -- same outputs, 
 
 Incremental decoding (``start_decoding`` / ``decode_step``, :class:`ut.decoding.EncoderDecoderDecoding`): the
 shared decoder layer has one cache per EXECUTED STEP, under ``DecodingCache`` keys ``(("dec", t), "self" | "cross" |
-"conv")`` -- a cache keyed by module would mix the steps (t2t has no UT decoding cache at all).
+"conv")`` -- a cache keyed by module would mix the steps (t2t has no UT decoding cache at all). The exception is
+the cross-attention cache: the memory's keys and values are the same at every step, so all steps hold one object
+(:class:`ut.nn.layers.DecoderLayer`).
 
 UT+ACT decoding scheme (exact, tested against the full forward pass): each new position runs its own ACT loop, one
 executed step t at a time with the step-t cache, until it halts in every row (rows that halted earlier are frozen
@@ -196,6 +198,17 @@ class UniversalStack(nn.Module):
         self.random_start = cfg.position_start_index == "random"
         self.fixed_start_indices: list[int] | None = None  # replaces the random draws (one k per step) when set
         self.last_start_indices: list[Tensor] = []  # k_t of every step of the last pass (random start)
+        self._sinusoid_steps: dict[tuple, Tensor] = {}  # S_t of the sinusoidal kind by (t, device, dtype)
+
+    def step_signal(self, step: int, device, dtype: torch.dtype) -> Tensor:
+        """S_t (D,) in ``dtype``. The sinusoidal kind is a constant of (t, D): computed once per step, device and
+        dtype (incremental decoding asks for it at every executed step of every token)."""
+        if self.timestep.kind != "sinusoidal" or torch.compiler.is_compiling():
+            return self.timestep(step, device).to(dtype)
+        key = (step, torch.device(device) if device is not None else None, dtype)
+        if key not in self._sinusoid_steps:
+            self._sinusoid_steps[key] = self.timestep(step, device).to(dtype)
+        return self._sinusoid_steps[key]
 
     def start_index(self, step: int, length: int, device) -> Tensor | None:
         """k_t of step ``step``: None without random start, else ``fixed_start_indices[step]`` or a fresh draw in
@@ -213,7 +226,7 @@ class UniversalStack(nn.Module):
         """x_t = H + P_t + S_t (UT §2.1); P_t = P shifted by the start index ``start`` (k_t) when given, else P."""
         if start is not None:
             pos_signal = shift_sinusoid(pos_signal, start)
-        return state + pos_signal + self.timestep(step, state.device).to(state.dtype)
+        return state + pos_signal + self.step_signal(step, state.device, state.dtype)
 
     def run(self, x: Tensor, pos_signal: Tensor, *, start: Callable[[int], Tensor | None] | None = None,
             cache_key: CacheKey = key_by_step, **stack_inputs) -> StackOutput:
@@ -309,7 +322,7 @@ class UniversalDecoder(UniversalStack):
         x_t = frozen.base[:, have:n_prev]
         if frozen_pos is not None:
             x_t = x_t + shift_sinusoid(frozen_pos.base[:, have:n_prev], start)
-        x_t = x_t + self.timestep(t, x_t.device).to(x_t.dtype)
+        x_t = x_t + self.step_signal(t, x_t.device, x_t.dtype)
         if self.position_wise:  # only their keys and values are ever read
             kv.append(*self.layer.self_attn.project_kv(self.layer.self_res.inner_input(x_t)))
         else:  # convolution neighbours too: run the layer on them, discard the outputs
@@ -357,16 +370,16 @@ class UniversalTransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
         src_mask, pos = source_inputs(src, src_mask, self.cfg.pad_id, src_pos_offset)
         return self.encoder(self.src_embed(src), self.src_embed.positions(pos), src_mask, need_weights)
 
-    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, *, tgt_mask: Tensor | None = None,
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, *, tgt_mask: Tensor | None = None,
                positions: Tensor | None = None, cache: DecodingCache | None = None,
                need_weights: bool = False) -> tuple[Tensor, StackOutput]:
         """Decoder over ``tgt_in`` (B, T) -> (logits (B, T, V), StackOutput); without a cache the whole target (a
         missing ``tgt_mask`` inferred from ``pad_id``: padding never runs the ACT loop), with one only the new
-        positions (:meth:`UniversalDecoder.forward_incremental`)."""
+        positions (:meth:`UniversalDecoder.forward_incremental`). ``src_mask`` None: every source position is real."""
         if positions is None:
             positions = position_ids(tgt_in.shape[1], tgt_in.shape[0], None, tgt_in.device)
         x, pos_signal = self.tgt_embed(tgt_in), self.tgt_embed.positions(positions)
-        memory_mask = key_padding_mask(src_mask)
+        memory_mask = None if src_mask is None else key_padding_mask(src_mask)
         if cache is not None:
             dec = self.decoder.forward_incremental(x, pos_signal, memory, memory_mask, cache)
             return self.output(dec.output), dec

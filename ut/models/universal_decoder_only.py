@@ -161,7 +161,7 @@ class UniversalDecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
         if have >= n_prev:
             return
         x_t = frozen.base[:, have:n_prev]
-        x_t = x_t + self.stack.timestep(t, x_t.device).to(x_t.dtype)
+        x_t = x_t + self.stack.step_signal(t, x_t.device, x_t.dtype)
         mask = None if self_mask is None else self_mask[..., :n_prev]
         # fills the caches; the outputs (and their MoE losses) are discarded
         apply_layers(self.layers, x_t, StackOutput(x_t), step=t, cache=cache, cache_key=key_by_step_and_layer,

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-import torch
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -40,28 +39,78 @@ __all__ = [
 class KVCache:
     """Keys and values of one attention call site at one executed step, grown one chunk at a time.
 
-    ``static=True`` marks a cross-attention cache: keys/values are computed once from the encoder memory.
+    ``static=True`` marks a cross-attention cache: keys/values are computed once from the encoder memory. They are
+    the same for every beam of one example, so a beam reorder within examples leaves them as they are
+    (:meth:`DecodingCache.reorder_`, ``within_examples``).
+
+    ``k`` / ``v`` (B, H, T, Dh) are views of the first T positions of preallocated buffers: :meth:`append` writes the
+    new chunk in place. A full buffer is reallocated with T spare positions (doubling), at least ``MIN_GROWTH`` and
+    at most ``MAX_GROWTH``: decoding n tokens after a short prefix copies the cache a handful of times instead of at
+    every token (concatenation), and a long prefix gets at most ``MAX_GROWTH`` spare positions (Hugging Face's
+    static cache preallocates too, to the maximum length). Code that assigns ``k`` / ``v`` itself (the long-input
+    attentions' caches) gets plain tensors: the next :meth:`append` then starts a new buffer from them.
     """
+
+    MIN_GROWTH = 16  # spare positions added at least when a buffer is (re)allocated
+    MAX_GROWTH = 512  # spare positions added at most
 
     def __init__(self, static: bool = False):
         self.static = static
         self.k: Tensor | None = None  # (B, H, T, Dh)
         self.v: Tensor | None = None
+        self._buffers: tuple[Tensor, Tensor] | None = None  # (B, H, capacity, Dh) each; k / v view their prefix
+
+    @property
+    def per_example(self) -> bool:
+        """Whether every beam of one example holds the same keys and values (a cross-attention cache)."""
+        return self.static
 
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.shape[2]
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         if self.k is None:
-            self.k, self.v = k, v
-        else:
-            self.k = torch.cat([self.k, k], dim=2)
-            self.v = torch.cat([self.v, v], dim=2)
+            self.k, self.v, self._buffers = k, v, None
+            return self.k, self.v
+        n, m = self.k.shape[2], k.shape[2]
+        if not self._views_buffers() or n + m > self._buffers[0].shape[2]:
+            self._grow(n + m)
+        kb, vb = self._buffers
+        kb[:, :, n : n + m] = k
+        vb[:, :, n : n + m] = v
+        self.k, self.v = kb[:, :, : n + m], vb[:, :, : n + m]
         return self.k, self.v
+
+    def _views_buffers(self) -> bool:
+        """Whether ``k`` / ``v`` are still the prefixes of the buffers (nobody assigned them since)."""
+        if self._buffers is None:
+            return False
+        kb, vb = self._buffers
+        return (self.k.data_ptr() == kb.data_ptr() and self.v.data_ptr() == vb.data_ptr()
+                and self.k.stride() == kb.stride() and self.v.stride() == vb.stride()
+                and self.k.shape[:2] == kb.shape[:2] and self.v.shape[2] == self.k.shape[2])
+
+    def _grow(self, needed: int) -> None:
+        """New buffers holding ``k`` / ``v`` with room for at least ``needed`` positions."""
+        n = self.k.shape[2]
+        capacity = max(needed, n + min(max(n, self.MIN_GROWTH), self.MAX_GROWTH))
+        buffers = []
+        for x in (self.k, self.v):
+            buf = x.new_empty(x.shape[0], x.shape[1], capacity, x.shape[3])
+            buf[:, :, :n] = x
+            buffers.append(buf)
+        self._buffers = (buffers[0], buffers[1])
 
     def reorder_(self, index: Tensor) -> None:
         """Select / reorder batch rows (beam search)."""
-        if self.k is not None:
+        if self.k is None:
+            return
+        if self._views_buffers():  # the whole buffers, so that the next appends stay in place
+            n = self.k.shape[2]
+            kb, vb = (b.index_select(0, index) for b in self._buffers)
+            self._buffers = (kb, vb)
+            self.k, self.v = kb[:, :, :n], vb[:, :, :n]
+        else:
             self.k = self.k.index_select(0, index)
             self.v = self.v.index_select(0, index)
 
@@ -73,21 +122,42 @@ class DecodingCache:
     ``("dec", step, "self")`` for a Universal Transformer (one shared layer, one cache per executed step: a cache
     keyed by module would mix the steps). Values are any object with ``reorder_(index)`` (KVCache, the convolution
     caches of the separable-conv transition, the long-attention caches).
+
+    Several keys may hold one object (:meth:`get_shared`): the cross-attention keys and values of a shared layer are
+    the same at every step (they depend on the encoder memory alone), so its steps share one cache. An object is
+    reordered once however many keys hold it.
     """
 
     def __init__(self):
         self.sites: dict[Hashable, object] = {}
+        self._shared: dict[Hashable, object] = {}  # shared_key -> the object its keys hold
 
     def get(self, key: Hashable, factory=KVCache):
         if key not in self.sites:
             self.sites[key] = factory()
         return self.sites[key]
 
+    def get_shared(self, key: Hashable, shared_key: Hashable, factory=KVCache):
+        """The site under ``key``; a new key gets the object of ``shared_key`` (built by ``factory`` at its first
+        use), so every key given the same ``shared_key`` holds one object."""
+        if key not in self.sites:
+            if shared_key not in self._shared:
+                self._shared[shared_key] = factory()
+            self.sites[key] = self._shared[shared_key]
+        return self.sites[key]
+
     def __contains__(self, key: Hashable) -> bool:
         return key in self.sites
 
-    def reorder_(self, index: Tensor) -> None:
+    def reorder_(self, index: Tensor, within_examples: bool = False) -> None:
+        """Select / reorder batch rows ``index`` of every site. ``within_examples``: the index only moves rows among
+        the beams of one example (beam search's step), so sites whose ``per_example`` is True (the same for every
+        beam of an example: cross-attention caches) are left as they are."""
+        done: set[int] = set()
         for site in self.sites.values():
+            if id(site) in done or (within_examples and getattr(site, "per_example", False)):
+                continue
+            done.add(id(site))
             site.reorder_(index)
 
 

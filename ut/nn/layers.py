@@ -161,6 +161,10 @@ class LayerOutput:
     aux_loss: Tensor | None = None  # e.g. the MoE load-balancing loss
 
 
+def _static_kv_cache() -> KVCache:
+    return KVCache(static=True)
+
+
 def _split_aux(result) -> tuple[Tensor, Tensor | None]:
     return result if isinstance(result, tuple) else (result, None)
 
@@ -234,7 +238,10 @@ class DecoderLayer(nn.Module):
     ``cross_attention=False`` gives the decoder-only (language-model) layer of T-D (Liu et al. 2018).
     ``self_attn`` may be any module with MultiHeadAttention's call signature (the long-input attentions); its
     ``cache_factory`` attribute, when present, builds its decoding cache (default :class:`KVCache`).
-    Decoding caches live in a :class:`DecodingCache` under ``(cache_key, "self" | "cross" | "conv")``.
+    Decoding caches live in a :class:`DecodingCache` under ``(cache_key, "self" | "cross" | "conv")``; the
+    cross-attention cache (keys and values of the memory, the same at every application of the layer) is one object
+    for every ``cache_key`` of this layer (:meth:`DecodingCache.get_shared`), so a weight-shared layer (Universal
+    Transformer) projects the memory once, not once per step.
     """
 
     def __init__(
@@ -314,7 +321,8 @@ class DecoderLayer(nn.Module):
                 self.cross_res.inner_input(h),
                 memory,
                 mask=memory_mask,
-                cache=site("cross", lambda: KVCache(static=True)) if site else None,
+                cache=None if cache is None else cache.get_shared((cache_key, "cross"), (self.cross_attn, "cross"),
+                                                                  _static_kv_cache),
                 need_weights=need_weights,
             )
             h = self.cross_res.combine(h, c.out)
