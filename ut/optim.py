@@ -90,14 +90,26 @@ class OptimizerConfig:
         return self.peak_lr * d_model**0.5 * self.warmup_steps**0.5
 
 
+def fused_adam_supported(params: list[torch.nn.Parameter]) -> bool:
+    """True when every parameter is a float32 / float64 / bfloat16 tensor on a CPU or CUDA device (where
+    ``torch.optim.Adam(fused=True)`` has a kernel); float16 only on CUDA."""
+    ok = {"cpu": (torch.float32, torch.float64, torch.bfloat16),
+          "cuda": (torch.float32, torch.float64, torch.bfloat16, torch.float16)}
+    return bool(params) and all(p.dtype in ok.get(p.device.type, ()) for p in params)
+
+
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig, d_model: int):
     """Adam (AdamW when weight_decay > 0) with a LambdaLR applying :meth:`OptimizerConfig.lr_at`.
 
+    Adam runs as torch's fused kernel wherever it exists (:func:`fused_adam_supported`): the same update as the
+    per-parameter loop up to float rounding, and 2.7-5.2x faster optimiser steps on CPU
+    (``benchmarks/optimizer_step.py``), several percent of a training step at d 64.
     The optimiser's base lr is 1 and the LambdaLR multiplier IS the learning rate; LambdaLR's internal counter
     starts at 0, so the multiplier is evaluated at ``counter + 1`` (1-based steps, see module docstring).
     Returns ``(optimizer, scheduler)``; the scheduler must be stepped once per optimiser step.
     """
-    kwargs = dict(lr=1.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    params = list(params)
+    kwargs = dict(lr=1.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused_adam_supported(params))
     if cfg.weight_decay > 0:
         opt = torch.optim.AdamW(params, weight_decay=cfg.weight_decay, **kwargs)
     else:
