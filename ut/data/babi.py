@@ -47,7 +47,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -265,6 +265,7 @@ class BabiFactCollator:
     answers: dict[str, int]
     max_sentences: int | None = None
     fact_order: str = "newest_first"
+    _encoded: dict[int, tuple] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def facts(self, e: BabiExample) -> list[list[int]]:
         idx = window(e, self.max_sentences)
@@ -272,31 +273,60 @@ class BabiFactCollator:
             idx = idx[::-1]
         return [self.vocab.encode(e.story[i]) for i in idx]
 
+    def encoded(self, e: BabiExample) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """(facts Long[F, W] in the model's order, question Long[Wq], answer class, task) of one example, encoded
+        once and reused every epoch (the collator's per-batch cost is then padding only). Keyed by the example
+        object (``id`` plus an identity check, so a recycled id never returns another example's arrays)."""
+        hit = self._encoded.get(id(e))
+        if hit is None or hit[0] is not e:
+            hit = (e, fact_rows_array(self.facts(e)), np.asarray(self.vocab.encode(e.question), dtype=np.int64),
+                   self.answers[e.answer], e.task)
+            self._encoded[id(e)] = hit
+        return hit[1:]
+
     def __call__(self, examples: list[BabiExample]) -> dict[str, torch.Tensor]:
-        batch = fact_batch([self.facts(e) for e in examples], [self.vocab.encode(e.question) for e in examples])
-        batch["label"] = torch.tensor([self.answers[e.answer] for e in examples], dtype=torch.long)  # (B,)
-        batch["task"] = torch.tensor([e.task for e in examples], dtype=torch.long)  # (B,)
+        enc = [self.encoded(e) for e in examples]
+        batch = fact_batch_from_arrays([x[0] for x in enc], [x[1] for x in enc])
+        batch["label"] = torch.tensor([x[2] for x in enc], dtype=torch.long)  # (B,)
+        batch["task"] = torch.tensor([x[3] for x in enc], dtype=torch.long)  # (B,)
         return batch
+
+
+def fact_rows_array(rows: list[list[int]]) -> np.ndarray:
+    """One example's facts as a PAD_ID-padded Long[F, W] array (at least 1 x 1)."""
+    out = np.full((max(1, len(rows)), max([1, *(len(f) for f in rows)])), PAD_ID, dtype=np.int64)
+    for i, f in enumerate(rows):
+        out[i, : len(f)] = f
+    return out
+
+
+def fact_batch_from_arrays(facts_per_example: list[np.ndarray], questions: list[np.ndarray],
+                           ) -> dict[str, torch.Tensor]:
+    """The fact layout's model inputs from per-example arrays (:func:`fact_rows_array`, question ids). An
+    example's padding facts are all-PAD rows; ``fact_mask`` marks its real facts (rows with a word)."""
+    n_facts = max(a.shape[0] for a in facts_per_example)
+    n_words = max(a.shape[1] for a in facts_per_example)
+    b = len(facts_per_example)
+    facts = np.full((b, n_facts, n_words), PAD_ID, dtype=np.int64)  # (B, F, W)
+    for i, a in enumerate(facts_per_example):
+        facts[i, : a.shape[0], : a.shape[1]] = a
+    fact_mask = torch.from_numpy((facts != PAD_ID).any(-1))  # (B, F)
+    q = np.full((b, max([1, *(len(x) for x in questions)])), PAD_ID, dtype=np.int64)  # (B, Wq)
+    for i, x in enumerate(questions):
+        q[i, : len(x)] = x
+    return {
+        "facts": torch.from_numpy(facts),
+        "fact_mask": fact_mask,
+        "question": torch.from_numpy(q),
+        "src_mask": torch.cat([torch.ones(b, 1, dtype=torch.bool), fact_mask], 1),  # (B, 1 + F)
+    }
 
 
 def fact_batch(rows: list[list[list[int]]], questions: list[list[int]]) -> dict[str, torch.Tensor]:
     """The fact layout's model inputs from word ids: ``rows[b]`` the facts of example b in the model's order,
-    ``questions[b]`` its question (used by the training collator and by prediction from raw text)."""
-    n_facts = max([1, *(len(r) for r in rows)])
-    n_words = max([1, *(len(f) for r in rows for f in r)])
-    facts = torch.full((len(rows), n_facts, n_words), PAD_ID, dtype=torch.long)  # (B, F, W)
-    fact_mask = torch.zeros(len(rows), n_facts, dtype=torch.bool)  # (B, F)
-    for b, r in enumerate(rows):
-        for i, f in enumerate(r):
-            facts[b, i, : len(f)] = torch.as_tensor(f, dtype=torch.long)
-        fact_mask[b, : len(r)] = True
-    question, _ = pad(questions)  # (B, Wq)
-    return {
-        "facts": facts,
-        "fact_mask": fact_mask,
-        "question": question,
-        "src_mask": torch.cat([torch.ones(len(rows), 1, dtype=torch.bool), fact_mask], 1),  # (B, 1 + F)
-    }
+    ``questions[b]`` its question (used by prediction from raw text; the training collator caches the arrays)."""
+    arrays = [fact_rows_array(r) for r in rows]
+    return fact_batch_from_arrays(arrays, [np.asarray(q, dtype=np.int64) for q in questions])
 
 
 def _parse_tasks(tasks: int | str | Sequence[int]) -> list[int]:
