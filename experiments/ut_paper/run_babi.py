@@ -239,7 +239,16 @@ def write_report(results: list[dict], args, out: Path, argv: list[str], specs: l
              out / "error.png")
     maps = draw_maps(results, args, out, outputs)
     folder, _, _, what = TABLES[args.table]
-    steps = sorted({r.get("global_step") for r in results})
+    steps_by_task: dict[int, set] = {}
+    for r in results:
+        if r["variant"].startswith("task") and r.get("global_step"):
+            steps_by_task.setdefault(int(r["variant"][4:]), set()).add(r["global_step"])
+    budgets: dict[int, list[int]] = {}
+    for t, n in sorted(steps_by_task.items()):
+        budgets.setdefault(max(n), []).append(t)
+    steps_text = "; ".join(f"{n} steps" + (f" on tasks {', '.join(map(str, ts))}" if len(budgets) > 1 else "")
+                           for n, ts in sorted(budgets.items())) or ", ".join(
+        map(str, sorted({r.get("global_step") for r in results}))) + " steps"
     params = {}
     for m in models:
         counts = sorted({r["params"] for r in results if _model_key(r["config_name"]) == m and r.get("params")})
@@ -254,9 +263,11 @@ def write_report(results: list[dict], args, out: Path, argv: list[str], specs: l
 Each fact and the question are one vector (word embeddings under a learned multiplicative positional mask:
 `ut/nn/fact_encoder.py`), and the encoder runs over `[question, facts]` (`ut/models/fact_qa.py`); the answer is
 read from the question's final state. d_model 64, 4 heads, d_ff 128, 4 layers (Transformer) / T = 4 steps (UT) /
-ACT with at most 8 steps; batch 32, {", ".join(map(str, steps))} steps, Adam with peak lr 3e-3 after a 100-step
-warmup, then 1/sqrt(step); stories cut to their last 50 sentences (no supporting fact of bAbI is further back:
-the data module counts cuts, see the notes). Parameters: {", ".join(f"{k} {v}" for k, v in params.items())}.
+ACT with at most 8 steps; batch 32, {steps_text} (every model the same budget on a task: 1000 leave the UT
+above ~5% error on its own training batches on the tasks given 3000, `run_babi.TASK_STEPS`); Adam with peak lr
+3e-3 after a 100-step warmup, then 1/sqrt(step); stories cut to their last 50 sentences (no supporting fact of
+bAbI is further back: the data module counts cuts, see the notes).
+Parameters: {", ".join(f"{k} {v}" for k, v in params.items())}.
 Seeds run: {", ".join(f"{MODELS[m]} {n_seeds[m]}" for m in models)} (the paper: best of 10).
 {len(results)}/{len(specs)} runs finished{missing_text}.
 
