@@ -49,3 +49,20 @@ def test_ranking_ties_and_missing():
 
     assert ranking({"A": 0.50, "B": 0.505, "C": None}, tie=0.01) == "B 0.51 > A 0.50 (B and A tie within 0.01)"
     assert ranking({"A": None}) == "n/a"
+
+
+def test_babi_steps_per_task_defaults_and_overrides():
+    default = run_babi.parse_steps([], "1k")
+    assert default == run_babi.TASK_STEPS["1k"] and default[2] == 3000
+    specs = run_babi.build_specs("1k", [1, 2], ["ut"], [0], ["--run.logger=csv"], default)
+    # a task without a per-task budget keeps the config's steps, so its arguments (the cache key) are unchanged
+    assert specs[0].args == ("--run.logger=csv", "--data.init_args.tasks=1", "--seed_everything=0")
+    assert "--trainer.max_steps=3000" in specs[1].args and "--trainer.val_check_interval=3000" in specs[1].args
+    assert run_babi.parse_steps(["500"], "1k") == {"all": 500}  # a plain N replaces every per-task budget
+    assert run_babi.parse_steps(["500", "2=40"], "10k") == {"all": 500, 2: 40}
+    joint = run_babi.build_specs("1k_joint", [1], ["ut"], [0], [], {"all": 7})
+    assert "--trainer.max_steps=7" in joint[0].args
+    import pytest
+
+    with pytest.raises(SystemExit, match="TASK=N"):
+        run_babi.parse_steps(["x=3"], "1k")
