@@ -179,24 +179,28 @@ class TrainingModule(L.LightningModule):
         loss = self._total_loss(task, out)
         bs = next(iter(batch.values())).shape[0]
         self.log("train/loss_step", loss.detach(), prog_bar=True, batch_size=bs, logger=False)
-        if not self.logs_this_step():
-            return loss
         logs = {"train/loss": loss.detach(), "train/task_loss": task.loss.detach(), "train/nll": task.nll.detach()}
         for name in ("ponder_loss", "moe_loss"):  # the parts of out.aux_loss, each already weighted
             if getattr(out, name) is not None:
                 logs[f"train/{name}"] = getattr(out, name).detach()
         logs.update({f"train/{k}": v.detach() for k, v in extra.items()})
         logs.update({f"train/{k}": v for k, v in batch_ponder_metrics(out, self.ponder_masks(batch)).items()})
-        self.log_dict(logs, prog_bar=False, batch_size=bs)
+        if self.logs_this_step():
+            self.log_dict(logs, prog_bar=False, batch_size=bs)
+        else:  # kept (detached scalars) in case a callback stops training after this step: see on_train_batch_end
+            self._unlogged_step = (logs, bs)
         return loss
 
     def logs_this_step(self) -> bool:
         """Whether this training step's metrics reach the loggers: Lightning writes step metrics every
-        ``log_every_n_steps`` steps (and when training stops), so on the other steps they are neither computed nor
-        passed to ``self.log`` (~0.3-0.5 ms a call on CPU, about 10% of a d 64 training step for the ~15 metrics).
-        The final step of a ``max_steps`` run always logs, so ``trainer.callback_metrics`` ends with the last
-        step's values; in between they are those of the last logged step (a checkpoint monitoring a TRAINING
-        metric sees values up to ``log_every_n_steps`` old). The progress-bar loss is logged every step."""
+        ``log_every_n_steps`` steps (and when training stops), so on the other steps they are not passed to
+        ``self.log`` (~0.3-0.5 ms a call on CPU, about 10% of a d 64 training step for the ~15 metrics). The final
+        step of a ``max_steps`` run always logs, so ``trainer.callback_metrics`` ends with the last step's values; in
+        between they are those of the last logged step (a checkpoint monitoring a TRAINING metric sees values up to
+        ``log_every_n_steps`` old; a run ended by ``max_epochs`` ends with those of its last logging step). A step
+        after which a callback stops training (``max_time``, early stopping) logs its metrics in
+        :meth:`on_train_batch_end`, so the row Lightning then writes is that step's. The progress-bar loss is logged
+        every step."""
         t = self._trainer
         connector = getattr(t, "_logger_connector", None)
         if t is None or connector is None or connector.should_update_logs:
@@ -210,8 +214,24 @@ class TrainingModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     def on_train_batch_start(self, batch, batch_idx):
-        if self._trainer is not None and self.trainer.optimizers and self.logs_this_step():
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+        self._unlogged_step, self._unlogged_lr = None, None
+        if self._trainer is not None and self.trainer.optimizers:
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            if self.logs_this_step():
+                self.log("train/lr", lr, batch_size=1)
+            else:
+                self._unlogged_lr = lr
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        """A step that did not log, after which a callback (run before this hook) stopped training: log it now,
+        so that the row Lightning writes on stopping holds this step's metrics, not the last logged step's."""
+        unlogged = getattr(self, "_unlogged_step", None)
+        if self._trainer is not None and self.trainer.should_stop and unlogged is not None:
+            logs, bs = unlogged
+            self.log_dict(logs, prog_bar=False, batch_size=bs)
+            if getattr(self, "_unlogged_lr", None) is not None:
+                self.log("train/lr", self._unlogged_lr, batch_size=1)
+        self._unlogged_step, self._unlogged_lr = None, None
 
     def on_fit_start(self) -> None:
         counts = count_parameters(self._require_model())

@@ -46,3 +46,33 @@ def test_gated_logging_writes_the_same_log_and_ends_with_the_last_step(tmp_path,
     logged_steps = {step for step, key in calls if key == "train/loss"}
     assert logged_steps == {2, 5, 6}  # log steps 3 and 6 (1-based) and the final step 7
     assert {key for step, key in calls if step == 0} == {"train/loss_step"}  # a non-logging step: the bar only
+
+
+class StopAfter(L.Callback):
+    """Stops training after optimiser step ``n`` (as ``max_time`` or early stopping would, in on_train_batch_end)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.n:
+            trainer.should_stop = True
+
+
+def test_a_callback_stopping_after_a_non_logging_step_gets_that_steps_row(tmp_path, monkeypatch):
+    def run(name, every_step):
+        with monkeypatch.context() as m:
+            if every_step:
+                m.setattr(TrainingModule, "logs_this_step", lambda self: True)
+            L.seed_everything(0)
+            module = Seq2SeqModule("universal", TINY_ACT, FAST_OPT)
+            t = L.Trainer(max_steps=20, log_every_n_steps=3, limit_val_batches=0, logger=CSVLogger(tmp_path / name),
+                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                          callbacks=[StopAfter(4)])
+            t.fit(module, tiny_algorithmic())
+        with open(next((tmp_path / name).rglob("metrics.csv"))) as f:
+            return [{k: v for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+
+    gated, every = run("gated", False), run("every", True)
+    assert [r["step"] for r in gated] == ["2", "3"]  # step 3 (0-based) is not a logging step: written on stopping
+    assert gated == every  # with this step's values, not a copy of step 2's
