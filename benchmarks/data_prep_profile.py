@@ -291,19 +291,14 @@ def summary(runs: list[dict]) -> dict:
 
 
 def machine() -> dict:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    """CPU model and the ISA flags that decide the kernels (read by :mod:`benchmarks.machine`), cores, load."""
+    from benchmarks.machine import cpu_flags, cpu_vendor_and_model
+
+    flags = cpu_flags()
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
-        "cpu": model,
+        "cpu": cpu_vendor_and_model()[1],
         "isa": isa,
         "logical_cpus": os.cpu_count(),
         "load_average_1_5_15": [round(x, 2) for x in load] if load else None,
