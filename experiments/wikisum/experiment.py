@@ -63,12 +63,10 @@ def machine_info() -> dict:
 
     import torch
 
-    flags = ""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0]
-    except (OSError, IndexError):
-        pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
+    from benchmarks.machine import cpu_flags
+
+    flags = cpu_flags()
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     info = {"cpus": os.cpu_count(), "machine": platform.machine(), "isa": isa, "python": platform.python_version(),
             "torch": torch.__version__}
     if torch.cuda.is_available():
