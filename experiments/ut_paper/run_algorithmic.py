@@ -1,14 +1,17 @@
-"""UT paper §3.3 at CPU scale: Transformer vs UT vs UT+ACT on copy / reverse / addition, trained on lengths <= 40,
+"""UT paper §3.3 at CPU scale: Transformer vs UT (and UT+ACT) on copy / reverse / addition, trained on lengths <= 40,
 tested at length 400 on two sets and on the training lengths; character (token) and sequence accuracy.
 
-    python -m experiments.ut_paper.run_algorithmic --jobs 1               # the committed table (27 runs)
+    python -m experiments.ut_paper.run_algorithmic                        # the committed table (27 runs)
     python -m experiments.ut_paper.run_algorithmic --report-only          # rewrite the report from finished runs
     python -m experiments.ut_paper.run_algorithmic --tasks copy --seeds 0 --steps copy=300   # a quick look
 
 Position policy: tensor2tensor's, which the paper used (configs experiments/ut_paper/configs/algorithmic_*.yaml):
 the Transformer's positions start at 0 (data ``position_offsets: none``); the UT draws a random start index inside
 every recurrent step (model ``position_start_index: random``, see ut/models/universal.py). The shared / independent
-data-side offsets stay available as ``--data.init_args.position_offsets`` options of the configs.
+data-side offsets stay available as ``--data.init_args.position_offsets`` options of the configs. Besides the
+paper's two models (Table 3 has no UT+ACT column; ``--models ut_act`` adds it) the table runs a named variant, "UT,
+start 0" (``algorithmic_ut_start0.yaml``: the same UT with positions from 0 at every step, as the Transformer's),
+which separates the effect of t2t's random start index from that of sharing one layer in depth.
 
 Evaluation of the FINAL model of every run (no checkpoint selection), on three test sets generated with data seed 0:
 
@@ -37,7 +40,7 @@ import time
 from pathlib import Path
 
 from experiments.ablations.runner import RunSpec, collect, mean_std, metric, run_all
-from experiments.ut_paper.report import MODELS, fmt, provenance, ranking
+from experiments.ut_paper.report import MODELS as PAPER_MODELS, fmt, provenance, ranking
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENT = "ut_paper/algorithmic"
@@ -46,6 +49,10 @@ PAPER = {  # Dehghani et al. 2019, Table 3 (char-acc / seq-acc at test length 40
     "reverse": {"transformer": (0.13, 0.06), "ut": (0.96, 0.46)},
     "addition": {"transformer": (0.07, 0.0), "ut": (0.34, 0.02)},
 }
+# the paper's three models, and a named variant: the UT with positions from 0 at every step (like the Transformer),
+# which separates the effect of t2t's random start index from that of weight sharing in depth
+MODELS = {**PAPER_MODELS, "ut_start0": "UT, start 0"}
+DEFAULT_MODELS = ["transformer", "ut", "ut_start0"]  # the paper's Table 3 has no UT+ACT column (--models ut_act)
 STEPS = {"copy": 1000, "reverse": 1000, "addition": 1000}  # training steps per task (see PROBES and the README)
 EVAL_SETS = {  # metrics key -> (label, max_len, eval_length)
     "test_le40": ("len <= 40 (train dist.)", 40, "uniform"),
@@ -107,7 +114,7 @@ def build_specs(args) -> list[RunSpec]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=list(STEPS), choices=list(STEPS))
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", nargs="*", default=[], metavar="TASK=N", help=f"training steps per task ({STEPS})")
     p.add_argument("--d-model", type=int, default=64)
@@ -314,7 +321,9 @@ Position policy: tensor2tensor's (the paper's code): the Transformer's positions
 ONE random start index in [0, L) per batch at every recurrent step, in training and evaluation as t2t
 (`position_start_index: random`, ut/models/universal.py; cached greedy decoding draws the decoder's index of each
 step once per decode, bounded by the source length, a named deviation). No data-side offsets
-(`position_offsets: none`, ut/data/algorithmic.py).
+(`position_offsets: none`, ut/data/algorithmic.py). "UT, start 0" is NOT the paper's: the same UT with positions from
+0 at every step (`position_start_index: zero`, configs/algorithmic_ut_start0.yaml), which separates the position
+policy from weight sharing in depth.
 
 Scale: d_model {args.d_model}, 4 layers / 4 steps (UT+ACT at most 8), batch {args.batch_size}, steps per task: {steps};
 Adam, peak lr {args.peak_lr:g} after a FIXED warmup of {args.warmup} steps, then inverse-sqrt decay (the paper / t2t:

@@ -69,3 +69,19 @@ def test_steps_parsing_and_seed_zero_first():
     # the fixed warmup keeps the peak lr: c * d^-0.5 * w^-0.5 = peak_lr whatever the steps
     scale = float(next(x for x in specs[0].args if "lr_scale" in x).split("=")[1])
     assert scale * 16**-0.5 * 2**-0.5 == pytest.approx(3e-3, rel=1e-3)
+
+
+def test_start0_variant_differs_from_the_ut_config_only_in_the_position_policy():
+    """"UT, start 0" is the table's UT config with positions from 0 at every step, nothing else changed."""
+    import yaml
+
+    root = run_algorithmic.HERE / "configs"
+    ut = yaml.safe_load((root / "algorithmic_ut.yaml").read_text())
+    start0 = yaml.safe_load((root / "algorithmic_ut_start0.yaml").read_text())
+    assert ut["model"]["init_args"]["model_config"].pop("position_start_index") == "random"
+    assert start0["model"]["init_args"]["model_config"].pop("position_start_index") == "zero"
+    assert ut == start0
+    specs = run_algorithmic.build_specs(args(models=run_algorithmic.DEFAULT_MODELS, seeds=[0], logger="csv"))
+    assert [s.config for s in specs] == [f"experiments/ut_paper/configs/algorithmic_{m}.yaml"
+                                         for m in ("transformer", "ut", "ut_start0")]
+    assert all((run_algorithmic.HERE.parents[1] / s.config).is_file() for s in specs)
