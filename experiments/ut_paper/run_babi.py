@@ -258,13 +258,15 @@ def write_report(results: list[dict], args, out: Path, argv: list[str], specs: l
     missing = [s.run_id for s in specs if s.run_id not in done]
     missing_text = ("; not (yet) run: " + ", ".join(missing[:12]) + (" ..." if len(missing) > 12 else "")
                     if missing else "")
+    budget_why = ("every model the same budget on a task: 1000 leave the UT above ~5% error on its own training "
+                  "batches on the tasks given 3000, `run_babi.TASK_STEPS`" if TASK_STEPS.get(args.table)
+                  else "every model and task the same budget, the config's `trainer.max_steps`")
     text = f"""# UT paper §3.1, {what}: Transformer vs UT vs UT+ACT over fact vectors, CPU scale
 
 Each fact and the question are one vector (word embeddings under a learned multiplicative positional mask:
 `ut/nn/fact_encoder.py`), and the encoder runs over `[question, facts]` (`ut/models/fact_qa.py`); the answer is
 read from the question's final state. d_model 64, 4 heads, d_ff 128, 4 layers (Transformer) / T = 4 steps (UT) /
-ACT with at most 8 steps; batch 32, {steps_text} (every model the same budget on a task: 1000 leave the UT
-above ~5% error on its own training batches on the tasks given 3000, `run_babi.TASK_STEPS`); Adam with peak lr
+ACT with at most 8 steps; batch 32, {steps_text} ({budget_why}); Adam with peak lr
 3e-3 after a 100-step warmup, then 1/sqrt(step); stories cut to their last 50 sentences (no supporting fact of
 bAbI is further back: the data module counts cuts, see the notes).
 Parameters: {", ".join(f"{k} {v}" for k, v in params.items())}.
