@@ -40,7 +40,8 @@ import time
 from pathlib import Path
 
 from experiments.ablations.runner import RunSpec, collect, mean_std, metric, run_all
-from experiments.ut_paper.report import MODELS as PAPER_MODELS, fmt, provenance, ranking
+from experiments.ut_paper.report import MODELS as PAPER_MODELS
+from experiments.ut_paper.report import fmt, provenance, ranking
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENT = "ut_paper/algorithmic"
