@@ -34,14 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from experiments.ablations.runner import RunSpec, collect, mean_std, metric, run_all
 from experiments.ut_paper.report import MODELS as PAPER_MODELS
-from experiments.ut_paper.report import fmt, provenance, ranking
+from experiments.ut_paper.report import cpu_description, fmt, provenance, ranking
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENT = "ut_paper/algorithmic"
@@ -219,17 +218,6 @@ def pair(rs: list[dict], stage: str, decoded: bool = False) -> str:
     return text + (f" ({ch[2]:.2f} / {sq[2]:.2f})" if len(rs) > 1 else "")
 
 
-def lscpu() -> str:
-    """The CPU model and its flags (``lscpu``), for the provenance block."""
-    try:
-        info = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as e:
-        return f"lscpu unavailable ({e})"
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    model = fields.get("Model name", "n/a").strip()
-    return f"{model}; flags: {fields.get('Flags', 'n/a').strip()}"
-
-
 def accuracy_plot(by: dict, tasks: list[str], models: list[str], path: Path) -> None:
     """2 x 3 panels (char-acc, seq-acc) x (the three test sets): grouped bars per task, one per model (mean over
     seeds), each seed a dot."""
@@ -371,7 +359,7 @@ The paper (Table 3, char-acc at length 400): {"; ".join(paper_lines)}.
 
 ## Provenance
 {provenance(results, argv)}- {wall}
-- CPU: {lscpu()}
+- CPU: {cpu_description()}
 """
     out.mkdir(parents=True, exist_ok=True)
     (out / "README.md").write_text(text)

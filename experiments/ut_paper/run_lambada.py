@@ -31,12 +31,11 @@ import csv
 import json
 import math
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 from experiments.ablations.runner import REPO, RunSpec, collect, mean_std, metric, run_all
-from experiments.ut_paper.report import MODELS, bar_plot, provenance, ranking
+from experiments.ut_paper.report import MODELS, bar_plot, cpu_description, provenance, ranking
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = {"transformer": "lambada_decoder_only", "ut": "lambada_ut", "ut_act": "lambada_ut_act"}
@@ -109,18 +108,6 @@ def test_target_stats(setup: str, args) -> dict[str, float]:
     dm = LambadaDataModule(**kwargs)
     dm.setup()
     return target_stats(dm.test_set, dm.vocab)
-
-
-def lscpu() -> str:
-    """CPU model and the flags that decide fp32 / bf16 speed (lscpu)."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "lscpu unavailable"
-    info = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = info.get("Flags", "").split()
-    keep = [f for f in flags if f.startswith(("avx", "amx", "fma"))]
-    return f"{info.get('Model name', '?').strip()}; {info.get('CPU(s)', '?').strip()} CPUs; flags {' '.join(keep)}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -252,7 +239,7 @@ model trained on LAMBADA's ~200M-word novel corpus: compare the SHAPE (who wins)
 
 {"## Reading" + chr(10) + chr(10) + reading.read_text() if reading.is_file() else ""}
 ## Provenance
-{provenance(results, argv)}- CPU: {lscpu()}
+{provenance(results, argv)}- CPU: {cpu_description()}
 """
     out.mkdir(parents=True, exist_ok=True)
     (out / "README.md").write_text(text)
