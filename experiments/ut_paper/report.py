@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 
 MODELS = {"transformer": "Transformer", "ut": "UT", "ut_act": "UT+ACT"}
@@ -19,7 +20,20 @@ def provenance(results: list[dict], argv: list[str] | None = None) -> str:
             f"- machine: {machine}\n"
             f"- report written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {len(results)} runs, "
             f"{total / 60:.1f} min of run time in total\n"
-            f"- one run: `{results[0]['command']}`\n" if results else "- no finished runs\n")
+            f"- one run: `{results[0]['command']}`\n{code_versions(results)}" if results else "- no finished runs\n")
+
+
+def code_versions(results: list[dict]) -> str:
+    """A provenance line naming the runs that ran another code version (``code_version``, the runner's hash of
+    ut/ and the training script) than most of the table's runs; empty when all ran the same one."""
+    counts = Counter(r.get("code_version", "unrecorded") for r in results)
+    if len(counts) < 2:
+        return ""
+    main, n = counts.most_common(1)[0]
+    others = sorted(r["run_id"] if "run_id" in r else r.get("config_name", "?") for r in results
+                    if r.get("code_version", "unrecorded") != main)
+    return (f"- code version: {n} runs at `{main}`; {len(others)} at another (an older cached result, reused): "
+            + ", ".join(others) + "\n")
 
 
 def _module(path: str) -> str:

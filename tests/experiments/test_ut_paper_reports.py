@@ -66,3 +66,12 @@ def test_babi_steps_per_task_defaults_and_overrides():
 
     with pytest.raises(SystemExit, match="TASK=N"):
         run_babi.parse_steps(["x=3"], "1k")
+
+
+def test_provenance_names_runs_of_another_code_version():
+    from experiments.ut_paper.report import code_versions
+
+    runs = [{"run_id": f"r{i}", "code_version": "aaaa"} for i in range(3)] + [{"run_id": "old", "code_version": "bbbb"}]
+    line = code_versions(runs)
+    assert "3 runs at `aaaa`" in line and "1 at another" in line and line.rstrip().endswith("old")
+    assert code_versions(runs[:3]) == ""
