@@ -92,19 +92,17 @@ def mean(values: list[float]) -> float:
 
 
 def cpu_description() -> str:
-    """CPU model, cores and the ISA flags that change CPU speed (from ``lscpu``), e.g. for a results file."""
-    import re
-    import subprocess
+    """CPU model, cores and the ISA flags that change CPU speed, e.g. for a results file (read through
+    :mod:`benchmarks.machine`, the repository's one /proc/cpuinfo reader)."""
+    import os
 
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "lscpu unavailable"
-    fields = dict(re.findall(r"^([^:\n]+):\s*(.*)$", text, re.M))
-    flags = set(fields.get("Flags", "").split())
+    from benchmarks.machine import cpu_vendor_and_model
+    from ut.precision import cpu_flags
+
+    _, model = cpu_vendor_and_model()
+    flags = cpu_flags()
     shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile") if f in flags]
-    return (f"{fields.get('Model name', '?')}, {fields.get('CPU(s)', '?')} logical CPUs; flags: "
-            f"{' '.join(shown) or 'none of avx2/avx512/amx'}")
+    return f"{model}, {os.cpu_count()} logical CPUs; flags: {' '.join(shown) or 'none of avx2/avx512/amx'}"
 
 
 def fact_attention_figure(stories, batch, panels: dict, datamodule, path: Path) -> None:
