@@ -17,7 +17,9 @@ local and memory-compressed attention over ``[input; sep; target]``; the Univers
 - ``recurrence="fixed"``: T = ``n_steps`` applications; ``recurrence="act"``: per-position halting with
   :class:`ut.nn.act.AdaptiveComputationTime` (frozen halted states, at most ``act_max_steps``), the halting unit
   reading ``x_t``; the ponder loss ``act_loss_weight * mean(n + r)`` goes into ``ModelOutput.ponder_loss``, the MoE
-  balancing losses of every application, summed, into ``moe_loss``, and their sum into ``aux_loss``.
+  balancing losses of every application, summed, into ``moe_loss``, and their sum into ``aux_loss``;
+  ``recurrence="pondernet"`` / ``"stick_breaking"`` (:mod:`ut.models.halting`): the same frozen states and cache
+  scheme, PonderNet's expected loss per token (``ModelOutput.step_logits`` / ``step_weights`` in training).
 
 The cost per step is T-DMCA's (linear in L for local attention, L^2 / c for memory-compressed), times the steps.
 
@@ -137,7 +139,7 @@ class UniversalDecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
         x = self.embed(input_ids)
         pos_signal = self.embed.positions(positions).to(x.dtype)
         frozen = progress = before_step = None
-        if cache is not None and self.stack.act is not None:
+        if cache is not None and self.stack.halting is not None:
             frozen = cache.get(("dec", "frozen"), FrozenStates)
             progress = cache.get(("dec", "progress"), StepProgress)
             n_prev = len(frozen)
@@ -151,7 +153,7 @@ class UniversalDecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
                              cache=cache, cache_key=key_by_step_and_layer, before_step=before_step,
                              need_weights=need_weights)
         if frozen is not None:
-            frozen.append(dec.act.state + pos_signal)
+            frozen.append(dec.halting.state + pos_signal)
         return dec
 
     def _fill_from_frozen(self, cache: DecodingCache, frozen: FrozenStates, progress: StepProgress, n_prev: int,
@@ -174,4 +176,4 @@ class UniversalDecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
         attention_mask, position_ids, self_mask = lm_forward_masks(input_ids, attention_mask, position_ids,
                                                                    self.cfg.pad_id)
         dec = self.decoder_states(input_ids, position_ids, attention_mask, self_mask, need_weights=need_weights)
-        return model_output(self.output(dec.output), {"decoder": dec}, self.cfg.act_loss_weight)
+        return model_output(self.output(dec.output), {"decoder": dec}, self.cfg.act_loss_weight, self.output)
