@@ -1,0 +1,224 @@
+"""PonderNet and stick-breaking halting in the UT models: causality, padding, cached decoding == full forward,
+PonderNet's per-step predictions (== the fixed-depth model's at that depth) and readouts, the test-time threshold
+sweep, gradients into the halting units, the config."""
+
+import pytest
+import torch
+
+import ut.models.universal as universal
+from tests.ut.helpers import padded
+from ut.decoding import left_align
+from ut.models import build_model
+from ut.models.halting import set_halting_threshold
+from ut.models.universal import UniversalTransformerConfig
+from ut.models.universal_decoder_only import UniversalDecoderOnlyLM
+
+MECHANISMS = ["pondernet", "stick_breaking"]
+SMALL = dict(d_model=16, n_heads=2, d_ff=16, dropout=0.0)
+SRC = [[5, 6, 7, 8, 9], [9, 10], [11, 12, 5]]
+TGT = torch.tensor([[1, 7, 8, 9, 10, 5], [1, 5, 5, 6, 6, 7], [1, 12, 11, 10, 9, 8]])
+
+
+def varied(model, seed=6):
+    """Large random halting units, so that positions halt after different numbers of steps, later positions
+    often after more steps than earlier ones (which exercises the frozen-state cache filling)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "halting") and isinstance(m.halting, torch.nn.Linear):
+                m.halting.weight.normal_(0.0, 2.0)
+                m.halting.bias.zero_()
+    return model
+
+
+@pytest.fixture
+def fills(monkeypatch):
+    """How many earlier positions each frozen-state fill of a step cache brought up to date (both decoders)."""
+    counts = []
+    enc_dec, dec_only = universal.UniversalDecoder._fill_from_frozen, UniversalDecoderOnlyLM._fill_from_frozen
+
+    def spy_enc_dec(self, cache, frozen, n_prev, t, *args):
+        counts.append(n_prev - len(cache.get((("dec", t), "self"))))
+        return enc_dec(self, cache, frozen, n_prev, t, *args)
+
+    def spy_dec_only(self, cache, frozen, progress, n_prev, t, self_mask):
+        counts.append(n_prev - progress.filled.get(t, 0))
+        return dec_only(self, cache, frozen, progress, n_prev, t, self_mask)
+
+    monkeypatch.setattr(universal.UniversalDecoder, "_fill_from_frozen", spy_enc_dec)
+    monkeypatch.setattr(UniversalDecoderOnlyLM, "_fill_from_frozen", spy_dec_only)
+    return counts
+
+
+def seq2seq(recurrence, **kw):
+    torch.manual_seed(0)
+    cfg = {**SMALL, "src_vocab_size": 13, "tgt_vocab_size": 13, "n_steps": 2, "act_max_steps": 5,
+           "recurrence": recurrence, "stick_breaking_threshold": 0.9, **kw}
+    return varied(build_model("universal", cfg)).double()
+
+
+def lm(recurrence, **kw):
+    torch.manual_seed(0)
+    cfg = {**SMALL, "vocab_size": 16, "n_steps": 2, "act_max_steps": 5, "layer_pattern": "locm/redm",
+           "block_size": 4, "compression": 2, "max_len": 32, "recurrence": recurrence,
+           "stick_breaking_threshold": 0.9, **kw}
+    return varied(build_model("universal_decoder_only", cfg)).double()
+
+
+# ---------------------------------------------------------------------------------------------------- causality
+@pytest.mark.parametrize("recurrence", MECHANISMS)
+@pytest.mark.parametrize("training", [False, True])
+def test_the_decoders_are_causal(recurrence, training):
+    src, src_mask = padded(SRC)
+    g = torch.Generator().manual_seed(1)
+    for m, run in ((seq2seq(recurrence), lambda m, tgt: m(src, src_mask, tgt)), (lm(recurrence), lambda m, t: m(t))):
+        m.train(training)
+        tgt = TGT.clone()
+        ref = run(m, tgt)
+        for t in range(tgt.shape[1] - 1):
+            other = tgt.clone()
+            other[:, t + 1:] = torch.randint(5, 13, other[:, t + 1:].shape, generator=g)
+            out = run(m, other)
+            torch.testing.assert_close(out.logits[:, :t + 1], ref.logits[:, :t + 1])
+            if out.step_logits is not None:  # PonderNet in training: every step's prediction, and its p
+                torch.testing.assert_close(out.step_logits[:, :, :t + 1], ref.step_logits[:, :, :t + 1])
+                torch.testing.assert_close(out.step_weights[:, :, :t + 1], ref.step_weights[:, :, :t + 1])
+        assert (ref.step_logits is not None) == (training and recurrence == "pondernet")
+
+
+# ---------------------------------------------------------------------------------------------------- padding
+@pytest.mark.parametrize("recurrence", MECHANISMS)
+def test_padding_cannot_change_real_outputs_or_the_loss(recurrence):
+    m = seq2seq(recurrence).eval()
+    src, src_mask = padded(SRC)
+    tgt_mask = torch.ones_like(TGT, dtype=torch.bool)
+    ref = m(src, src_mask, TGT, tgt_mask)
+    src2 = torch.cat([src, torch.full((3, 3), 11)], 1)
+    mask2 = torch.cat([src_mask, torch.zeros(3, 3, dtype=torch.bool)], 1)
+    tgt3 = torch.cat([TGT, torch.full((3, 2), 9)], 1)
+    tmask3 = torch.cat([tgt_mask, torch.zeros(3, 2, dtype=torch.bool)], 1)
+    out = m(src2, mask2, tgt3, tmask3)
+    torch.testing.assert_close(out.logits[:, :6], ref.logits)
+    torch.testing.assert_close(out.ponder_loss, ref.ponder_loss)
+    assert (out.n_updates["encoder"][~mask2] == 0).all() and (out.n_updates["decoder"][:, 6:] == 0).all()
+    assert len(set(ref.n_updates["decoder"].flatten().tolist())) > 1, "test setup: varied halting"
+
+
+# ---------------------------------------------------------------------------------------------------- decoding
+@pytest.mark.parametrize("recurrence", MECHANISMS)
+def test_encoder_decoder_cached_decoding_equals_full_forward(recurrence, fills):
+    m = seq2seq(recurrence).eval()
+    src, src_mask = padded(SRC)
+    full = m(src, src_mask, TGT)
+    assert len(set(full.n_updates["decoder"].flatten().tolist())) > 1, "test setup: varied halting"
+    state, first = m.start_decoding({"src": src, "src_mask": src_mask})
+    assert torch.equal(first, TGT[:, 0])
+    for t in range(TGT.shape[1]):
+        torch.testing.assert_close(m.decode_step(TGT[:, t], state), full.logits[:, t], rtol=1e-9, atol=1e-9)
+    assert sum(fills) > 0, "the frozen-state cache filling was not exercised"
+
+
+@pytest.mark.parametrize("recurrence", MECHANISMS)
+def test_decoder_only_cached_decoding_equals_full_forward(recurrence, fills):
+    m = lm(recurrence).eval()
+    ids, mask = padded([[5, 6, 7, 8, 9, 3], [9, 3], [10, 11, 12, 3]])
+    cont = torch.tensor([[12, 13, 14, 5, 6], [6, 7, 8, 9, 10], [4, 5, 6, 7, 8]])
+    state, tokens = m.start_decoding({"input_ids": ids, "attention_mask": mask})
+    left_ids, left_mask = left_align(ids, mask, 0)
+    for t in range(cont.shape[1]):
+        step_logits = m.decode_step(tokens, state)
+        full = m(torch.cat([left_ids, cont[:, :t]], 1), torch.cat([left_mask, torch.ones(3, t, dtype=torch.bool)], 1))
+        torch.testing.assert_close(step_logits, full.logits[:, -1], rtol=1e-9, atol=1e-9)
+        tokens = cont[:, t]
+    real = torch.cat([left_mask, torch.ones(3, cont.shape[1] - 1, dtype=torch.bool)], 1)
+    assert len(set(full.n_updates["decoder"][real].tolist())) > 1, "test setup: varied halting"
+    assert sum(fills) > 0, "the frozen-state cache filling was not exercised"
+
+
+# ---------------------------------------------------------------------------------------------------- PonderNet
+def fixed_twin(model, name, cfg, n_steps):
+    """The fixed-depth model with ``n_steps`` steps and the same weights (without the halting unit)."""
+    twin = build_model(name, {**cfg, "recurrence": "fixed", "n_steps": n_steps}).double().train()
+    missing, unexpected = twin.load_state_dict(model.state_dict(), strict=False)
+    assert not missing and all("pondernet" in k for k in unexpected)
+    return twin
+
+
+def test_pondernet_step_predictions_are_the_fixed_depth_models_at_every_depth():
+    """In training every position runs all N steps: y_n is exactly the n-step fixed UT's prediction."""
+    cfg = {**SMALL, "vocab_size": 16, "n_steps": 2, "act_max_steps": 4, "layer_pattern": "locm", "block_size": 4,
+           "max_len": 32, "recurrence": "pondernet"}
+    m = build_model("universal_decoder_only", cfg).double().train()
+    ids, mask = padded([[5, 6, 7, 8, 9, 3], [9, 3, 4]])
+    out = m(ids, mask)
+    assert out.step_logits.shape == (4, 2, 6, 16)
+    for n in range(4):  # at the real positions (padding never runs a halting loop; the fixed UT computes it)
+        twin = fixed_twin(m, "universal_decoder_only", cfg, n + 1)(ids, mask).logits
+        torch.testing.assert_close(out.step_logits[n][mask], twin[mask])
+    torch.testing.assert_close(out.logits, out.step_logits[-1])
+    torch.testing.assert_close(out.step_weights.sum(0), mask.double())
+    ccfg = {**SMALL, "vocab_size": 13, "n_classes": 4, "n_steps": 2, "act_max_steps": 3, "recurrence": "pondernet"}
+    c = build_model("universal_classifier", ccfg).double().train()
+    src, src_mask = padded(SRC)
+    out = c(src, src_mask)
+    assert out.step_logits.shape == (3, 3, 4) and out.step_weights.shape == (3, 3)
+    for n in range(3):
+        torch.testing.assert_close(out.step_logits[n], fixed_twin(c, "universal_classifier", ccfg, n + 1)(
+            src, src_mask).logits)
+    torch.testing.assert_close(out.step_weights.sum(0), torch.ones(3, dtype=torch.float64))
+
+
+def test_pondernet_encoder_decoder_reads_the_decoder_per_token_and_the_encoders_expected_state():
+    m = seq2seq("pondernet").train()
+    src, src_mask = padded(SRC)
+    out = m(src, src_mask, TGT)
+    assert out.step_logits.shape == (5, 3, 6, 13) and out.step_weights.shape == (5, 3, 6)
+    enc = m.encode(src, src_mask)
+    assert enc.step_states is None
+    h = enc.halting
+    assert h.readout == "expected_state" and set(out.halting_regularizers) == {"encoder_kl", "decoder_kl"}
+    torch.testing.assert_close(out.ponder_loss, 0.01 * (out.halting_regularizers["encoder_kl"]
+                                                        + out.halting_regularizers["decoder_kl"]))
+
+
+# ---------------------------------------------------------------------------------------------------- test-time depth
+@pytest.mark.parametrize("recurrence,thresholds", [("stick_breaking", (1.0, 0.99, 0.9, 0.6, 0.3)),
+                                                   ("pondernet", (1.0, 0.9, 0.6, 0.3, 0.1))])
+def test_changing_the_threshold_at_test_time_changes_the_executed_depth_monotonically(recurrence, thresholds):
+    m = lm(recurrence).eval()
+    ids = torch.randint(5, 16, (3, 8), generator=torch.Generator().manual_seed(2))
+    first, means = [], []
+    for thr in thresholds:
+        assert set_halting_threshold(m, thr) == 1
+        n = m(ids).n_updates["decoder"]
+        first.append(n[:, 0])  # the first position depends on itself alone (causal)
+        means.append(n.mean().item())
+    for a, b in zip(first, first[1:]):
+        assert (b <= a).all()
+    assert means == sorted(means, reverse=True) and means[-1] < means[0]
+
+
+@pytest.mark.parametrize("recurrence", MECHANISMS)
+def test_gradients_reach_the_halting_units(recurrence):
+    m = seq2seq(recurrence).train()
+    src, src_mask = padded(SRC)
+    out = m(src, src_mask, TGT)
+    logits = out.logits if out.step_logits is None else out.step_logits
+    (logits.logsumexp(-1).mean() + out.aux_loss).backward()
+    for stack in (m.encoder, m.decoder):
+        assert stack.halting.halting.weight.grad.abs().sum() > 0
+
+
+def test_config_and_state_dict_names():
+    with pytest.raises(ValueError, match="pondernet_threshold"):
+        UniversalTransformerConfig(recurrence="pondernet", pondernet_threshold=0.0)
+    with pytest.raises(ValueError, match="pondernet_eval_halting"):
+        UniversalTransformerConfig(pondernet_eval_halting="mode")
+    with pytest.raises(ValueError, match="stick_breaking_threshold"):
+        UniversalTransformerConfig(stick_breaking_threshold=1.5)
+    assert UniversalTransformerConfig(recurrence="stick_breaking", n_steps=3).max_steps == 6
+    keys = {r: {k for k in seq2seq(r).state_dict() if "halting" in k} for r in ("act", *MECHANISMS)}
+    assert keys["act"] == {f"{s}.act.halting.{p}" for s in ("encoder", "decoder") for p in ("weight", "bias")}
+    assert keys["pondernet"] == {k.replace(".act.", ".pondernet.") for k in keys["act"]}
+    assert keys["stick_breaking"] == {k.replace(".act.", ".stick_breaking.") for k in keys["act"]}
+    assert set_halting_threshold(seq2seq("act"), 0.5) == 0
