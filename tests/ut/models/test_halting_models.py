@@ -222,3 +222,18 @@ def test_config_and_state_dict_names():
     assert keys["pondernet"] == {k.replace(".act.", ".pondernet.") for k in keys["act"]}
     assert keys["stick_breaking"] == {k.replace(".act.", ".stick_breaking.") for k in keys["act"]}
     assert set_halting_threshold(seq2seq("act"), 0.5) == 0
+
+
+@pytest.mark.parametrize("recurrence", MECHANISMS)
+def test_bf16_autocast_forward_and_backward(recurrence):
+    m = seq2seq(recurrence).float().train()
+    src, src_mask = padded(SRC)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(src, src_mask, TGT)
+        logits = out.logits if out.step_logits is None else out.step_logits
+        loss = logits.float().logsumexp(-1).mean() + out.aux_loss
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+    if out.step_weights is not None:
+        assert out.step_weights.dtype == torch.float32
+        torch.testing.assert_close(out.step_weights.sum(0), torch.ones(3, 6))
