@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import ut.models.universal as universal
-from tests.ut.helpers import padded
-from ut.decoding import left_align
+from tests.ut.helpers import copy_batch, padded
+from ut.decoding import greedy_decode, left_align
+from ut.lit.losses import expected_smoothed_cross_entropy, smoothed_cross_entropy
 from ut.models import build_model
 from ut.models.halting import set_halting_threshold
 from ut.models.universal import UniversalTransformerConfig
@@ -237,3 +238,24 @@ def test_bf16_autocast_forward_and_backward(recurrence):
     if out.step_weights is not None:
         assert out.step_weights.dtype == torch.float32
         torch.testing.assert_close(out.step_weights.sum(0), torch.ones(3, 6))
+
+
+@pytest.mark.parametrize("recurrence", MECHANISMS)
+def test_tiny_ut_learns_a_copy_batch_with_its_halting_loss_and_greedy_decodes_it(recurrence):
+    torch.manual_seed(0)
+    m = build_model("universal", dict(src_vocab_size=13, tgt_vocab_size=13, d_model=32, n_heads=4, d_ff=64,
+                                      n_steps=2, dropout=0.0, recurrence=recurrence))
+    b = copy_batch(batch=8, length=5, vocab=13)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    m.train()
+    for _ in range(250):
+        out = m(b["src"], b["src_mask"], b["tgt_in"])
+        if out.step_logits is not None:  # PonderNet: the expected loss over the halting step
+            task = expected_smoothed_cross_entropy(out.step_logits, out.step_weights, b["tgt_out"], None, 0.0)
+        else:
+            task = smoothed_cross_entropy(out.logits, b["tgt_out"], None, 0.0)
+        opt.zero_grad()
+        (task.loss + out.aux_loss).backward()
+        opt.step()
+    m.eval()
+    assert torch.equal(greedy_decode(m, b, max_len=6, eos_id=2).sequences, b["tgt_out"])
