@@ -1,6 +1,6 @@
 """PonderNet and stick-breaking halting in the UT models: causality, padding, cached decoding == full forward,
 PonderNet's per-step predictions (== the fixed-depth model's at that depth) and readouts, the test-time threshold
-sweep, gradients into the halting units, the config."""
+sweep, gradients into the halting units, bf16, learning a copy batch, the config."""
 
 import pytest
 import torch
