@@ -28,7 +28,9 @@ What is kept apart, and where:
   position runs no step, so it takes no expert slot and no part in the balancing loss; the training capacity counts
   the real tokens, so that it depends on the padding alone and the decoder stays causal (:mod:`ut.nn.moe`); the
   transition is position-wise, so ``act_skip_halted`` applies and the frozen-state fill of cached decoding projects
-  keys and values only (:mod:`ut.models.universal`);
+  keys and values only (:mod:`ut.models.universal`). In a UT-DMCA pattern of several layers this holds at the
+  pattern's last layer; the earlier layers route halted positions too, whose states there are the later layers'
+  keys and values (:mod:`ut.nn.stack`);
 - padding is never routed; in evaluation nothing is dropped, so a token's output depends on no other token of the
   batch and cached decoding equals the full forward.
 
