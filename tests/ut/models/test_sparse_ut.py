@@ -3,7 +3,7 @@ every step with gradients from each, a float64 reference of the steps (attention
 priority and experts written by hand), causality of the decoder in training and evaluation, cached decoding ==
 the full forward and no-cache greedy decoding, padding and halted positions not routed (ACT, PonderNet,
 stick-breaking; with and without skipping halted positions), the balancing loss weighted and apart from the
-halting loss, the classifier, fact-QA and UT-DMCA models."""
+halting loss, the classifier, fact-QA and UT-DMCA models, learning a copy batch."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.ut.helpers import padded
+from tests.ut.helpers import copy_batch, overfit_seq2seq, padded
 from ut.decoding import greedy_decode, left_align
 from ut.models import build_model
 from ut.models.config import MoEBalance, Transition, UniversalTransition
@@ -397,3 +397,14 @@ def test_a_dense_transition_is_unchanged_by_the_moe_fields():
     src, src_mask = padded(SRC)
     torch.testing.assert_close(a.eval()(src, src_mask, TGT).logits, b.eval()(src, src_mask, TGT).logits)
     assert F.mse_loss(a.encoder.layer.transition.w1.weight, b.encoder.layer.transition.w1.weight) == 0
+
+
+# ---------------------------------------------------------------------------------------------------- learning
+@pytest.mark.parametrize("recurrence", ["fixed", "act"])
+def test_a_tiny_sparse_ut_learns_a_copy_batch_and_greedy_decodes_it(recurrence):
+    torch.manual_seed(0)
+    m = build_model("universal", {**SMALL, "d_model": 32, "n_heads": 4, "d_ff": 32, "src_vocab_size": 13,
+                                  "tgt_vocab_size": 13, "n_steps": 2, "recurrence": recurrence})
+    b = copy_batch(batch=8, length=5, vocab=13)
+    assert overfit_seq2seq(m, b, steps=250) == 1.0
+    assert torch.equal(greedy_decode(m, b, max_len=6, eos_id=2).sequences, b["tgt_out"])
