@@ -40,10 +40,13 @@ Both stacks are a :class:`UniversalStack` (the shared layer, timestep signal, AC
 
 Options and deviations, each a config field: ``timestep="sinusoidal"`` (paper, default) or ``"learned"`` (t2t's
 default ``step_timing_signal_type``); ``norm="pre"`` (t2t, our default: ``x + f(LN(x))`` with a final LayerNorm
-after the loop) or ``"post"`` (the paper's equations); ``transition="ffn"`` (t2t "fc", default) or ``"sepconv"``
-(causal in the decoder). With ACT we freeze the state of halted positions (UT paper) instead of t2t's
-keep-transforming; ``act_skip_halted`` then runs the shared layer only on the running positions (keys and values
-still from all positions) when the transition is position-wise -- same outputs, less compute (tested).
+after the loop) or ``"post"`` (the paper's equations); ``transition="ffn"`` (t2t "fc", default), ``"sepconv"``
+(causal in the decoder) or ``"moe"``, a mixture of experts inside the shared layer (the sparse UT, Tan et al. 2023;
+Csordas et al. 2024; :mod:`ut.models.moe_transition`: its balancing loss goes into ``ModelOutput.moe_loss``, apart
+from the halting loss, and under a halting loop only running positions are routed). With ACT we freeze the state of
+halted positions (UT paper) instead of t2t's keep-transforming; ``act_skip_halted`` then runs the shared layer only
+on the running positions (keys and values still from all positions) when the transition is position-wise (ffn,
+moe) -- same outputs, less compute (tested).
 
 Incremental decoding (``start_decoding`` / ``decode_step``, :class:`ut.decoding.EncoderDecoderDecoding`): the
 shared decoder layer has one cache per EXECUTED STEP, under ``DecodingCache`` keys ``(("dec", t), "self" | "cross" |
@@ -58,10 +61,10 @@ semantics the key/value of an earlier position j at step t is a function of j's 
 before t: ``x_t(j) = H_frozen(j) + P(j) + S_t``. The model keeps ``H_frozen + P`` of every decoded position
 (:class:`FrozenStates`, a cache site, reordered with the beams). Each step-t cache holds a contiguous prefix of the
 positions; before step t runs for position i, the missing positions ``len(cache_t) .. i-1`` (all of which halted
-before step t) are filled from their frozen states: for the position-wise ``ffn`` transition only their keys and
-values are projected (``MultiHeadAttention.project_kv``); for ``sepconv`` the layer is run on them as a chunk (which
-also fills the causal-convolution history) and its outputs are discarded. Each (position, step) is filled at most
-once, so decoding costs no more than t2t's compute-everything forward pass.
+before step t) are filled from their frozen states: for the position-wise ``ffn`` and ``moe`` transitions only their
+keys and values are projected (``MultiHeadAttention.project_kv``); for ``sepconv`` the layer is run on them as a
+chunk (which also fills the causal-convolution history) and its outputs are discarded. Each (position, step) is
+filled at most once, so decoding costs no more than t2t's compute-everything forward pass.
 
 Shape legend: B batch, S source length, T target length, D width, V vocabulary, H heads, C classes.
 """
@@ -77,10 +80,11 @@ import torch
 from torch import Tensor, nn
 
 from ut.decoding import EncoderDecoderDecoding
-from ut.models.config import Activation, Norm, Pooling, PositionKind, Transition
+from ut.models.config import Activation, Norm, Pooling, PositionKind, UniversalTransition
 from ut.models.encoder_classifier import ClassificationHead
 from ut.models.halting import HaltingConfig, build_halting
 from ut.models.inputs import check_right_padded, source_inputs, token_mask
+from ut.models.moe_transition import MoETransitionConfig, shared_layer_transition
 from ut.models.outputs import ModelOutput, model_output
 from ut.nn.act import FrozenStates
 from ut.nn.attention import DecodingCache, key_padding_mask
@@ -93,18 +97,24 @@ from ut.nn.stack import CacheKey, StackOutput, key_by_step, run_stack
 # configs
 
 
+POSITION_WISE_TRANSITIONS = ("ffn", "moe")  # transitions that act on each position alone (act_skip_halted applies)
+
+
 @dataclass
-class UniversalCommonConfig(HaltingConfig):
-    """Fields shared by the UT encoder-decoder and the UT classifier (the recurrence's: :class:`HaltingConfig`)."""
+class UniversalCommonConfig(MoETransitionConfig, HaltingConfig):
+    """Fields shared by the UT encoder-decoder and the UT classifier (the recurrence's: :class:`HaltingConfig`; the
+    mixture of experts': :class:`ut.models.moe_transition.MoETransitionConfig`, used by ``transition="moe"``)."""
 
     d_model: int = 512  # width D (t2t universal_transformer_small: 512; base: 1024)
     n_heads: int = 8  # attention heads H
-    d_ff: int = 2048  # transition inner width
+    d_ff: int = 2048  # transition inner width (transition="moe": each expert's)
     timestep: PositionKind = "sinusoidal"  # timestep signal S_t: "sinusoidal" (paper) or "learned" (t2t)
     dropout: float = 0.1  # residual / embedding / transition dropout
     attention_dropout: float = 0.0  # dropout on attention weights (0 keeps SDPA's fast kernels on CPU)
     norm: Norm = "pre"  # "pre" (t2t, final LN after the loop) or "post" (paper equations)
-    transition: Transition = "ffn"  # "ffn" (t2t "fc") or "sepconv" (separable convolutions, causal in the decoder)
+    # "ffn" (t2t "fc"), "sepconv" (separable convolutions, causal in the decoder) or "moe" (mixture of experts, the
+    # sparse UT: ut/models/moe_transition.py, its fields n_experts, moe_top_k, moe_capacity_factor, moe_*)
+    transition: UniversalTransition = "ffn"  # the shared layer's transition: "ffn", "sepconv" or "moe" (sparse UT)
     activation: Activation = "relu"  # "relu" or "gelu"
     position: PositionKind = "sinusoidal"  # position signal P: "sinusoidal" (paper) or "learned"
     position_start_index: Literal["zero", "random"] = "zero"  # P's start per step (random: t2t, per step and batch)
@@ -116,8 +126,8 @@ class UniversalCommonConfig(HaltingConfig):
         self._check(self.d_model % self.n_heads == 0, f"d_model={self.d_model} must divide by n_heads={self.n_heads}")
         self._check(min(self.d_model, self.d_ff) > 0, "d_model and d_ff must be > 0")
         self._check(0 <= self.dropout < 1 and 0 <= self.attention_dropout < 1, "dropouts must be in [0, 1)")
-        self._check(not self.act_skip_halted or self.transition == "ffn",
-                    "act_skip_halted=True needs transition='ffn' (a separable convolution mixes neighbouring "
+        self._check(not self.act_skip_halted or self.transition in POSITION_WISE_TRANSITIONS,
+                    "act_skip_halted=True needs transition='ffn' or 'moe' (a separable convolution mixes neighbouring "
                     f"positions, so halted ones cannot be skipped), got transition={self.transition!r}; leave it null")
         self._check(self.position_start_index == "zero" or self.position == "sinusoidal",
                     "position_start_index='random' shifts the sinusoid (t2t's timing signal): needs "
@@ -126,8 +136,8 @@ class UniversalCommonConfig(HaltingConfig):
     @property
     def skips_halted(self) -> bool:
         """Whether a halting loop runs the shared layer on the still-running positions only: ``act_skip_halted``
-        True, or None (the default) where it applies (the ffn transition acts per position)."""
-        return self.act_skip_halted is not False and self.transition == "ffn"
+        True, or None (the default) where it applies (the ffn and moe transitions act per position)."""
+        return self.act_skip_halted is not False and self.transition in POSITION_WISE_TRANSITIONS
 
 
 @dataclass
@@ -181,7 +191,7 @@ class UniversalStack(nn.Module):
         self.act = halting if cfg.recurrence == "act" else None
         self.pondernet = halting if cfg.recurrence == "pondernet" else None
         self.stick_breaking = halting if cfg.recurrence == "stick_breaking" else None
-        self.position_wise = cfg.transition == "ffn"
+        self.position_wise = cfg.transition in POSITION_WISE_TRANSITIONS
         self.skip_halted = skip_halted
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
         self.random_start = cfg.position_start_index == "random"
@@ -249,7 +259,7 @@ class UniversalEncoder(UniversalStack):
 
     def __init__(self, cfg: UniversalCommonConfig, readout: str = "expected_state"):
         layer = EncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm,
-                             cfg.transition, cfg.activation)
+                             shared_layer_transition(cfg), cfg.activation)
         super().__init__(cfg, layer, skip_halted=cfg.skips_halted, readout=readout)
 
     def forward(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None,
@@ -264,7 +274,7 @@ class UniversalDecoder(UniversalStack):
 
     def __init__(self, cfg: UniversalCommonConfig):
         layer = DecoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm,
-                             cfg.transition, activation=cfg.activation)
+                             shared_layer_transition(cfg), activation=cfg.activation)
         super().__init__(cfg, layer, skip_halted=cfg.skips_halted)
 
     def forward(self, x: Tensor, pos_signal: Tensor, memory: Tensor, memory_mask: Tensor | None,

@@ -14,6 +14,12 @@ Under ACT with ``skip_halted`` (a one-layer block with full attention and a posi
 runs only on the positions still running, through its ``queries`` argument (:mod:`ut.nn.layers`): keys and values
 still come from every position, so the outputs are those of the full computation.
 
+Under a halting loop, the LAST layer of the block also gets the running positions as ``active``, so that a
+mixture-of-experts transition there routes only them (a halted position runs no step: no expert slot, no part in
+the balancing loss), with or without ``skip_halted``. The earlier layers of a pattern (UT-DMCA) route every real
+position: there the states of halted positions at step t are the keys and values of the pattern's later layers,
+so they are computed in full (their outputs at the end of the step are discarded).
+
 What comes back is a :class:`StackOutput`: the final states, the attention maps of every executed layer
 application, and the auxiliary quantities kept apart -- the summed mixture-of-experts balancing losses
 (``moe_loss``, already weighted by each MoE layer) and the halting loop's bookkeeping (``halting``; ``act`` is
@@ -109,13 +115,16 @@ class StackOutput:
 
 def apply_layers(layers: Sequence[nn.Module], x: Tensor, into: StackOutput, *, step: int = 0,
                  cache: DecodingCache | None = None, cache_key: CacheKey = key_by_layer, need_weights: bool = False,
-                 **layer_inputs) -> Tensor:
+                 active: Tensor | None = None, **layer_inputs) -> Tensor:
     """``x`` through ``layers`` in order, once (one block application at executed step ``step``); attention maps
     and aux losses go into ``into``. ``layer_inputs``: the layers' keyword inputs (token_mask, self_mask, memory,
-    memory_mask, queries)."""
+    memory_mask, queries); ``active`` Bool[B, L], a halting loop's running positions, goes to the last layer only
+    (module docstring)."""
     for j, layer in enumerate(layers):
         if cache is not None:
             layer_inputs.update(cache=cache, cache_key=cache_key(step, j))
+        if active is not None and j == len(layers) - 1:
+            layer_inputs = {**layer_inputs, "active": active}
         x = into.record(layer(x, need_weights=need_weights, **layer_inputs), need_weights)
     return x
 
@@ -162,7 +171,7 @@ def run_stack(
             if index.shape[1] < running.shape[1]:
                 inputs = {**layer_inputs, "queries": index}
         return apply_layers(layers, x_t, out, step=t, cache=cache, cache_key=cache_key, need_weights=need_weights,
-                            **inputs)
+                            active=running, **inputs)
 
     if act is None:
         for t in range(n_steps):

@@ -197,3 +197,29 @@ def test_decoder_only_moe_is_causal_in_training(name):
         y = x.clone()
         y[:, 8:] = torch.randint(5, 50, (2, 8))
         torch.testing.assert_close(m(x).logits[:, :8], m(y).logits[:, :8], rtol=0, atol=1e-6)
+
+
+def test_route_mask_routes_a_subset_and_the_capacity_still_counts_every_real_token():
+    """A halting loop's running positions: the others get 0 and no slot; the training capacity counts the real
+    tokens (``token_mask``), not the routed ones, so it does not move when fewer positions run."""
+    moe = MoEFeedForward(D, F_, n_experts=E, top_k=2, capacity_factor=0.5).double().train()
+    with torch.no_grad():
+        moe.router.weight[0].zero_()
+        moe.router.weight[0, 0] = 20.0  # every token's first choice: expert 0, which overflows
+    x = torch.randn(2, 8, D, dtype=torch.float64)
+    x[..., 0] = x[..., 0].abs() + 1.0
+    real = torch.ones(2, 8, dtype=torch.bool)
+    real[1, 6:] = False
+    running = torch.rand(2, 8, generator=torch.Generator().manual_seed(0)) < 0.6
+    out, _ = moe(x, real, route_mask=running)
+    routed = running & real
+    assert moe.last_routing["experts"].shape[0] == int(routed.sum())
+    assert bool((out[~routed] == 0).all())
+    cap = moe.capacity(int(real.sum()))  # 14 real tokens, not the routed ones
+    experts, kept = moe.last_routing["experts"], moe.last_routing["kept"]
+    assert all(int(((experts == e) & kept).sum()) <= cap for e in range(E))
+    assert int(((experts == 0) & kept).sum()) == cap > moe.capacity(int(routed.sum()))  # expert 0 full at C(real)
+    moe.eval()
+    out, _ = moe(x, real, route_mask=running)
+    flat = out.reshape(-1, D)[routed.reshape(-1)]
+    torch.testing.assert_close(flat, reference(moe, x.reshape(-1, D)[routed.reshape(-1)][None])[0])
