@@ -392,14 +392,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs (and evaluations) in parallel processes")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(p)
     p.add_argument("--n-uniform", type=int, default=64, help="copy: test examples of length U[1, 400]")
     p.add_argument("--n-le40", type=int, default=128, help="copy: test examples of length U[1, 40]")
     p.add_argument("--report-only", action="store_true", help="write the report from the finished runs only")
     p.add_argument("--out", default=str(HERE / "results" / "halting"))
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     out = Path(args.out)
     specs = build_specs(args)
     results = collect(out, specs) if args.report_only else run_all(specs, out, EXPERIMENT, jobs=args.jobs)

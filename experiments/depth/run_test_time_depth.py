@@ -367,7 +367,7 @@ token (copy: encoder and decoder averaged) or per bAbI item; FLOPs: forward, `be
     return text
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     run_halting.add_arguments(p)
     p.add_argument("--depth-multipliers", nargs="+", type=float, default=list(DEPTH_MULTIPLIERS),
@@ -381,7 +381,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--halting-out", default=str(HERE / "results" / "halting"), help="run_halting's results")
     p.add_argument("--report-only", action="store_true", help="write the report from the finished sweeps only")
     p.add_argument("--out", default=str(HERE / "results" / "test_time_depth"))
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     out, halting_out = Path(args.out), Path(args.halting_out)
     specs = run_halting.build_specs(args)
     if args.report_only:
