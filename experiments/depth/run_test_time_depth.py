@@ -296,7 +296,8 @@ def depth_plot(tables: dict, tasks: list[str], mechanisms: list[str], path: Path
         ax.set_xlabel("mean executed steps per token" if task == "copy" else "mean executed steps per item")
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=9)
-    axes.flat[0].legend(fontsize=7)
+    if axes.flat[0].get_legend_handles_labels()[0]:
+        axes.flat[0].legend(fontsize=7)
     fig.suptitle("test-time depth, no retraining (star: the trained setting; mean over seeds)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
