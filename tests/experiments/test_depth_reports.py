@@ -40,6 +40,11 @@ def test_specs_seed_major_with_a_distinct_cache_key_per_mechanism():
         ["--tasks", "copy", "--seeds", "5", "--copy-steps", "7", "--babi-steps", "9"]))
     assert [s.run_id for s in quick] == [f"algorithmic_{m}__copy__seed5" for m in run_halting.MECHANISMS]
     assert all("--trainer.max_steps=7" in s.args for s in quick)
+    zero = run_halting.build_specs(run_halting.parser().parse_args(
+        ["--tasks", "copy", "task1", "--seeds", "0", "--copy-position-start", "zero"]))
+    start = "--model.init_args.model_config.position_start_index=zero"
+    assert [start in s.args for s in zero] == [True] * 4 + [False] * 4
+    assert {cache_key(s) for s in zero[:4]}.isdisjoint(cache_key(s) for s in specs)
 
 
 @pytest.mark.parametrize("argv", [[], ["--no-decode", "--tasks", "copy", "task2", "--seeds", "0"]])
@@ -171,8 +176,10 @@ def halting_results():
              test_le40=copy_metrics(1.0, 0.6, 4, 4), test_uniform400=copy_metrics(0.7, 0.1, 4, 4, 200.0)),
         fake("algorithmic_ut_act", "copy", 0, test=copy_metrics(0.4, 0.0, 2, 3),
              test_le40=copy_metrics(0.95, 0.5, 2, 2), test_uniform400=copy_metrics(0.8, 0.2, 2, 2, 200.0)),
-        fake("babi_1k_ut", "task1", 0, babi_mc, test_by_length=babi_metrics(0.05, 0.04, 0.06, 4.0)),
-        fake("babi_1k_ut_act", "task1", 0, babi_mc, test_by_length=babi_metrics(0.01, 0.0, 0.02, 2.0)),
+        fake("babi_1k_ut", "task1", 0, babi_mc, test_by_length=babi_metrics(0.05, 0.04, 0.06, 4.0),
+             val={"error": 0.02}),
+        fake("babi_1k_ut_act", "task1", 0, babi_mc, test_by_length=babi_metrics(0.01, 0.0, 0.02, 2.0),
+             val={"error": 0.0}),
     ]
 
 
@@ -193,7 +200,10 @@ def test_halting_report(tmp_path):
             f"{act_fl / ut_fl:.2f}x the fixed UT's FLOPs per token") in text
     assert "copy, char-acc, len <= 40 (train dist.): UT+ACT 0.95 > UT (fixed T = 4) 0.95 (" in text
     ut_b = evaluation.babi_flops({"d_model": 64, "d_ff": 128}, babi_metrics(0, 0, 0, 4.0))
-    assert f"| 1 | UT+ACT | 1 | 1.0 | 1.0 | 0.0 | 2.0 | 2.00 | {ut_b / 2e3:.1f} | 0.50x | 2.0 |" in text
+    assert f"| 1 | UT+ACT | 1 | 1.0 | 1.0 | 0.0 | 2.0 | 0.0 | 2.00 | {ut_b / 2e3:.1f} | 0.50x | 2.0 |" in text
+    assert "| 1 | UT (fixed T = 4) | 1 | 5.0 | 5.0 | 4.0 | 6.0 | 2.0 | 4.00 |" in text
+    assert "NOT LEARNED: UT (fixed T = 4), seed 0: char-acc 0.90" not in text  # 0.90 is learned (>= 0.9)
+    assert "yes, every finished run" in text
     assert ("bAbI task 1, test error % (mean over seeds): UT+ACT 1.0 < UT (fixed T = 4) 5.0 (UT+ACT leads by 4.0); "
             "UT+ACT at 0.50x the fixed UT's FLOPs per token") in text
     for plot in ("quality_vs_flops.png", "copy_accuracy.png", "babi_error.png"):
@@ -205,6 +215,9 @@ def test_halting_report_with_missing_metrics_reads_na(tmp_path):
     results = [fake("algorithmic_ut_act", "copy", 0, test=copy_metrics(0.4, 0.0, 2, 3))]
     text = run_halting.write_report(results, args, tmp_path, ["run_halting"], run_halting.build_specs(args))
     assert "| UT+ACT | 1 | n/a | 0.40 / 0.00 | n/a |" in text
+    results = [fake("algorithmic_ut", "copy", 0, test_le40=copy_metrics(0.5, 0.0, 4, 4))]
+    text = run_halting.write_report(results, args, tmp_path, ["run_halting"], run_halting.build_specs(args))
+    assert "NOT LEARNED: UT (fixed T = 4), seed 0: char-acc 0.50" in text
     assert "copy, char-acc, len U[1, 400]: n/a" in text
 
 
