@@ -179,3 +179,8 @@ def test_babi_eval_splits_the_error_at_the_median_story_length(tmp_path, recurre
     knobs.set_fixed_depth(model, 6) if recurrence == "fixed" else knobs.set_threshold(model, 1.0)
     deeper = evaluation.babi_eval(FactModule(model), dm)
     assert deeper["steps_encoder"] == (6.0 if recurrence == "fixed" else 5.0)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_pool_map_returns_every_result(jobs):
+    assert sorted(evaluation.pool_map(abs, [-3, -1, -2], jobs)) == [1, 2, 3]
