@@ -257,8 +257,8 @@ def test_test_time_depth_report(tmp_path):
     assert ("More depth at test time helped the longer inputs in 1 of 2 (model, task) pairs, hurt them in 1, "
             "changed nothing") in text
     assert ("copy, UT (fixed T = 4): helps: from the trained setting (T'=4, 4.00 steps) to the best deeper one on "
-            "the long inputs (T'=8, 8.00 steps), char-acc on U[1, 400] 0.50 -> 0.62 (+0.12), on len <= 40 0.99 -> "
-            "0.98 (-0.01)") in text
+            "the long inputs (T'=8, 8.00 steps), char-acc on U[1, 400] 0.500 -> 0.620 (+0.120), on len <= 40 0.990 -> "
+            "0.980 (-0.010)") in text
     assert ("bAbI task 1, UT+ACT: hurts: from the trained setting (thr=0.99, cap 8, 2.00 steps) to the best deeper "
             "one on the long inputs (thr=0.999, cap 16, 3.00 steps), error % on long stories 11.0 -> 21.0 (+10.0), "
             "on short stories 5.0 -> 6.0 (+1.0)") in text
