@@ -6,7 +6,10 @@
 - :func:`set_threshold`: the halting threshold of every halting loop -- ACT's ``1 - epsilon`` (Graves 2016; the
   ``threshold`` attribute of :class:`ut.nn.act.AdaptiveComputationTime`), PonderNet's cumulative-probability
   threshold (Banino et al. 2021) and the stick-breaking threshold (Tan et al. 2023), the latter two through
-  :func:`ut.models.halting.set_halting_threshold`;
+  :func:`ut.models.halting.set_halting_threshold`. A PonderNet encoder-decoder's encoder keeps its threshold
+  (``pondernet_encoder_threshold``, 1 - eps): its p-weighted memory is an approximation of the training readout,
+  and a lower threshold would hand the decoder a memory it never saw in training (:mod:`ut.nn.pondernet`), so the
+  threshold sweep moves the decoder's depth only (:func:`set_max_steps` caps both stacks);
 - :func:`set_max_steps`: the most steps a halting loop may run (its cap, ``act_max_steps`` at training).
 
 Depth beyond training needs a timestep signal S_t for the new steps: the sinusoidal one (the paper's) is defined at
@@ -21,6 +24,7 @@ from torch import nn
 from ut.models.halting import set_halting_threshold
 from ut.models.universal import UniversalStack
 from ut.nn.act import AdaptiveComputationTime
+from ut.nn.pondernet import PonderNet
 
 
 def universal_stacks(model: nn.Module) -> list[UniversalStack]:
@@ -61,13 +65,20 @@ def halting_loops(model: nn.Module) -> list[nn.Module]:
     return [s.halting for s in universal_stacks(model) if s.halting is not None]
 
 
+def threshold_knob_loops(model: nn.Module) -> list[nn.Module]:
+    """The halting loops whose threshold :func:`set_threshold` sets: all but a PonderNet encoder's p-weighted
+    readout (module docstring)."""
+    return [m for m in halting_loops(model) if not (isinstance(m, PonderNet) and m.readout == "expected_state")]
+
+
 def set_threshold(model: nn.Module, threshold: float) -> int:
-    """Set the halting threshold of every halting loop of ``model`` (ACT: ``1 - epsilon``); returns how many were
-    set. A ValueError when the model has none (fixed depth) or the threshold is outside (0, 1]."""
+    """Set the halting threshold of every loop of :func:`threshold_knob_loops` of ``model`` (ACT: ``1 -
+    epsilon``); returns how many were set. A ValueError when the model has none (fixed depth) or the threshold is
+    outside (0, 1]."""
     if not 0 < threshold <= 1:
         raise ValueError(f"a halting threshold must be in (0, 1], got {threshold}")
-    loops = halting_loops(model)
-    if not loops:
+    loops = threshold_knob_loops(model)
+    if not halting_loops(model):
         raise ValueError(f"{type(model).__name__} has no halting loop (fixed recurrence): change its depth with "
                          "set_fixed_depth")
     acts = [m for m in loops if isinstance(m, AdaptiveComputationTime)]
@@ -96,8 +107,8 @@ def set_max_steps(model: nn.Module, max_steps: int) -> int:
 
 
 def threshold_of(model: nn.Module) -> float:
-    """The (common) halting threshold of ``model``'s halting loops."""
-    values = {float(m.threshold) for m in halting_loops(model)}
+    """The (common) halting threshold of ``model``'s loops of :func:`threshold_knob_loops`."""
+    values = {float(m.threshold) for m in threshold_knob_loops(model)}
     if len(values) != 1:
         raise ValueError(f"expected one halting threshold over the stacks, found {sorted(values)}")
     return values.pop()

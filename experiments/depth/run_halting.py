@@ -12,7 +12,8 @@ The models (one config each, identical but for the recurrence lines; every key c
 - ``ut_act``: Adaptive Computation Time per position, at most 8 steps (Graves 2016; UT §2.2);
 - ``ut_pondernet``: PonderNet, at most 8 steps, expected task loss over the halting step + 0.01 KL to a truncated
   geometric prior of rate 0.2, halting at evaluation once the cumulative halting probability exceeds 0.5 (Banino et
-  al. 2021; on bAbI one halting step per story, the classifier's per-example readout);
+  al. 2021; on bAbI one halting step per story, the classifier's per-example readout; on copy the encoder's
+  p-weighted memory halts at 0.999, ``ut/nn/pondernet.py``);
 - ``ut_stick_breaking``: the Sparse Universal Transformer's stick-breaking halting per position, at most 8 steps,
   threshold 0.999, expected-depth loss weight 0.01 (Tan et al. 2023).
 
@@ -344,9 +345,10 @@ def write_report(results: list[dict], args, out: Path, argv: list[str], specs: l
 {len(results)}/{len(specs)} runs finished{("; not (yet) run: " + ", ".join(missing[:12]) + (" ..." if len(missing) > 12
                                             else "")) if missing else ""}. Seeds: {", ".join(map(str, args.seeds))}.
 Every model: d_model 64, 4 heads, one shared layer; fixed UT T = 4; the halting ones at most 8 steps (ACT: threshold
-1 - 0.01, ponder weight 0.01; PonderNet: lambda_p 0.2, beta 0.01, evaluation threshold 0.5; stick-breaking:
-threshold 0.999, expected-depth weight 0.01). Copy: {args.copy_steps} training steps, the UT's position start index
-per step `{args.copy_position_start}` (random: t2t's policy, the configs'); bAbI: {babi_steps_text(args)}.
+1 - 0.01, ponder weight 0.01; PonderNet: lambda_p 0.2, beta 0.01, evaluation threshold 0.5, the copy encoder's
+0.999; stick-breaking: threshold 0.999, expected-depth weight 0.01). Copy: {args.copy_steps} training steps, the
+UT's position start index per step `{args.copy_position_start}` (random: t2t's policy, the configs'); bAbI:
+{babi_steps_text(args)}.
 Quality of the FINAL model of every run (no checkpoint selection).
 
 {chr(10).join(chr(10) + s + chr(10) for s in sections)}

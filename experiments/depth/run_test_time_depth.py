@@ -13,6 +13,8 @@ The knobs (:mod:`experiments.depth.knobs`, set on the loaded model):
   2021) and stick-breaking (the cumulative halting that halts, Tan et al. 2023): the threshold swept over
   :data:`THRESHOLDS` at the trained cap of 8 steps, and the trained and the highest threshold again with the cap
   raised to 2x (``--cap-multipliers``), so that a halting model may also run deeper than it ever did in training.
+  PonderNet's copy encoder keeps its threshold of 0.999 (its p-weighted memory approximates the training readout
+  only near 1; :mod:`experiments.depth.knobs`): the threshold moves the decoder, the cap both.
 
 Quality vs executed steps (and forward FLOPs per token) on copy length generalisation (trained on lengths <= 40;
 tested on U[1, 40] and U[1, 400], teacher-forced char-acc / seq-acc, ``--sweep-decode`` adds greedy decoding) and
@@ -343,11 +345,12 @@ def write_report(records: list[dict], results: list[dict], args, out: Path, argv
 other depths. Fixed UT trained with T = 4: T' in {{{", ".join(f"{k:g}T" for k in args.depth_multipliers)}}}; ACT /
 PonderNet / stick-breaking: the halting threshold swept at the trained cap of 8 steps, and the trained and highest
 threshold with the cap at {", ".join(f"{k:g}x" for k in args.cap_multipliers if k != 1) or "(none)"} (ACT's
-threshold is 1 - eps, trained 0.99; PonderNet's the cumulative halting probability, trained 0.5; stick-breaking's
-the cumulative halting, trained 0.999). Quality: copy teacher-forced char-acc / seq-acc on lengths U[1, 40]
-({args.n_le40} examples) and U[1, 400] ({args.n_uniform}), trained on lengths <= 40; bAbI test error % overall and
-on the stories with at most / more than the median number of facts. Mean over seeds; steps: mean executed steps per
-token (copy: encoder and decoder averaged) or per bAbI item; FLOPs: forward, `benchmarks/flops.py`'s convention.
+threshold is 1 - eps, trained 0.99; PonderNet's the cumulative halting probability, trained 0.5, its copy encoder
+kept at 0.999 (the p-weighted memory); stick-breaking's the cumulative halting, trained 0.999). Quality: copy
+teacher-forced char-acc / seq-acc on lengths U[1, 40] ({args.n_le40} examples) and U[1, 400] ({args.n_uniform}),
+trained on lengths <= 40; bAbI test error % overall and on the stories with at most / more than the median number of
+facts. Mean over seeds; steps: mean executed steps per token (copy: encoder and decoder averaged) or per bAbI item;
+FLOPs: forward, `benchmarks/flops.py`'s convention.
 
 ## Does more depth at test time help longer inputs? (computed from the tables below)
 

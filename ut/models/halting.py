@@ -7,7 +7,10 @@
   ``act_loss_weight * mean(n + r)``;
 - ``"pondernet"``: PonderNet (Banino et al. 2021), :mod:`ut.nn.pondernet`; loss the expectation of the task loss over
   the halting step plus ``pondernet_beta * KL(p || truncated geometric(pondernet_lambda_p))``; evaluation halting
-  ``pondernet_eval_halting`` (``"threshold"`` at ``pondernet_threshold``, or ``"sample"``);
+  ``pondernet_eval_halting`` (``"threshold"`` at ``pondernet_threshold``, or ``"sample"``) per token or per example;
+  the encoder of an encoder-decoder (the ``"expected_state"`` readout, trained on the memory of all N steps) halts
+  only at ``pondernet_encoder_threshold`` (default 0.999: 1 - eps), so that its evaluation memory stays the one
+  the decoder was trained on;
 - ``"stick_breaking"``: the Sparse Universal Transformer's stick-breaking halting (Tan et al. 2023),
   :mod:`ut.nn.stick_breaking`; loss ``stick_breaking_loss_weight * mean expected depth``; halting threshold
   ``stick_breaking_threshold``, which may be changed after training (:func:`set_halting_threshold`).
@@ -50,6 +53,8 @@ class HaltingConfig(ConfigBase):
     # PonderNet at evaluation: halt once the cumulative p exceeds pondernet_threshold, or by Bernoulli(lambda_n)
     pondernet_eval_halting: Literal["threshold", "sample"] = "threshold"  # PonderNet evaluation halting rule
     pondernet_threshold: float = 0.5  # PonderNet "threshold" halting: cumulative p to exceed (0.5: the median step)
+    # PonderNet encoder of an encoder-decoder (p-weighted memory): cumulative p to exceed at evaluation, 1 - eps
+    pondernet_encoder_threshold: float = 0.999  # eval memory within eps of training's (all N steps); not "sample"
     stick_breaking_threshold: float = 0.999  # stick-breaking: cumulative halting that halts (SUT: 0.999), changeable
     stick_breaking_loss_weight: float = 0.01  # stick-breaking: weight of the expected depth, encoder and decoder each
 
@@ -62,6 +67,7 @@ class HaltingConfig(ConfigBase):
         self._check(0 < self.pondernet_lambda_p < 1, "pondernet_lambda_p must be in (0, 1)")
         self._check(self.pondernet_beta >= 0, "pondernet_beta must be >= 0")
         self._check(0 < self.pondernet_threshold <= 1, "pondernet_threshold must be in (0, 1]")
+        self._check(0 < self.pondernet_encoder_threshold <= 1, "pondernet_encoder_threshold must be in (0, 1]")
         self._check(0 < self.stick_breaking_threshold <= 1, "stick_breaking_threshold must be in (0, 1]")
         self._check(self.stick_breaking_loss_weight >= 0, "stick_breaking_loss_weight must be >= 0")
 
@@ -75,25 +81,36 @@ class HaltingConfig(ConfigBase):
 
 def build_halting(cfg: HaltingConfig, d_model: int, readout: str = "per_position") -> nn.Module | None:
     """The halting loop of ``cfg.recurrence`` over states of width ``d_model`` (None for ``"fixed"``); ``readout``
-    is PonderNet's (:mod:`ut.nn.pondernet`), unused by the others."""
+    is PonderNet's (:mod:`ut.nn.pondernet`), unused by the others; the ``"expected_state"`` readout halts at
+    ``pondernet_encoder_threshold``, the others at ``pondernet_threshold``."""
     if cfg.recurrence == "act":
         return AdaptiveComputationTime(d_model, cfg.max_steps, cfg.act_epsilon, cfg.act_halting_bias_init,
                                        cfg.act_combine)
     if cfg.recurrence == "pondernet":
+        threshold = cfg.pondernet_encoder_threshold if readout == "expected_state" else cfg.pondernet_threshold
         return PonderNet(d_model, cfg.max_steps, cfg.pondernet_lambda_p, cfg.pondernet_beta,
-                         cfg.pondernet_eval_halting, cfg.pondernet_threshold, readout)
+                         cfg.pondernet_eval_halting, threshold, readout)
     if cfg.recurrence == "stick_breaking":
         return StickBreakingHalting(d_model, cfg.max_steps, cfg.stick_breaking_threshold,
                                     cfg.stick_breaking_loss_weight)
     return None
 
 
+def threshold_loops(model: nn.Module) -> list[nn.Module]:
+    """The PonderNet / stick-breaking loops of ``model`` whose threshold is a depth knob: all but a PonderNet
+    ``"expected_state"`` encoder, whose threshold (``pondernet_encoder_threshold``) says how closely its evaluation
+    memory follows its training memory (:mod:`ut.nn.pondernet`); set that one's ``threshold`` attribute directly."""
+    return [m for m in model.modules() if isinstance(m, StickBreakingHalting)
+            or (isinstance(m, PonderNet) and m.readout != "expected_state")]
+
+
 def set_halting_threshold(model: nn.Module, threshold: float) -> int:
-    """Set the evaluation threshold of every PonderNet / stick-breaking loop in ``model`` (a test-time depth sweep);
-    returns how many loops were set (0: the model has none, e.g. fixed depth or ACT)."""
+    """Set the evaluation threshold of every loop of :func:`threshold_loops` in ``model`` (a test-time depth sweep;
+    a PonderNet encoder-decoder's encoder keeps its own); returns how many loops were set (0: the model has none,
+    e.g. fixed depth or ACT)."""
     if not 0 < threshold <= 1:
         raise ValueError(f"a halting threshold must be in (0, 1], got {threshold}")
-    loops = [m for m in model.modules() if isinstance(m, PonderNet | StickBreakingHalting)]
+    loops = threshold_loops(model)
     for m in loops:
         m.threshold = threshold
     return len(loops)

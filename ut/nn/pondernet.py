@@ -23,9 +23,11 @@ Training unrolls every real position for all N steps (nothing halts: every h_n e
 halts each position (``eval_halting``, an attribute read at every forward, so it may be changed after training):
 
 - ``"threshold"`` (deterministic): halt after the first step at which the cumulative ``sum_{k<=n} p_k`` exceeds
-  ``threshold`` (0.5: the median of the halting distribution);
+  ``threshold`` (default 0.5: the median of the halting distribution; the ``"expected_state"`` readout's default is
+  :data:`EXPECTED_STATE_THRESHOLD`, below);
 - ``"sample"`` (the paper's inference): halt after step n with probability lambda_n (one Bernoulli draw per
-  position, or per example, and step, from torch's global generator).
+  position, or per example, and step, from torch's global generator). Not for the ``"expected_state"`` readout,
+  which always halts by its threshold.
 
 A position that halts at step n takes the remainder, ``p'_n = prod_{j<n} (1 - lambda_j)``, so that its p' sums to 1
 over the steps it ran; the evaluation KL and ponder time use p'. Halted states are frozen (the UT paper's copy, as in
@@ -41,8 +43,14 @@ Readouts (``readout``), each a named choice of where the expectation is taken:
   mean of h_n over the real positions; every real position of a row shares lambda_n, p_n and the halting step (the
   classifiers: one answer per example; exact);
 - ``"expected_state"``: APPROXIMATION, for the encoder of an encoder-decoder, where an exact expectation would need
-  a full decoder pass per encoder step: the output is the p-weighted state ``sum_n p_n h_n`` (at evaluation
-  ``sum_n p'_n h_n`` over the steps run), and only the KL of the encoder's p enters the loss.
+  a full decoder pass per encoder step: the output is the p-weighted state ``sum_n p_n h_n`` over all N steps in
+  training (at evaluation ``sum_n p'_n h_n`` over the steps run), and only the KL of the encoder's p enters the
+  loss. The decoder is trained on the memory of all N steps, so evaluation must reproduce it: this readout halts
+  only once the cumulative p exceeds ``threshold`` = 1 - eps (default :data:`EXPECTED_STATE_THRESHOLD` = 0.999;
+  the model config's ``pondernet_encoder_threshold``), whatever ``eval_halting`` says. The halting step then takes
+  a remainder below eps, so that the position's memory differs from its training memory by at most
+  ``eps * max_k |h_halt - h_k|`` (plus what freezing it changes in the positions that attend to it); at the
+  median (0.5) the memory would carry up to half the mass on a state the decoder never saw in training.
 
 Deviations, named: the halting unit is one linear unit on the state (the paper leaves the step function's halting
 head open), its bias initialised to ``logit(lambda_p)`` so that it starts near the prior's rate; training always
@@ -69,6 +77,8 @@ from ut.nn.act import StepFn, masked_mean
 
 EVAL_HALTING = ("threshold", "sample")
 READOUTS = ("per_position", "per_example", "expected_state")
+PER_TOKEN_THRESHOLD = 0.5  # default "threshold" halting of the per-position / per-example readouts: the median step
+EXPECTED_STATE_THRESHOLD = 0.999  # the "expected_state" readout's: its evaluation memory within 1e-3 of training's
 
 
 def first_real(values: Tensor, token_mask: Tensor) -> Tensor:
@@ -123,19 +133,25 @@ class PonderNet(nn.Module):
         max_steps: N, the most steps (the last one takes the remainder).
         lambda_p: rate of the geometric prior (Banino et al.: 0.2 on parity), in (0, 1).
         beta: weight of the KL regulariser (Banino et al.: 0.01).
-        eval_halting: ``"threshold"`` or ``"sample"`` (evaluation only; an attribute, changeable after training).
-        threshold: cumulative halting probability that halts under ``"threshold"``, in (0, 1].
+        eval_halting: ``"threshold"`` or ``"sample"`` (evaluation only; an attribute, changeable after training;
+            the ``"expected_state"`` readout always halts by threshold).
+        threshold: cumulative halting probability that halts under ``"threshold"``, in (0, 1]; None:
+            :data:`PER_TOKEN_THRESHOLD` (0.5), or :data:`EXPECTED_STATE_THRESHOLD` (0.999) under ``"expected_state"``.
         readout: ``"per_position"``, ``"per_example"`` or ``"expected_state"``.
     """
 
     def __init__(self, d_model: int, max_steps: int, lambda_p: float = 0.2, beta: float = 0.01,
-                 eval_halting: str = "threshold", threshold: float = 0.5, readout: str = "per_position"):
+                 eval_halting: str = "threshold", threshold: float | None = None, readout: str = "per_position"):
         super().__init__()
         if max_steps < 1 or not 0 < lambda_p < 1 or beta < 0:
             raise ValueError(f"PonderNet needs max_steps >= 1, 0 < lambda_p < 1, beta >= 0; got {max_steps}, "
                              f"{lambda_p}, {beta}")
         if readout not in READOUTS:
             raise ValueError(f"PonderNet readout must be one of {READOUTS}, got {readout!r}")
+        if threshold is None:
+            threshold = EXPECTED_STATE_THRESHOLD if readout == "expected_state" else PER_TOKEN_THRESHOLD
+        if not 0 < threshold <= 1:
+            raise ValueError(f"PonderNet threshold must be in (0, 1], got {threshold}")
         self.max_steps, self.lambda_p, self.beta, self.readout = max_steps, lambda_p, beta, readout
         self.eval_halting, self.threshold = eval_halting, threshold
         self.halting = nn.Linear(d_model, 1)
@@ -152,16 +168,17 @@ class PonderNet(nn.Module):
         return z.to(torch.promote_types(z.dtype, torch.float32))
 
     def _halts(self, log_remaining_after: Tensor, log_lambda: Tensor) -> Tensor:
-        """Which positions halt at this step, before the last one (evaluation rules; nothing in training)."""
+        """Which positions halt at this step, before the last one (evaluation rules; nothing in training; the
+        ``"expected_state"`` readout by threshold alone)."""
         if self.training:
             return torch.zeros_like(log_lambda, dtype=torch.bool)
-        if self.eval_halting == "threshold":
-            return -torch.expm1(log_remaining_after) > self.threshold  # cumulative p after this step
-        if self.eval_halting == "sample":
+        if self.eval_halting not in EVAL_HALTING:
+            raise ValueError(f"PonderNet eval_halting must be one of {EVAL_HALTING}, got {self.eval_halting!r}")
+        if self.eval_halting == "sample" and self.readout != "expected_state":
             u = torch.rand(log_lambda.shape[0], 1 if self.readout == "per_example" else log_lambda.shape[1],
                            dtype=log_lambda.dtype, device=log_lambda.device)
             return u < log_lambda.exp()
-        raise ValueError(f"PonderNet eval_halting must be one of {EVAL_HALTING}, got {self.eval_halting!r}")
+        return -torch.expm1(log_remaining_after) > self.threshold  # cumulative p after this step
 
     def forward(self, state: Tensor, token_mask: Tensor | None, step_fn: StepFn) -> PonderNetOutput:
         """Run ``step_fn`` from H^0 = ``state`` (B, L, D): all N steps in training, until every real position halted

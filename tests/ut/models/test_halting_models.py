@@ -182,6 +182,36 @@ def test_pondernet_encoder_decoder_reads_the_decoder_per_token_and_the_encoders_
                                                         + out.halting_regularizers["decoder_kl"]))
 
 
+@pytest.mark.parametrize("fresh", [True, False])
+def test_pondernet_encoder_memory_in_evaluation_is_the_training_memory(fresh):
+    """The decoder is trained on the encoder's p-weighted memory over all N steps; evaluation halts the encoder only
+    at 1 - eps (pondernet_encoder_threshold 0.999), so the memory it hands the decoder stays that one. At the
+    decoder's median threshold (0.5) it would not. ``fresh``: a model at initialisation (every position runs all N
+    steps at 0.999); else large halting units that halt positions early."""
+    def build(**kw):
+        if not fresh:
+            return seq2seq("pondernet", **kw)
+        torch.manual_seed(0)
+        return build_model("universal", {**SMALL, "src_vocab_size": 13, "tgt_vocab_size": 13, "n_steps": 2,
+                                         "act_max_steps": 5, "recurrence": "pondernet", **kw}).double()
+
+    m = build()
+    assert m.encoder.halting.threshold == 0.999 and m.decoder.halting.threshold == 0.5
+    src, src_mask = padded(SRC)
+    with torch.no_grad():
+        train = m.train().encode(src, src_mask).output
+        evaluation = m.eval().encode(src, src_mask)
+        at_median = build(pondernet_encoder_threshold=0.5).eval().encode(src, src_mask).output
+
+    def relative(memory):
+        return ((memory - train)[src_mask].norm() / train[src_mask].norm()).item()
+
+    if not fresh:
+        assert (evaluation.halting.n_updates[src_mask] < 5).any(), "test setup: early halting at 0.999"
+    assert relative(evaluation.output) < 1e-2
+    assert relative(at_median) > 5e-2
+
+
 # ---------------------------------------------------------------------------------------------------- test-time depth
 @pytest.mark.parametrize("recurrence,thresholds", [("stick_breaking", (1.0, 0.99, 0.9, 0.6, 0.3)),
                                                    ("pondernet", (1.0, 0.9, 0.6, 0.3, 0.1))])
@@ -223,6 +253,11 @@ def test_config_and_state_dict_names():
     assert keys["pondernet"] == {k.replace(".act.", ".pondernet.") for k in keys["act"]}
     assert keys["stick_breaking"] == {k.replace(".act.", ".stick_breaking.") for k in keys["act"]}
     assert set_halting_threshold(seq2seq("act"), 0.5) == 0
+    with pytest.raises(ValueError, match="pondernet_encoder_threshold"):
+        UniversalTransformerConfig(recurrence="pondernet", pondernet_encoder_threshold=1.5)
+    ponder = seq2seq("pondernet")
+    assert set_halting_threshold(ponder, 0.3) == 1  # the decoder's; the encoder's p-weighted memory keeps 1 - eps
+    assert ponder.decoder.halting.threshold == 0.3 and ponder.encoder.halting.threshold == 0.999
 
 
 @pytest.mark.parametrize("recurrence", MECHANISMS)

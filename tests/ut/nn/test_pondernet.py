@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from ut.nn.pondernet import PonderNet, truncated_geometric_log_prior
+from ut.nn.pondernet import EXPECTED_STATE_THRESHOLD, PonderNet, truncated_geometric_log_prior
 
 B, L, D = 3, 5, 6
 
@@ -210,12 +210,12 @@ def test_per_example_readout_shares_the_halting_of_a_row():
         assert len(set(out.n_updates[b][mask[b]].tolist())) == 1  # one coin per row
 
 
-@pytest.mark.parametrize("training", [True, False])
-def test_expected_state_readout_is_the_p_weighted_state(training):
-    m = make("expected_state").train(training)
+@pytest.mark.parametrize("training,threshold", [(True, None), (False, None), (False, 0.5)])
+def test_expected_state_readout_is_the_p_weighted_state(training, threshold):
+    m = make("expected_state", threshold=threshold).train(training)
     x, mask = inputs()
     out = m(x, mask, mixing_step)
-    p_ref, _, _ = reference(m, x, mask, mixing_step, training)
+    p_ref, _, _ = reference(m, x, mask, mixing_step, training, m.threshold)
     # rebuild the per-step states with frozen semantics, then weight them by the reference p
     state, running, expected = x.clone(), mask.clone(), torch.zeros_like(x)
     for t in range(out.n_steps):
@@ -230,6 +230,32 @@ def test_expected_state_readout_is_the_p_weighted_state(training):
         state = new
     torch.testing.assert_close(out.output, expected)
     assert out.states == []
+
+
+def position_wise(state, step, running):
+    return state, torch.tanh(1.3 * state + 0.2)
+
+
+@pytest.mark.parametrize("eval_halting", ["threshold", "sample"])
+def test_expected_state_evaluation_reproduces_the_training_memory(eval_halting):
+    """Training sums all N steps; evaluation halts only once the cumulative p exceeds 1 - eps, so the halting step
+    takes a remainder below eps and the memory moves by at most eps * max_k |h_halt - h_k| <= 2 eps (tanh states),
+    also when ``eval_halting`` says "sample". At the median (0.5) it moves much further."""
+    m = make("expected_state")
+    assert m.threshold == EXPECTED_STATE_THRESHOLD == 0.999
+    with torch.no_grad():
+        m.halting.bias.fill_(3.0)  # large lambda: positions reach 0.999 before the last step
+    x, mask = inputs()
+    with torch.no_grad():
+        train = m.train()(x, mask, position_wise).output
+        m.eval()
+        m.eval_halting = eval_halting
+        out = m(x, mask, position_wise)
+        assert (out.n_updates[mask] < m.max_steps).any(), "test setup: positions should halt before the last step"
+        assert (out.output - train).abs().max().item() <= 2e-3  # eps = 1 - 0.999
+        m.threshold = 0.5
+        at_median = m(x, mask, position_wise).output
+    assert (at_median - train).abs().max().item() > 0.05
 
 
 def test_gradients_reach_the_halting_unit():
