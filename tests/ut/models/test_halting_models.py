@@ -13,6 +13,7 @@ from ut.models import build_model
 from ut.models.halting import set_halting_threshold
 from ut.models.universal import UniversalTransformerConfig
 from ut.models.universal_decoder_only import UniversalDecoderOnlyLM
+from ut.nn.pondernet import PonderNetOutput
 
 MECHANISMS = ["pondernet", "stick_breaking"]
 SMALL = dict(d_model=16, n_heads=2, d_ff=16, dropout=0.0)
@@ -227,6 +228,62 @@ def test_changing_the_threshold_at_test_time_changes_the_executed_depth_monotoni
     for a, b in zip(first, first[1:]):
         assert (b <= a).all()
     assert means == sorted(means, reverse=True) and means[-1] < means[0]
+
+
+def expected_task_loss_gradients(m):
+    """PonderNet's expected task loss ALONE (sum_n p_n CE_n over the decoder's step predictions, the KL left out)
+    of a float64 encoder-decoder: the autograd gradient of each stack's halting unit (None where none arrives) and
+    the float64 central difference of the same loss, per stack name."""
+    src, src_mask = padded(SRC)
+    target = torch.roll(TGT, -1, 1)
+
+    def loss():
+        out = m(src, src_mask, TGT)
+        return expected_smoothed_cross_entropy(out.step_logits, out.step_weights, target, None, 0.1).loss
+
+    m.train().zero_grad()
+    loss().backward()
+    result = {}
+    for name in ("encoder", "decoder"):
+        unit = getattr(m, name).halting.halting
+        params = (unit.weight, unit.bias)
+        grads = [None if p.grad is None else p.grad.clone() for p in params]
+        fds, h = [], 1e-6
+        with torch.no_grad():
+            for p in params:
+                fd = torch.zeros_like(p)
+                for i in range(p.numel()):
+                    value = p.view(-1)[i].item()
+                    p.view(-1)[i] = value + h
+                    up = loss().item()
+                    p.view(-1)[i] = value - h
+                    down = loss().item()
+                    p.view(-1)[i] = value
+                    fd.view(-1)[i] = (up - down) / (2 * h)
+                fds.append(fd)
+        result[name] = (grads, fds)
+    return result
+
+
+def test_the_expected_task_loss_alone_reaches_both_halting_units_as_its_finite_difference():
+    """The decoder's unit through p_n of the expectation (``step_weights``), the encoder's through its p-weighted
+    memory; no KL in the loss, so nothing else carries a gradient there."""
+    for name, (grads, fds) in expected_task_loss_gradients(seq2seq("pondernet")).items():
+        for grad, fd in zip(grads, fds):
+            assert fd.abs().max() > 1e-4, f"test setup: the loss should depend on the {name}'s halting unit"
+            assert grad is not None, name
+            torch.testing.assert_close(grad, fd, rtol=1e-5, atol=1e-9)
+
+
+def test_a_detached_halting_distribution_fails_the_finite_difference_check(monkeypatch):
+    """The check above is sensitive: with ``step_weights`` detached the decoder's unit gets no gradient from the
+    expectation, while the finite difference still sees the loss move."""
+    attached = PonderNetOutput.step_weights
+    monkeypatch.setattr(PonderNetOutput, "step_weights", property(lambda self: attached.fget(self).detach()))
+    grads, fds = expected_task_loss_gradients(seq2seq("pondernet"))["decoder"]
+    for grad, fd in zip(grads, fds):
+        assert fd.abs().max() > 1e-4
+        assert grad is None or not torch.allclose(grad, fd, rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("recurrence", MECHANISMS)

@@ -262,11 +262,50 @@ def test_gradients_reach_the_halting_unit():
     m = make("expected_state").train()
     x, mask = inputs()
     out = m(x, mask, mixing_step)
-    (out.loss + out.output.sum() + out.halting_distribution.sum()).backward()
+    (out.loss + out.output.sum()).backward()
     assert m.halting.weight.grad.abs().sum() > 0 and m.halting.bias.grad.abs() > 0
     m.zero_grad()
     m(x, mask, mixing_step).kl.backward()  # the regulariser alone
     assert m.halting.weight.grad.abs().sum() > 0
+
+
+def task_loss(out, mask, readout, probe):
+    """A task loss of the loop's readout alone (no KL): sum_n p_n c_n with c_n a cost of h_n per position
+    (per example: of the row's mean h_n), or a fixed projection of the p-weighted state ("expected_state")."""
+    if readout == "expected_state":
+        return (out.output * probe).sum()
+    cost = torch.stack([(h * probe).sum(-1) ** 2 for h in out.states])  # (N, B, L)
+    if readout == "per_example":
+        m = mask.double()
+        cost = (cost * m).sum(-1) / m.sum(-1)  # (N, B)
+        return (out.step_weights * cost).sum()
+    return (out.step_weights * cost * mask).sum()
+
+
+@pytest.mark.parametrize("readout", ["per_position", "per_example", "expected_state"])
+def test_the_task_loss_alone_gives_the_halting_unit_its_finite_difference_gradient(readout):
+    """The expectation's gradient into the halting unit, through p_n (``step_weights``) or the p-weighted state,
+    against float64 central differences of the same loss: a detached p would give 0 here."""
+    m = make(readout).train()
+    x, mask = inputs()
+    probe = torch.randn(L if readout == "expected_state" else 1, D, generator=torch.Generator().manual_seed(5),
+                        dtype=torch.float64)
+    task_loss(m(x, mask, mixing_step), mask, readout, probe).backward()
+    h = 1e-6
+    for param in (m.halting.weight, m.halting.bias):
+        fd = torch.zeros_like(param)
+        with torch.no_grad():
+            for i in range(param.numel()):
+                value = param.view(-1)[i].item()
+                losses = []
+                for sign in (1, -1):
+                    param.view(-1)[i] = value + sign * h
+                    losses.append(task_loss(m(x, mask, mixing_step), mask, readout, probe).item())
+                param.view(-1)[i] = value
+                fd.view(-1)[i] = (losses[0] - losses[1]) / (2 * h)
+        assert fd.abs().max() > 1e-3, "test setup: the loss should depend on the halting unit"
+        assert param.grad is not None
+        torch.testing.assert_close(param.grad, fd, rtol=1e-5, atol=1e-8)
 
 
 def test_bad_arguments_are_rejected():
