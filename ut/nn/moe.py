@@ -120,6 +120,14 @@ class MoEFeedForward(nn.Module):
         """Assignments each expert takes in training, C = ceil(capacity_factor * N * k / E)."""
         return max(1, math.ceil(self.capacity_factor * n_tokens * self.top_k / self.n_experts))
 
+    @staticmethod
+    def real_tokens(n_routed: int, token_mask: Tensor | None, route_mask: Tensor | None, n_positions: int) -> int:
+        """The N that the training capacity counts: the call's real tokens. Without ``route_mask`` they are the
+        ``n_routed`` tokens (no host sync); with it, ``token_mask.sum()`` (one sync, training only)."""
+        if route_mask is None:
+            return n_routed
+        return n_positions if token_mask is None else int(token_mask.sum())
+
     def balance_loss(self, probs: Tensor, experts: Tensor) -> Tensor:
         """probs (N, E) dense router distribution, experts (N, k) chosen experts -> unweighted balancing loss."""
         if self.balance == "importance":
@@ -134,7 +142,6 @@ class MoEFeedForward(nn.Module):
         unused (position-wise)."""
         bsz, length, d = x.shape
         flat = x.reshape(-1, d)
-        n_real = bsz * length if token_mask is None else int(token_mask.sum())  # what the capacity counts
         routed = token_mask if route_mask is None else route_mask if token_mask is None else token_mask & route_mask
         idx = None if routed is None else routed.reshape(-1).nonzero().squeeze(1)
         tokens = flat if idx is None else flat.index_select(0, idx)  # (N, D) the routed tokens
@@ -152,8 +159,10 @@ class MoEFeedForward(nn.Module):
 
         # queue position of every assignment in its expert, assignments listed choice-major (k*N,)
         assigned = experts.t().reshape(-1)
-        # evaluation keeps every assignment: the buffer is as deep as the busiest expert's queue
-        cap = self.capacity(n_real) if self.training else int(torch.bincount(assigned, minlength=e).max())
+        if self.training:
+            cap = self.capacity(self.real_tokens(n, token_mask, route_mask, bsz * length))
+        else:  # evaluation keeps every assignment: the buffer is as deep as the busiest expert's queue
+            cap = int(torch.bincount(assigned, minlength=e).max())
         if self.training and self.priority == "position":
             # causal priority: sort by (sequence position, choice); the stable sort keeps the row order within
             pos = torch.arange(n, device=x.device) if idx is None else idx

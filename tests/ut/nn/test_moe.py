@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ut.nn.moe import MoEFeedForward
 
@@ -223,3 +224,39 @@ def test_route_mask_routes_a_subset_and_the_capacity_still_counts_every_real_tok
     out, _ = moe(x, real, route_mask=running)
     flat = out.reshape(-1, D)[routed.reshape(-1)]
     torch.testing.assert_close(flat, reference(moe, x.reshape(-1, D)[routed.reshape(-1)][None])[0])
+
+
+
+class MaskCounts(TorchDispatchMode):
+    """Counts the reductions of one tensor (``aten.sum`` with it as input): ``int(token_mask.sum())`` is a host sync
+    on an accelerator."""
+
+    def __init__(self, watched: torch.Tensor):
+        super().__init__()
+        self.watched, self.count = watched, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func.overloadpacket is torch.ops.aten.sum and args[0] is self.watched
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("training,with_route_mask,counts", [
+    (True, False, 0),  # T-DMCA-MoE / a fixed-depth sparse UT in training: the capacity counts the routed tokens
+    (True, True, 1),  # a halting loop in training: the capacity counts token_mask's real tokens
+    (False, False, 0),  # evaluation: no capacity
+    (False, True, 0),
+])
+def test_the_real_tokens_are_counted_only_for_the_training_capacity_under_a_route_mask(training, with_route_mask,
+                                                                                        counts):
+    moe = MoEFeedForward(D, F_, n_experts=E, top_k=2).train(training)
+    x = torch.randn(2, 6, D)
+    real = torch.ones(2, 6, dtype=torch.bool)
+    real[1, 4:] = False
+    running = torch.tensor([[True, False, True, True, False, True], [True, True, False, True, True, True]])
+    probe = MaskCounts(real)
+    with probe:
+        moe(x, real, route_mask=running if with_route_mask else None)
+    assert probe.count == counts
+    with MaskCounts(real) as control:
+        int(real.sum())
+    assert control.count == 1  # the probe sees such a count
