@@ -1,9 +1,10 @@
 """experiments/depth/run_halting.py and run_test_time_depth.py: the spec building (seeds, the cache keys differ per
-mechanism, both scripts build the same runs), the halting configs (the ACT ones but for the halting lines), the
-test-time settings, the resumable sweep (settings really applied, nothing redone), and both reports written from
-fake results (tables, computed orderings and answers, plots)."""
+mechanism, both scripts build the same runs), the halting configs (the ACT ones but for the halting lines; the
+PonderNet prior's mean that they state), the test-time settings, the resumable sweep (settings really applied,
+nothing redone), and both reports written from fake results (tables, computed orderings and answers, plots)."""
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from experiments.ablations.runner import REPO, cache_key
 from experiments.depth import evaluation, knobs, run_halting, run_test_time_depth
 from ut.models import build_model
+from ut.nn.pondernet import truncated_geometric_log_prior
 
 CONFIGS = REPO / "experiments" / "ut_paper" / "configs"
 MC = {"d_model": 64, "d_ff": 256, "tgt_vocab_size": 16}  # the copy models' config (FLOPs)
@@ -79,6 +81,21 @@ def test_the_halting_configs_are_the_act_ones_but_for_the_halting_lines(family, 
                  "pondernet_threshold": 0.5} if mechanism == "pondernet" else
                 {"stick_breaking_threshold": 0.999, "stick_breaking_loss_weight": 0.01})
     assert halting == expected
+
+
+@pytest.mark.parametrize("family", ["algorithmic", "babi_1k"])
+def test_the_pondernet_configs_state_the_truncated_priors_mean(family):
+    """The comment of pondernet_lambda_p gives the prior's mean truncated at act_max_steps (not 1 / lambda_p)."""
+    path = CONFIGS / f"{family}_ut_pondernet.yaml"
+    mc = yaml.safe_load(path.read_text())["model"]["init_args"]["model_config"]
+    line = next(x for x in path.read_text().splitlines() if x.strip().startswith("pondernet_lambda_p:"))
+    found = re.search(r"truncated at act_max_steps = (\d+): prior mean ([\d.]+) steps", line)
+    assert found, line
+    n_steps, stated = int(found[1]), float(found[2])
+    assert n_steps == mc["act_max_steps"]
+    prior = truncated_geometric_log_prior(mc["pondernet_lambda_p"], n_steps).exp()
+    mean = float((torch.arange(1, n_steps + 1, dtype=torch.float64) * prior).sum())
+    assert stated == round(mean, 2) == 3.39
 
 
 # ---------------------------------------------------------------------------------------------------- settings
