@@ -30,7 +30,10 @@ What is kept apart, and where:
   transition is position-wise, so ``act_skip_halted`` applies and the frozen-state fill of cached decoding projects
   keys and values only (:mod:`ut.models.universal`). In a UT-DMCA pattern of several layers this holds at the
   pattern's last layer; the earlier layers route halted positions too, whose states there are the later layers'
-  keys and values (:mod:`ut.nn.stack`);
+  keys and values (:mod:`ut.nn.stack`). So a UT-DMCA under ACT whose LAST pattern layer is an MoE layer (a
+  ``"-moe"`` suffix or ``transition="moe"``) gives its halted positions no expert slot and no part in the
+  balancing loss there, which trains it differently from this repository's versions before the sparse UT, where
+  that layer routed every real position at every step (no committed config uses this combination);
 - padding is never routed; in evaluation nothing is dropped, so a token's output depends on no other token of the
   batch and cached decoding equals the full forward.
 

@@ -3,7 +3,8 @@ every step with gradients from each, a float64 reference of the steps (attention
 priority and experts written by hand), causality of the decoder in training and evaluation, cached decoding ==
 the full forward and no-cache greedy decoding, padding and halted positions not routed (ACT, PonderNet,
 stick-breaking; with and without skipping halted positions), the balancing loss weighted and apart from the
-halting loss, the classifier, fact-QA and UT-DMCA models, learning a copy batch."""
+halting loss, the classifier, fact-QA and UT-DMCA models (also a ``"-moe"`` last layer under ACT), learning a copy
+batch."""
 
 from __future__ import annotations
 
@@ -343,6 +344,21 @@ def test_ut_dmca_takes_the_moe_transition_in_every_pattern_layer_and_routes_halt
     assert len(set(n.flatten().tolist())) > 1, "test setup: varied halting"
     assert [c["routed"] for c in first] == [ids.numel()] * len(first)
     assert [c["routed"] for c in last] == running_counts(n, mask, len(last))
+
+
+def test_ut_dmca_under_act_with_a_moe_suffix_last_layer_gives_halted_positions_no_slot_in_training():
+    """A ``"-moe"`` last pattern layer (the rest dense): in training, at every step it routes the running positions
+    alone (ut/models/moe_transition.py; the capacity that counts every real token: tests/ut/nn/test_moe.py)."""
+    m = ut_dmca(transition="ffn", layer_pattern="full/locm-moe", moe_capacity_factor=0.6).train()
+    (moe,) = moes(m)
+    assert moe is m.layers[1].transition
+    calls = record(moe)
+    ids = torch.randint(4, 16, (2, 9), generator=torch.Generator().manual_seed(2))
+    n = m(ids).n_updates["decoder"]
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    assert len(set(n.flatten().tolist())) > 1, "test setup: varied halting"
+    assert [c["routed"] for c in calls] == running_counts(n, mask, len(calls))
+    assert calls[-1]["routed"] < ids.numel() and all(c["route_mask"] is not None for c in calls)
 
 
 @pytest.mark.parametrize("training", [False, True])
