@@ -54,6 +54,10 @@ def expected_smoothed_cross_entropy(step_logits: Tensor, step_weights: Tensor, t
 
     step_logits Float[N, ..., V] (y_n of every step), step_weights Float[N, ...] (p_n, summing to 1 over n), target
     Long[...], mask Bool[...] (True = counts) -> :class:`SmoothedLoss`. Computed in at least float32.
+
+    Memory: ``step_logits`` and its log-softmax are N times a plain cross-entropy's logits (N x tokens x V each,
+    plus their gradients), e.g. N = 8, 8192 tokens and V = 32k: 8.4 GB per float32 copy. This bounds PonderNet's
+    per-token expectation to small vocabularies (the algorithmic and bAbI tasks); nothing here chunks it.
     """
     if not 0 <= smoothing < 1:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")

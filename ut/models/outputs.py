@@ -37,7 +37,10 @@ class ModelOutput:
     # PonderNet / stick-breaking: "<stream>_kl" / "<stream>_expected_depth" -> the unweighted regulariser (scalar)
     halting_regularizers: dict[str, Tensor] = field(default_factory=dict)
     # PonderNet in training: the prediction y_n from the state after every step n, (N, B, L, V) or (N, B, C), and
-    # its halting probability p_n, (N, B, L) or (N, B); the task loss is then sum_n p_n L(y_n) (ut/lit/losses.py)
+    # its halting probability p_n, (N, B, L) or (N, B); the task loss is then sum_n p_n L(y_n) (ut/lit/losses.py).
+    # Materialised whole: N times the logits' memory (and as much again for the loss's log-softmax and for their
+    # gradients), e.g. N = 8, 8192 target tokens, V = 32k: 8.4 GB per float32 copy -- PonderNet's per-token
+    # expectation is for small vocabularies (the algorithmic and bAbI tasks)
     step_logits: Tensor | None = None
     step_weights: Tensor | None = None
 
