@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from benchmarks.flops import decoder_layer_macs, encoder_layer_macs
+from benchmarks.flops import decoder_layer_macs, encoder_layer_macs, transition_macs
 from experiments.ablations.runner import REPO
 
 OUTPUTS = REPO / "outputs"  # the configs' run.save_dir, relative to the repository root where the runner runs them
@@ -90,7 +90,7 @@ def copy_eval(module, key: str, size: int, eval_batch_size: int = 32, decode: bo
     return m
 
 
-def seq2seq_flops_per_token(d_model: int, d_ff: int, vocab: int, steps_encoder: float, steps_decoder: float,
+def seq2seq_flops_per_token(d_model: int, d_ff: float, vocab: int, steps_encoder: float, steps_decoder: float,
                             src_len: float, tgt_len: float) -> float:
     """Forward model FLOPs per TARGET token of a UT encoder-decoder that runs ``steps_*`` steps per token (mean)
     over a source of ``src_len`` and a target of ``tgt_len`` tokens (module docstring)."""
@@ -99,12 +99,22 @@ def seq2seq_flops_per_token(d_model: int, d_ff: int, vocab: int, steps_encoder: 
     return 2 * macs / tgt_len
 
 
+def transition_width(model_config: dict) -> float:
+    """The dense FFN width with the multiply-adds per token of a run's transition (``benchmarks.flops.transition_macs
+    / 2 d``): ``d_ff`` for ``ffn``; for the sparse UT's ``moe``, ``moe_top_k * d_ff`` (its active experts) plus
+    ``n_experts / 2`` (the router), so that the layer formulas of :mod:`benchmarks.flops` count its active FLOPs."""
+    d = model_config["d_model"]
+    macs = transition_macs(model_config.get("transition") or "ffn", d, model_config["d_ff"],
+                           model_config.get("n_experts") or 1, model_config.get("moe_top_k") or 1)
+    return macs / (2 * d)
+
+
 def copy_flops(model_config: dict, m: dict, vocab: int = 16) -> float | None:
     """:func:`seq2seq_flops_per_token` of a run's model config on one copy test set's metrics ``m``."""
     need = ("steps_encoder", "steps_decoder", "mean_src_len", "mean_tgt_len")
     if any(m.get(k) is None for k in need):
         return None
-    return seq2seq_flops_per_token(model_config["d_model"], model_config["d_ff"],
+    return seq2seq_flops_per_token(model_config["d_model"], transition_width(model_config),
                                    model_config.get("tgt_vocab_size") or vocab, *(m[k] for k in need))
 
 
@@ -143,7 +153,7 @@ def babi_eval(module, datamodule) -> dict:
             "seconds": round(time.time() - start, 1)}
 
 
-def encoder_flops_per_item(d_model: int, d_ff: int, steps: float, n_items: float) -> float:
+def encoder_flops_per_item(d_model: int, d_ff: float, steps: float, n_items: float) -> float:
     """Forward model FLOPs per item (question or fact) of a UT encoder over ``n_items`` items that runs ``steps``
     steps per item (mean; module docstring)."""
     return 2 * steps * encoder_layer_macs(d_model, d_ff, n_items) / n_items
@@ -153,7 +163,8 @@ def babi_flops(model_config: dict, m: dict) -> float | None:
     """:func:`encoder_flops_per_item` of a run's model config on :func:`babi_eval`'s metrics ``m``."""
     if m.get("steps_encoder") is None or m.get("mean_items") is None:
         return None
-    return encoder_flops_per_item(model_config["d_model"], model_config["d_ff"], m["steps_encoder"], m["mean_items"])
+    return encoder_flops_per_item(model_config["d_model"], transition_width(model_config), m["steps_encoder"],
+                                  m["mean_items"])
 
 
 def babi_datamodule(result: dict):

@@ -1,7 +1,8 @@
-"""Halting mechanisms side by side at CPU scale: the fixed-depth UT, ACT, PonderNet and stick-breaking halting on
-copy length generalisation and on bAbI 1k tasks 1-3, >= 3 seeds, one command, resumable.
+"""Halting mechanisms side by side at CPU scale: the fixed-depth UT, ACT, PonderNet and stick-breaking halting, and
+the sparse UT at equal active FLOPs, on copy length generalisation and on bAbI 1k tasks 1-3, >= 3 seeds, one
+command, resumable.
 
-    python -m experiments.depth.run_halting                     # the committed table: 4 models x 4 tasks x 3 seeds
+    python -m experiments.depth.run_halting                     # the committed table: 5 models x 4 tasks x 3 seeds
     python -m experiments.depth.run_halting --jobs 2            # two runs (and evaluations) at a time
     python -m experiments.depth.run_halting --report-only       # rewrite the report from the finished runs
     python -m experiments.depth.run_halting --tasks copy --seeds 0 --copy-steps 100   # a quick look
@@ -15,7 +16,10 @@ The models (one config each, identical but for the recurrence lines; every key c
   al. 2021; on bAbI one halting step per story, the classifier's per-example readout; on copy the encoder's
   p-weighted memory halts at 0.999, ``ut/nn/pondernet.py``);
 - ``ut_stick_breaking``: the Sparse Universal Transformer's stick-breaking halting per position, at most 8 steps,
-  threshold 0.999, expected-depth loss weight 0.01 (Tan et al. 2023).
+  threshold 0.999, expected-depth loss weight 0.01 (Tan et al. 2023);
+- ``ut_moe``: the sparse UT, fixed T = 4, its shared layer's transition a mixture of 8 experts, top-2, each expert
+  half the dense UT's d_ff wide, so its active FLOPs per token equal the dense UT's (Tan et al. 2023; Csordas et al.
+  2024, "MoEUT"; ``ut/models/moe_transition.py``); the balancing loss is logged apart from the task loss.
 
 Tasks:
 
@@ -47,6 +51,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import yaml
+
 from experiments.ablations.runner import RunSpec, collect, mean_std, metric, run_all
 from experiments.depth import evaluation
 from experiments.ut_paper import run_algorithmic, run_babi
@@ -55,7 +61,8 @@ from experiments.ut_paper.report import bar_plot, cpu_description, fmt, provenan
 HERE = Path(__file__).resolve().parent
 EXPERIMENT = "depth/halting"  # checkpoints under outputs/depth_halting/<run id>/
 MECHANISMS = {"ut": "UT (fixed T = 4)", "ut_act": "UT+ACT", "ut_pondernet": "UT+PonderNet",
-              "ut_stick_breaking": "UT+stick-breaking"}
+              "ut_stick_breaking": "UT+stick-breaking", "ut_moe": "sparse UT (MoE, T = 4)"}
+SPARSE = ("ut_moe",)  # models whose transition is a mixture of experts: expert width = the dense d_ff / top-k
 TASKS = {"copy": "copy", "task1": "bAbI task 1", "task2": "bAbI task 2", "task3": "bAbI task 3"}
 COPY_SETS = {"test_le40": "len <= 40 (train dist.)", "test": "len = 400", "test_uniform400": "len U[1, 400]"}
 COPY_EVALS = ("test_le40", "test_uniform400")  # evaluated after training ("test" by the run itself)
@@ -80,6 +87,19 @@ def copy_spec_args(args) -> SimpleNamespace:
                            decode=args.decode, logger=args.logger)
 
 
+def sparse_width(spec: RunSpec, d_model: int) -> RunSpec:
+    """run_algorithmic's specs set ``d_ff = 4 d_model`` (the dense width); a sparse model's experts get that width
+    divided by its config's ``moe_top_k``, so that its active FLOPs per token equal the dense UT's."""
+    if mechanism_of(Path(spec.config).stem) not in SPARSE:
+        return spec
+    top_k = yaml.safe_load(Path(spec.config).read_text())["model"]["init_args"]["model_config"]["moe_top_k"]
+    if (4 * d_model) % top_k:
+        raise ValueError(f"{spec.config}: the dense width 4 * d_model = {4 * d_model} is not divisible by "
+                         f"moe_top_k = {top_k}")
+    return RunSpec(spec.config, spec.variant, spec.seed,
+                   (*spec.args, f"--model.init_args.model_config.d_ff={4 * d_model // top_k}"))
+
+
 def build_specs(args) -> list[RunSpec]:
     """Seed 0 of every (task, model) first, then seed 1, ...: copy through run_algorithmic's spec builder, bAbI
     through run_babi's (its configs ``babi_1k_<model>.yaml``, its per-task budgets)."""
@@ -89,6 +109,7 @@ def build_specs(args) -> list[RunSpec]:
     for seed in args.seeds:
         if "copy" in args.tasks:
             copy = run_algorithmic.build_specs(SimpleNamespace(**vars(copy_spec_args(args)), seeds=[seed]))
+            copy = [sparse_width(s, args.d_model) for s in copy]
             if args.copy_position_start != "random":  # the configs' (t2t's) policy adds nothing to the arguments
                 extra = f"--model.init_args.model_config.position_start_index={args.copy_position_start}"
                 copy = [RunSpec(s.config, s.variant, s.seed, (*s.args, extra)) for s in copy]
@@ -340,7 +361,7 @@ def write_report(results: list[dict], args, out: Path, argv: list[str], specs: l
                  if k in (*COPY_EVALS, BABI_EVAL) and isinstance(m, dict))
     train_s = sum(r.get("total_seconds", 0) for r in results)
     older = [r["run_id"] for r in results if r.get("code_changed")]
-    text = f"""# Halting mechanisms side by side: fixed UT, ACT, PonderNet, stick-breaking (CPU scale)
+    text = f"""# Depth as a knob: fixed UT, ACT, PonderNet, stick-breaking and the sparse UT side by side (CPU scale)
 
 {len(results)}/{len(specs)} runs finished{("; not (yet) run: " + ", ".join(missing[:12]) + (" ..." if len(missing) > 12
                                             else "")) if missing else ""}. Seeds: {", ".join(map(str, args.seeds))}.

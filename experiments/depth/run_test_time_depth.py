@@ -62,7 +62,7 @@ def settings_for(mechanism: str, trained: dict, depth_multipliers=DEPTH_MULTIPLI
                  cap_multipliers=CAP_MULTIPLIERS) -> list[dict]:
     """The test-time settings of one checkpoint. ``trained``: its training depth, ``{"n_steps": T}`` (fixed) or
     ``{"threshold": thr, "max_steps": cap}`` (a halting loop)."""
-    if mechanism == "ut":
+    if "n_steps" in trained:  # a fixed-depth UT, dense or sparse
         steps = sorted({max(1, round(k * trained["n_steps"])) for k in depth_multipliers} | {trained["n_steps"]})
         return [{"kind": "fixed", "n_steps": n} for n in steps]
     thresholds = sorted(set(THRESHOLDS[mechanism]) | {trained["threshold"]})

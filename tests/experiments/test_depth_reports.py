@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from experiments.ablations.runner import REPO, cache_key
+from experiments.ablations.runner import REPO, RunSpec, cache_key
 from experiments.depth import evaluation, knobs, run_halting, run_test_time_depth
 from ut.models import build_model
 from ut.nn.pondernet import truncated_geometric_log_prior
@@ -24,8 +24,9 @@ MC = {"d_model": 64, "d_ff": 256, "tgt_vocab_size": 16}  # the copy models' conf
 def test_specs_seed_major_with_a_distinct_cache_key_per_mechanism():
     args = run_halting.parser().parse_args([])
     specs = run_halting.build_specs(args)
-    assert len(specs) == 4 * 4 * 3
-    assert [s.seed for s in specs] == [0] * 16 + [1] * 16 + [2] * 16
+    n = len(run_halting.MECHANISMS) * len(run_halting.TASKS)
+    assert len(specs) == n * 3 == 5 * 4 * 3
+    assert [s.seed for s in specs] == [0] * n + [1] * n + [2] * n
     assert all((REPO / s.config).is_file() for s in specs)
     assert len({cache_key(s) for s in specs}) == len(specs)
     assert len({s.run_id for s in specs}) == len(specs)
@@ -45,8 +46,47 @@ def test_specs_seed_major_with_a_distinct_cache_key_per_mechanism():
     zero = run_halting.build_specs(run_halting.parser().parse_args(
         ["--tasks", "copy", "task1", "--seeds", "0", "--copy-position-start", "zero"]))
     start = "--model.init_args.model_config.position_start_index=zero"
-    assert [start in s.args for s in zero] == [True] * 4 + [False] * 4
-    assert {cache_key(s) for s in zero[:4]}.isdisjoint(cache_key(s) for s in specs)
+    assert [start in s.args for s in zero] == [True] * 5 + [False] * 5
+    assert {cache_key(s) for s in zero[:5]}.isdisjoint(cache_key(s) for s in specs)
+
+
+def test_the_sparse_copy_ut_gets_experts_of_the_dense_width_over_top_k(tmp_path):
+    """run_algorithmic's specs set d_ff = 4 d_model for every model; the sparse UT's experts get it / moe_top_k
+    (the last override wins), so that its active transition equals the dense UT's; bAbI keeps its config's."""
+    specs = run_halting.build_specs(run_halting.parser().parse_args(["--seeds", "0", "--d-model", "32"]))
+    by_id = {s.run_id: s for s in specs}
+    d_ff = [a for a in by_id["algorithmic_ut_moe__copy__seed0"].args if "d_ff=" in a]
+    assert d_ff == ["--model.init_args.model_config.d_ff=128", "--model.init_args.model_config.d_ff=64"]
+    assert [a for a in by_id["algorithmic_ut__copy__seed0"].args if "d_ff=" in a] == [
+        "--model.init_args.model_config.d_ff=128"]
+    assert not any("d_ff=" in a for a in by_id["babi_1k_ut_moe__task1__seed0"].args)
+    three = yaml.safe_load((CONFIGS / "algorithmic_ut_moe.yaml").read_text())
+    three["model"]["init_args"]["model_config"]["moe_top_k"] = 3
+    (tmp_path / "algorithmic_ut_moe.yaml").write_text(yaml.safe_dump(three))
+    with pytest.raises(ValueError, match="not divisible by moe_top_k = 3"):
+        run_halting.sparse_width(RunSpec(str(tmp_path / "algorithmic_ut_moe.yaml"), "copy", 0), 32)
+
+
+@pytest.mark.parametrize("family,dense_d_ff", [("algorithmic", 256), ("babi_1k", 128)])
+def test_the_sparse_ut_configs_are_the_dense_ones_but_for_the_moe_lines_at_equal_active_flops(family, dense_d_ff):
+    from benchmarks.flops import matching_dense_d_ff, universal_flops_per_token
+    from ut.models.universal import UniversalTransformerConfig
+
+    dense = yaml.safe_load((CONFIGS / f"{family}_ut.yaml").read_text())
+    sparse = yaml.safe_load((CONFIGS / f"{family}_ut_moe.yaml").read_text())
+    d_mc, s_mc = dense["model"]["init_args"]["model_config"], sparse["model"]["init_args"]["model_config"]
+    assert d_mc.pop("transition") == "ffn" and s_mc.pop("transition") == "moe"
+    moe = {k: s_mc.pop(k) for k in list(s_mc) if k.startswith("moe_") or k == "n_experts"}
+    assert moe == {"n_experts": 8, "moe_top_k": 2, "moe_capacity_factor": 1.25, "moe_aux_loss_weight": 0.01,
+                   "moe_balance": "importance"}
+    assert d_mc.pop("d_ff") == dense_d_ff and s_mc.pop("d_ff") == dense_d_ff // 2
+    assert dense == sparse
+    common = {"d_model": 64, "n_heads": 4, "n_steps": 4}
+    dense_cfg = UniversalTransformerConfig(**common, d_ff=dense_d_ff)
+    sparse_cfg = UniversalTransformerConfig(**common, d_ff=dense_d_ff // 2, transition="moe", **moe)
+    assert matching_dense_d_ff(sparse_cfg) == dense_d_ff
+    extra = universal_flops_per_token(sparse_cfg, 40) - universal_flops_per_token(dense_cfg, 40)
+    assert extra == 2 * 4 * 64 * 8  # only the router's d * n_experts multiply-adds per token and step
 
 
 @pytest.mark.parametrize("argv", [[], ["--no-decode", "--tasks", "copy", "task2", "--seeds", "0"]])
@@ -57,10 +97,26 @@ def test_the_test_time_depth_script_builds_the_halting_table_runs(argv):
     assert a == b and [cache_key(s) for s in a] == [cache_key(s) for s in b]
 
 
+def test_flops_count_the_sparse_uts_active_experts_and_router():
+    sparse = {**MC, "d_ff": 128, "transition": "moe", "n_experts": 8, "moe_top_k": 2}
+    assert evaluation.transition_width(MC) == 256
+    assert evaluation.transition_width(sparse) == 2 * 128 + 8 / 2
+    m = copy_metrics(0.9, 0.5, 4, 4, 200.0)
+    dense, moe = evaluation.copy_flops(MC, m), evaluation.copy_flops(sparse, m)
+    src, tgt = m["mean_src_len"], m["mean_tgt_len"]
+    router = 2 * 64 * 8 * (4 * src + 4 * tgt)  # FLOPs: 2 per multiply-add, d * E per token and step, both stacks
+    assert moe - dense == pytest.approx(router / tgt)
+    b = babi_metrics(0, 0, 0, 4.0)
+    assert evaluation.babi_flops({"d_model": 64, "d_ff": 64, "transition": "moe", "n_experts": 8, "moe_top_k": 2},
+                                 b) - evaluation.babi_flops({"d_model": 64, "d_ff": 128}, b) == pytest.approx(
+        2 * 4 * 64 * 8)
+
+
 def test_mechanism_of():
     assert run_halting.mechanism_of("babi_1k_ut_stick_breaking") == "ut_stick_breaking"
     assert run_halting.mechanism_of("algorithmic_ut") == "ut"
     assert run_halting.mechanism_of("algorithmic_ut_act") == "ut_act"
+    assert run_halting.mechanism_of("babi_1k_ut_moe") == "ut_moe"
     with pytest.raises(ValueError, match="halting mechanism"):
         run_halting.mechanism_of("algorithmic_transformer")
 
@@ -102,6 +158,7 @@ def test_the_pondernet_configs_state_the_truncated_priors_mean(family):
 def test_settings_for_each_mechanism():
     fixed = run_test_time_depth.settings_for("ut", {"n_steps": 4})
     assert [s["n_steps"] for s in fixed] == [2, 4, 8, 12, 16]
+    assert run_test_time_depth.settings_for("ut_moe", {"n_steps": 4}) == fixed  # the sparse UT: fixed depth
     act = run_test_time_depth.settings_for("ut_act", {"threshold": 0.99, "max_steps": 8})
     assert [(s["threshold"], s["max_steps"]) for s in act] == [
         (0.5, 8), (0.7, 8), (0.9, 8), (0.99, 8), (0.999, 8), (0.99, 16), (0.999, 16)]
@@ -205,7 +262,7 @@ def test_halting_report(tmp_path):
     specs = run_halting.build_specs(args)
     text = run_halting.write_report(halting_results(), args, tmp_path, ["run_halting", "--seeds", "0", "1"], specs)
     assert text == (tmp_path / "README.md").read_text()
-    assert "5/16 runs finished" in text and "test machine" in text
+    assert "5/20 runs finished" in text and "test machine" in text
     ut_fl = evaluation.copy_flops(MC, copy_metrics(0, 0, 4, 4, 200.0))
     act_fl = evaluation.copy_flops(MC, copy_metrics(0, 0, 2, 2, 200.0))
     assert (f"| UT (fixed T = 4) | 2 | 0.95 / 0.50 [0.90-1.00] | 0.30 / 0.00 [0.30-0.30] | 0.60 / 0.05 [0.50-0.70] "
