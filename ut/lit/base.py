@@ -16,6 +16,12 @@ which key comes from which DataModule attribute), and the filled config is writt
 a checkpoint rebuilds the same model with ``load_from_checkpoint`` and no DataModule. Building in
 ``configure_model`` is also what Lightning's FSDP strategy needs.
 
+Losses: ``task_loss`` (through :meth:`TrainingModule.smoothed_loss`: the label-smoothed cross-entropy, or, for a
+model that gives per-step predictions -- PonderNet in training, ``ModelOutput.step_logits`` / ``step_weights`` --
+its expectation over the halting step) plus ``ModelOutput.aux_loss`` (the halting regulariser ``ponder_loss`` and
+the MoE ``moe_loss``, each already weighted and each logged under its own name; the unweighted PonderNet KL /
+stick-breaking expected depth as ``<stream>_kl`` / ``<stream>_expected_depth``).
+
 Subclasses implement ``forward_batch``, ``task_loss`` and the eval accumulation (``accumulate`` / ``finalize``),
 and ``predict_step`` (``ut-train predict``: decoded ids or a class per input row, rendered by
 :class:`ut.lit.callbacks.PredictionWriter`), which reads its search from :attr:`TrainingModule.generation`.
@@ -37,7 +43,7 @@ from torch import Tensor
 
 from ut.decoding import GenerationConfig
 from ut.lit.epoch_metrics import EpochSums
-from ut.lit.losses import SmoothedLoss
+from ut.lit.losses import SmoothedLoss, expected_smoothed_cross_entropy, smoothed_cross_entropy
 from ut.lit.ponder import add_ponder_sums, batch_ponder_metrics, ponder_metrics
 from ut.models import build_model, model_classes
 from ut.models.config import config_keys_type
@@ -154,6 +160,15 @@ class TrainingModule(L.LightningModule):
         """(smoothed loss, per-batch extra metrics such as token accuracy)."""
         raise NotImplementedError
 
+    def smoothed_loss(self, logits: Tensor, target: Tensor, mask: Tensor | None, step_logits: Tensor | None = None,
+                      step_weights: Tensor | None = None) -> SmoothedLoss:
+        """The label-smoothed cross-entropy of ``logits``; with per-step predictions ``step_logits`` (N, ..., V) and
+        their halting probabilities ``step_weights`` (N, ...) (PonderNet in training), its expectation over the
+        halting step, ``sum_n p_n L(y_n)`` (:func:`ut.lit.losses.expected_smoothed_cross_entropy`)."""
+        if step_logits is not None:
+            return expected_smoothed_cross_entropy(step_logits, step_weights, target, mask, self.label_smoothing)
+        return smoothed_cross_entropy(logits, target, mask, self.label_smoothing)
+
     def ponder_masks(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Real-token mask of each ACT stream ("encoder", "decoder")."""
         return {}
@@ -183,6 +198,7 @@ class TrainingModule(L.LightningModule):
         for name in ("ponder_loss", "moe_loss"):  # the parts of out.aux_loss, each already weighted
             if getattr(out, name) is not None:
                 logs[f"train/{name}"] = getattr(out, name).detach()
+        logs.update({f"train/{k}": v.detach() for k, v in out.halting_regularizers.items()})
         logs.update({f"train/{k}": v.detach() for k, v in extra.items()})
         logs.update({f"train/{k}": v for k, v in batch_ponder_metrics(out, self.ponder_masks(batch)).items()})
         if self.logs_this_step():
@@ -251,6 +267,8 @@ class TrainingModule(L.LightningModule):
         for name in ("ponder_loss", "moe_loss"):
             if getattr(out, name) is not None:
                 sums.add(f"{name}_sum", getattr(out, name))
+        for name, value in out.halting_regularizers.items():
+            sums.add(f"halting_{name}_sum", value)
         add_ponder_sums(sums, out, self.ponder_masks(batch))
         self.accumulate(sums, batch, out, task)
 
@@ -272,6 +290,9 @@ class TrainingModule(L.LightningModule):
         for name in ("ponder_loss", "moe_loss"):
             if f"{name}_sum" in scalars:
                 metrics[name] = scalars[f"{name}_sum"] / max(scalars["batches"], 1.0)
+        for key, value in scalars.items():  # the halting regularisers, unweighted, by name
+            if key.startswith("halting_") and key.endswith("_sum"):
+                metrics[key[len("halting_"):-len("_sum")]] = value / max(scalars["batches"], 1.0)
         metrics.update(ponder_metrics(scalars))
         metrics.update(self.finalize(scalars, vectors))
         self.last_eval_metrics[stage] = metrics

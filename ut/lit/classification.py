@@ -18,7 +18,6 @@ from torch import Tensor
 
 from ut.eval.metrics import babi_summary
 from ut.lit.base import TrainingModule, model_config_keys
-from ut.lit.losses import smoothed_cross_entropy
 from ut.models.outputs import ModelOutput
 
 MAX_TASK_ID = 63  # per-task counts are kept for task ids 0..MAX_TASK_ID
@@ -42,7 +41,7 @@ class ClassificationModule(TrainingModule):
         return {"encoder": batch.get("src_mask")}
 
     def task_loss(self, batch, out):
-        task = smoothed_cross_entropy(out.logits, batch["label"], None, self.label_smoothing)
+        task = self.smoothed_loss(out.logits, batch["label"], None, out.step_logits, out.step_weights)
         return task, {"acc": (out.logits.detach().argmax(-1) == batch["label"]).float().mean()}
 
     def accumulate(self, sums, batch, out, task):

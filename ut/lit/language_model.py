@@ -19,7 +19,6 @@ from torch import Tensor
 from ut.decoding import generate
 from ut.eval.metrics import token_accuracy
 from ut.lit.base import TrainingModule, model_config_keys
-from ut.lit.losses import smoothed_cross_entropy
 from ut.models.outputs import ModelOutput
 
 
@@ -52,7 +51,8 @@ class LanguageModelModule(TrainingModule):
 
     def task_loss(self, batch, out):
         logits, target, mask = self._shifted(batch, out)
-        task = smoothed_cross_entropy(logits, target, mask, self.label_smoothing)
+        steps = (None, None) if out.step_logits is None else (out.step_logits[:, :, :-1], out.step_weights[:, :, :-1])
+        task = self.smoothed_loss(logits, target, mask, *steps)
         return task, {"token_acc": token_accuracy(logits.detach(), target, mask)}
 
     def accumulate(self, sums, batch, out, task):

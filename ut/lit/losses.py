@@ -8,6 +8,8 @@ includes the true class), so the loss per position is
 exactly what ``torch.nn.functional.cross_entropy(..., label_smoothing=eps)`` computes; it is written out here so
 that the formula is visible and so that the unsmoothed NLL (for perplexity) comes from the same log-softmax.
 tensor2tensor spreads eps over the V - 1 wrong classes instead (a 1/V difference; named, not copied).
+
+:func:`expected_smoothed_cross_entropy` is the same loss in expectation over a halting distribution (PonderNet).
 """
 
 from __future__ import annotations
@@ -42,3 +44,36 @@ def smoothed_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor | None =
         raise ValueError("smoothed_cross_entropy: the mask selects no position")
     denom = count.to(per_pos.dtype)
     return SmoothedLoss((per_pos * mask).sum() / denom, (nll * mask).sum() / denom, count)
+
+
+def expected_smoothed_cross_entropy(step_logits: Tensor, step_weights: Tensor, target: Tensor,
+                                    mask: Tensor | None = None, smoothing: float = 0.1) -> SmoothedLoss:
+    """PonderNet's reconstruction loss (Banino et al. 2021, eq. 5): the expectation over the halting step n of the
+    smoothed cross-entropy of the prediction y_n, ``sum_n p_n L(y_n)`` at every counted position, then the mean over
+    them (the NLL likewise).
+
+    step_logits Float[N, ..., V] (y_n of every step), step_weights Float[N, ...] (p_n, summing to 1 over n), target
+    Long[...], mask Bool[...] (True = counts) -> :class:`SmoothedLoss`. Computed in at least float32.
+
+    Memory: ``step_logits`` and its log-softmax are N times a plain cross-entropy's logits (N x tokens x V each,
+    plus their gradients), e.g. N = 8, 8192 tokens and V = 32k: 8.4 GB per float32 copy. This bounds PonderNet's
+    per-token expectation to small vocabularies (the algorithmic and bAbI tasks); nothing here chunks it.
+    """
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
+    if step_logits.shape[:-1] != step_weights.shape or step_weights.shape[1:] != target.shape:
+        raise ValueError(f"expected_smoothed_cross_entropy: step_logits {tuple(step_logits.shape)} must be "
+                         f"(N, *target, V) and step_weights {tuple(step_weights.shape)} (N, *target) for target "
+                         f"{tuple(target.shape)}")
+    logp = F.log_softmax(step_logits.to(torch.promote_types(step_logits.dtype, torch.float32)), dim=-1)
+    nll = -logp.gather(-1, target.expand(step_logits.shape[0], *target.shape).unsqueeze(-1)).squeeze(-1)  # (N, ...)
+    per_step = (1 - smoothing) * nll + smoothing * -logp.mean(-1)
+    w = step_weights.to(per_step.dtype)
+    per_pos, nll_pos = (w * per_step).sum(0), (w * nll).sum(0)
+    if mask is None:
+        mask = torch.ones_like(target, dtype=torch.bool)
+    count = mask.sum()
+    if int(count) == 0:
+        raise ValueError("expected_smoothed_cross_entropy: the mask selects no position")
+    denom = count.to(per_pos.dtype)
+    return SmoothedLoss((per_pos * mask).sum() / denom, (nll_pos * mask).sum() / denom, count)

@@ -22,7 +22,7 @@ from ut.decoding import generate, greedy_decode
 from ut.eval.metrics import sequence_accuracy, token_accuracy
 from ut.lit.base import TrainingModule, model_config_keys
 from ut.lit.epoch_metrics import EpochSums
-from ut.lit.losses import SmoothedLoss, smoothed_cross_entropy
+from ut.lit.losses import SmoothedLoss
 from ut.models.outputs import ModelOutput
 
 
@@ -58,7 +58,7 @@ class Seq2SeqModule(TrainingModule):
 
     def task_loss(self, batch, out):
         mask = batch["tgt_mask"]
-        task = smoothed_cross_entropy(out.logits, batch["tgt_out"], mask, self.label_smoothing)
+        task = self.smoothed_loss(out.logits, batch["tgt_out"], mask, out.step_logits, out.step_weights)
         return task, {"token_acc": token_accuracy(out.logits.detach(), batch["tgt_out"], mask)}
 
     def accumulate(self, sums: EpochSums, batch, out: ModelOutput, task: SmoothedLoss) -> None:

@@ -30,10 +30,13 @@ C = TypeVar("C", bound="ConfigBase")
 # choices shared by several configs (each implemented where named)
 Norm = Literal["pre", "post"]  # LayerNorm placement, ut/nn/layers.py Residual
 Transition = Literal["ffn", "sepconv"]  # position-wise part of a layer, ut/nn/layers.py make_transition
+# the UT models' transitions: those and a mixture of experts (the sparse UT, ut/models/moe_transition.py)
+UniversalTransition = Literal["ffn", "sepconv", "moe"]
 Activation = Literal["relu", "gelu"]  # feed-forward activation, ut/nn/layers.py FeedForward
 PositionKind = Literal["sinusoidal", "learned"]  # position / UT timestep signal, ut/nn/positions.py
 Pooling = Literal["mean", "first", "last"]  # answer read-out, ut/models/encoder_classifier.py pool
 MoEPriority = Literal["position", "choice"]  # expert capacity priority, ut/nn/moe.py
+MoEBalance = Literal["importance", "switch"]  # MoE load-balancing loss, ut/nn/moe.py
 
 
 @dataclasses.dataclass

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from ut.decoding import DecoderOnlyDecoding
-from ut.models.config import Activation, ConfigBase, MoEPriority, Norm, PositionKind, Transition
+from ut.models.config import Activation, ConfigBase, MoEBalance, MoEPriority, Norm, PositionKind, Transition
 from ut.models.inputs import lm_forward_masks
+from ut.models.moe_transition import moe_feed_forward
 from ut.models.outputs import ModelOutput, model_output
 from ut.nn.attention import DecodingCache, MultiHeadAttention
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer
 from ut.nn.long_attention import LocalAttention, MemoryCompressedAttention
-from ut.nn.moe import MoEFeedForward
 from ut.nn.stack import StackOutput, key_by_layer, run_stack
 
 
@@ -61,6 +61,7 @@ class DecoderOnlyConfig(ConfigBase):
     moe_capacity_factor: float = 1.25  # expert capacity = factor * tokens * k / n_experts
     moe_aux_loss_weight: float = 0.01  # load-balancing loss weight
     moe_priority: MoEPriority = "position"  # capacity priority: "position" (causal in training) or "choice" (GShard)
+    moe_balance: MoEBalance = "importance"  # balancing loss: "importance" (Shazeer et al.) or "switch" (Fedus et al.)
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -105,12 +106,6 @@ def _memory_compressed_attention(order: str) -> Callable:
     return build
 
 
-def _moe_transition(cfg) -> nn.Module:
-    return MoEFeedForward(cfg.d_model, cfg.d_ff, cfg.n_experts, cfg.moe_top_k, cfg.moe_capacity_factor,
-                          cfg.moe_aux_loss_weight, dropout=cfg.dropout, activation=cfg.activation,
-                          priority=cfg.moe_priority)
-
-
 # attention kind -> factory(cfg) building the layer's self-attention module (MultiHeadAttention's call signature).
 # Long-input kinds (ut/nn/long_attention.py; all causal, Liu et al. 2018 §4.2.2):
 #   "loc", "locm"  local attention within blocks of cfg.block_size (the paper's; "locm" is the name t2t's shipped
@@ -128,7 +123,8 @@ ATTENTION_KINDS: dict[str, Callable[[DecoderOnlyConfig], nn.Module]] = {
     "redm_cp": _memory_compressed_attention("compress_project"),
 }
 # layer-kind suffix -> factory(cfg) building the layer's transition: "moe" = mixture of experts (ut/nn/moe.py)
-TRANSITION_KINDS: dict[str, Callable[[DecoderOnlyConfig], nn.Module]] = {"moe": _moe_transition}
+# (ut/models/moe_transition.py); UT-DMCA's transition="moe" gives it to every layer of the pattern
+TRANSITION_KINDS: dict[str, Callable[[DecoderOnlyConfig], nn.Module]] = {"moe": moe_feed_forward}
 
 
 def check_long_input_fields(cfg) -> None:
@@ -151,11 +147,12 @@ def check_long_input_fields(cfg) -> None:
 def build_decoder_layer(cfg, kind: str) -> DecoderLayer:
     """One decoder-only layer of ``kind`` (e.g. "full", "locm", "redm-moe")."""
     base, *suffix = kind.split("-")
-    transition: str | nn.Module = cfg.transition
+    name = cfg.transition  # a suffix overrides the config's transition (UT-DMCA's may itself be "moe")
     for s in suffix:
         if s not in TRANSITION_KINDS:
             raise ValueError(f"unknown layer suffix {s!r} in {kind!r}; known: {sorted(TRANSITION_KINDS)}")
-        transition = TRANSITION_KINDS[s](cfg)
+        name = s
+    transition: str | nn.Module = TRANSITION_KINDS[name](cfg) if name in TRANSITION_KINDS else name
     return DecoderLayer(
         cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm, transition,
         cross_attention=False, self_attn=ATTENTION_KINDS[base](cfg), activation=cfg.activation,

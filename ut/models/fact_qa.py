@@ -19,8 +19,9 @@ Two registered models differ only in the encoder (same fact encoder, positions a
 - ``transformer_fact_qa`` (:class:`TransformerFactQA`): the paper's Transformer baseline, N distinct layers
   (:class:`ut.models.transformer.TransformerEncoder`), position signal added once;
 - ``universal_fact_qa`` (:class:`UniversalFactQA`): the UT encoder (:class:`ut.models.universal.UniversalEncoder`,
-  fixed T steps or ACT), position and timestep signals added at every step; under ACT the ponder time is per
-  fact (``ponder_time["encoder"]`` (B, 1 + F), the paper's Fig. 5 reads it per task).
+  fixed T steps or a halting loop, :mod:`ut.models.halting`), position and timestep signals added at every step;
+  under ACT the ponder time is per fact (``ponder_time["encoder"]`` (B, 1 + F), the paper's Fig. 5 reads it per
+  task); under PonderNet the halting is per example (one answer per example, :mod:`ut.nn.pondernet`).
 
 Inputs: ``facts Long[B, F, W]`` (0 = padding word; an all-padding row is a padding fact), ``question Long[B, Wq]``.
 Output: :class:`ut.models.outputs.ModelOutput` with ``logits (B, C)``; attentions ``{"encoder": (B, H, 1+F, 1+F)
@@ -134,10 +135,11 @@ class UniversalFactQA(_FactQABase):
 
     def __init__(self, cfg: UniversalFactQAConfig):
         super().__init__(cfg)
-        self.encoder = UniversalEncoder(cfg)
+        self.encoder = UniversalEncoder(cfg, readout="per_example")
 
     def forward(self, facts: Tensor, question: Tensor, fact_mask: Tensor | None = None, *,
                 need_weights: bool = False) -> ModelOutput:
         x, pos, mask = self.items(facts, question, fact_mask)
         enc = self.encoder(x, pos, mask, need_weights)
-        return model_output(self.head(enc.output, mask), {"encoder": enc}, self.cfg.act_loss_weight)
+        return model_output(self.head(enc.output, mask), {"encoder": enc}, self.cfg.act_loss_weight,
+                            lambda h: self.head(h, mask))

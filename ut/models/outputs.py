@@ -8,8 +8,10 @@ Shape legend: B batch, L length, V vocabulary, C classes, H heads, Lq queries, L
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from ut.nn.stack import StackOutput
@@ -23,30 +25,53 @@ class ModelOutput:
     # attention maps when asked for: name ("encoder", "decoder_self", "decoder_cross") -> one (B, H, Lq, Lk) per
     # executed layer (for the Universal Transformer: per executed step)
     attentions: dict[str, list[Tensor]] = field(default_factory=dict)
-    # ACT: name ("encoder", "decoder") -> ponder time n + r per position (B, L), 0 on padding
+    # dynamic halting: name ("encoder", "decoder") -> ponder time per position (B, L), 0 on padding (ACT: n + r;
+    # PonderNet: the expected halting step; stick-breaking: the expected depth)
     ponder_time: dict[str, Tensor] = field(default_factory=dict)
-    # ACT: name -> number of updates n per position (B, L)
+    # dynamic halting: name -> number of executed steps n per position (B, L)
     n_updates: dict[str, Tensor] = field(default_factory=dict)
-    ponder_loss: Tensor | None = None  # ACT: act_loss_weight * the summed mean ponder times of the stacks
+    # the halting regulariser, already weighted, summed over the stacks: ACT act_loss_weight * mean(n + r);
+    # PonderNet beta * KL(p || truncated geometric); stick-breaking loss_weight * mean expected depth
+    ponder_loss: Tensor | None = None
     moe_loss: Tensor | None = None  # mixture of experts: the summed load-balancing losses (weighted per layer)
+    # PonderNet / stick-breaking: "<stream>_kl" / "<stream>_expected_depth" -> the unweighted regulariser (scalar)
+    halting_regularizers: dict[str, Tensor] = field(default_factory=dict)
+    # PonderNet in training: the prediction y_n from the state after every step n, (N, B, L, V) or (N, B, C), and
+    # its halting probability p_n, (N, B, L) or (N, B); the task loss is then sum_n p_n L(y_n) (ut/lit/losses.py).
+    # Materialised whole: N times the logits' memory (and as much again for the loss's log-softmax and for their
+    # gradients), e.g. N = 8, 8192 target tokens, V = 32k: 8.4 GB per float32 copy -- PonderNet's per-token
+    # expectation is for small vocabularies (the algorithmic and bAbI tasks)
+    step_logits: Tensor | None = None
+    step_weights: Tensor | None = None
 
 
-def model_output(logits: Tensor, stacks: dict[str, StackOutput], act_loss_weight: float = 0.0) -> ModelOutput:
+def model_output(logits: Tensor, stacks: dict[str, StackOutput], act_loss_weight: float = 0.0,
+                 step_head: Callable[[Tensor], Tensor] | None = None) -> ModelOutput:
     """``ModelOutput`` of ``logits`` and the model's stacks by name ("encoder", "decoder"): their attention maps
     (an encoder's as ``"encoder"``, a decoder's as ``"decoder_self"`` / ``"decoder_cross"``; empty lists left out),
-    ponder time and update counts (ACT), ``ponder_loss = act_loss_weight * sum of their ponder costs``,
-    ``moe_loss`` their summed MoE losses, and ``aux_loss = moe_loss + ponder_loss`` of those present."""
+    ponder time and update counts (any halting loop), ``ponder_loss`` = ``act_loss_weight`` * the sum of their ACT
+    ponder costs, or the sum of their PonderNet / stick-breaking losses (each already weighted), their unweighted
+    regularisers by name, ``moe_loss`` their summed MoE losses, and ``aux_loss = moe_loss + ponder_loss`` of those
+    present. ``step_head`` (the model's prediction from final states, e.g. the output softmax's logits) turns a
+    stack's per-step states (PonderNet in training) into ``step_logits``, with ``step_weights`` its p_n."""
     out = ModelOutput(logits)
     for name, stack in stacks.items():
         maps = ({"encoder": stack.self_attentions} if name == "encoder" else
                 {f"{name}_self": stack.self_attentions, f"{name}_cross": stack.cross_attentions})
         out.attentions.update({k: v for k, v in maps.items() if v})
-        if stack.act is not None:
-            out.ponder_time[name] = stack.act.ponder_time
-            out.n_updates[name] = stack.act.n_updates
+        if stack.halting is not None:
+            out.ponder_time[name] = stack.halting.ponder_time
+            out.n_updates[name] = stack.halting.n_updates
+            out.halting_regularizers.update({f"{name}_{k}": v for k, v in stack.halting_regularizers().items()})
+        if stack.step_states is not None and step_head is not None:
+            out.step_logits = torch.stack([step_head(h) for h in stack.step_states])
+            out.step_weights = stack.step_weights
     costs = [c for c in (stack.ponder_cost() for stack in stacks.values()) if c is not None]
     if costs:
         out.ponder_loss = act_loss_weight * sum(costs)
+    losses = [h for h in (stack.halting_loss() for stack in stacks.values()) if h is not None]
+    if losses:
+        out.ponder_loss = sum(losses) if out.ponder_loss is None else out.ponder_loss + sum(losses)
     moe = [s.moe_loss for s in stacks.values() if s.moe_loss is not None]
     if moe:
         out.moe_loss = sum(moe)

@@ -22,7 +22,7 @@ replaces the draws, e.g. to compare a full pass with a cached decode exactly; th
 in ``stack.last_start_indices``. ``"random"`` needs ``position="sinusoidal"`` (t2t's timing signal; a shift of a
 learned table has no meaning beyond its rows).
 
-Recurrence (config ``recurrence``):
+Recurrence (config ``recurrence``, :mod:`ut.models.halting`):
 
 - ``"fixed"``: T = ``n_steps`` applications (the paper's "UT base" for MT, no ACT).
 - ``"act"``: dynamic halting per position with Adaptive Computation Time (Graves 2016; UT §2.2), at most
@@ -30,16 +30,23 @@ Recurrence (config ``recurrence``):
   the reference implementations fixed there, and the frozen-halted-state semantics. The ponder loss
   ``act_loss_weight * mean(n + r)`` of the encoder and of the decoder goes into ``ModelOutput.ponder_loss`` (and
   ``aux_loss``); per-position ponder time and update counts into ``ModelOutput.ponder_time`` / ``n_updates``.
+- ``"pondernet"`` (:mod:`ut.nn.pondernet`) and ``"stick_breaking"`` (:mod:`ut.nn.stick_breaking`): the same frozen
+  states and decoding scheme; their regularisers go into ``ponder_loss``. PonderNet's expectation is per target
+  token in the decoder (``ModelOutput.step_logits`` / ``step_weights`` in training) and per example in the
+  classifier; the encoder of the encoder-decoder outputs the p-weighted state (a named approximation).
 
 Both stacks are a :class:`UniversalStack` (the shared layer, timestep signal, ACT, final LayerNorm) applied through
 :func:`ut.nn.stack.run_stack`, which returns a :class:`ut.nn.stack.StackOutput` (``encode`` returns the encoder's).
 
 Options and deviations, each a config field: ``timestep="sinusoidal"`` (paper, default) or ``"learned"`` (t2t's
 default ``step_timing_signal_type``); ``norm="pre"`` (t2t, our default: ``x + f(LN(x))`` with a final LayerNorm
-after the loop) or ``"post"`` (the paper's equations); ``transition="ffn"`` (t2t "fc", default) or ``"sepconv"``
-(causal in the decoder). With ACT we freeze the state of halted positions (UT paper) instead of t2t's
-keep-transforming; ``act_skip_halted`` then runs the shared layer only on the running positions (keys and values
-still from all positions) when the transition is position-wise -- same outputs, less compute (tested).
+after the loop) or ``"post"`` (the paper's equations); ``transition="ffn"`` (t2t "fc", default), ``"sepconv"``
+(causal in the decoder) or ``"moe"``, a mixture of experts inside the shared layer (the sparse UT, Tan et al. 2023;
+Csordas et al. 2024; :mod:`ut.models.moe_transition`: its balancing loss goes into ``ModelOutput.moe_loss``, apart
+from the halting loss, and under a halting loop only running positions are routed). With ACT we freeze the state of
+halted positions (UT paper) instead of t2t's keep-transforming; ``act_skip_halted`` then runs the shared layer only
+on the running positions (keys and values still from all positions) when the transition is position-wise (ffn,
+moe) -- same outputs, less compute (tested).
 
 Incremental decoding (``start_decoding`` / ``decode_step``, :class:`ut.decoding.EncoderDecoderDecoding`): the
 shared decoder layer has one cache per EXECUTED STEP, under ``DecodingCache`` keys ``(("dec", t), "self" | "cross" |
@@ -54,10 +61,10 @@ semantics the key/value of an earlier position j at step t is a function of j's 
 before t: ``x_t(j) = H_frozen(j) + P(j) + S_t``. The model keeps ``H_frozen + P`` of every decoded position
 (:class:`FrozenStates`, a cache site, reordered with the beams). Each step-t cache holds a contiguous prefix of the
 positions; before step t runs for position i, the missing positions ``len(cache_t) .. i-1`` (all of which halted
-before step t) are filled from their frozen states: for the position-wise ``ffn`` transition only their keys and
-values are projected (``MultiHeadAttention.project_kv``); for ``sepconv`` the layer is run on them as a chunk (which
-also fills the causal-convolution history) and its outputs are discarded. Each (position, step) is filled at most
-once, so decoding costs no more than t2t's compute-everything forward pass.
+before step t) are filled from their frozen states: for the position-wise ``ffn`` and ``moe`` transitions only their
+keys and values are projected (``MultiHeadAttention.project_kv``); for ``sepconv`` the layer is run on them as a
+chunk (which also fills the causal-convolution history) and its outputs are discarded. Each (position, step) is
+filled at most once, so decoding costs no more than t2t's compute-everything forward pass.
 
 Shape legend: B batch, S source length, T target length, D width, V vocabulary, H heads, C classes.
 """
@@ -73,11 +80,13 @@ import torch
 from torch import Tensor, nn
 
 from ut.decoding import EncoderDecoderDecoding
-from ut.models.config import Activation, ConfigBase, Norm, Pooling, PositionKind, Transition
+from ut.models.config import Activation, Norm, Pooling, PositionKind, UniversalTransition
 from ut.models.encoder_classifier import ClassificationHead
+from ut.models.halting import HaltingConfig, build_halting
 from ut.models.inputs import check_right_padded, source_inputs, token_mask
+from ut.models.moe_transition import MoETransitionConfig, shared_layer_transition
 from ut.models.outputs import ModelOutput, model_output
-from ut.nn.act import AdaptiveComputationTime, FrozenStates
+from ut.nn.act import FrozenStates
 from ut.nn.attention import DecodingCache, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer, EncoderLayer
@@ -88,26 +97,24 @@ from ut.nn.stack import CacheKey, StackOutput, key_by_step, run_stack
 # configs
 
 
+POSITION_WISE_TRANSITIONS = ("ffn", "moe")  # transitions that act on each position alone (act_skip_halted applies)
+
+
 @dataclass
-class UniversalCommonConfig(ConfigBase):
-    """Fields shared by the UT encoder-decoder and the UT classifier."""
+class UniversalCommonConfig(MoETransitionConfig, HaltingConfig):
+    """Fields shared by the UT encoder-decoder and the UT classifier (the recurrence's: :class:`HaltingConfig`; the
+    mixture of experts': :class:`ut.models.moe_transition.MoETransitionConfig`, used by ``transition="moe"``)."""
 
     d_model: int = 512  # width D (t2t universal_transformer_small: 512; base: 1024)
     n_heads: int = 8  # attention heads H
-    d_ff: int = 2048  # transition inner width
-    n_steps: int = 6  # T: applications of the shared layer (fixed recurrence); ACT's max default is 2T
-    recurrence: Literal["fixed", "act"] = "fixed"  # T steps, or adaptive computation time per position
-    act_max_steps: int | None = None  # ACT: most steps a position may run; None = 2 * n_steps (t2t base: 12)
-    act_epsilon: float = 0.01  # ACT halting threshold = 1 - epsilon (Graves 2016)
-    act_halting_bias_init: float = 1.0  # ACT halting unit bias at init (t2t: 1.0, p ~ 0.73)
-    act_combine: Literal["basic", "accumulated"] = "basic"  # t2t: out = f*w + out*(1-w); Graves: out += f*w
-    act_loss_weight: float = 0.01  # ponder loss weight (t2t act_loss_weight), encoder and decoder each
-    act_skip_halted: bool | None = None  # ACT: layer on running positions only (same outputs); None: where it applies
+    d_ff: int = 2048  # transition inner width (transition="moe": each expert's)
     timestep: PositionKind = "sinusoidal"  # timestep signal S_t: "sinusoidal" (paper) or "learned" (t2t)
     dropout: float = 0.1  # residual / embedding / transition dropout
     attention_dropout: float = 0.0  # dropout on attention weights (0 keeps SDPA's fast kernels on CPU)
     norm: Norm = "pre"  # "pre" (t2t, final LN after the loop) or "post" (paper equations)
-    transition: Transition = "ffn"  # "ffn" (t2t "fc") or "sepconv" (separable convolutions, causal in the decoder)
+    # "ffn" (t2t "fc"), "sepconv" (separable convolutions, causal in the decoder) or "moe" (mixture of experts, the
+    # sparse UT: ut/models/moe_transition.py, its fields n_experts, moe_top_k, moe_capacity_factor, moe_*)
+    transition: UniversalTransition = "ffn"  # the shared layer's transition: "ffn", "sepconv" or "moe" (sparse UT)
     activation: Activation = "relu"  # "relu" or "gelu"
     position: PositionKind = "sinusoidal"  # position signal P: "sinusoidal" (paper) or "learned"
     position_start_index: Literal["zero", "random"] = "zero"  # P's start per step (random: t2t, per step and batch)
@@ -117,13 +124,10 @@ class UniversalCommonConfig(ConfigBase):
     def __post_init__(self):
         super().__post_init__()
         self._check(self.d_model % self.n_heads == 0, f"d_model={self.d_model} must divide by n_heads={self.n_heads}")
-        self._check(min(self.d_model, self.d_ff, self.n_steps) > 0, "d_model, d_ff and n_steps must be > 0")
-        self._check(self.act_max_steps is None or self.act_max_steps >= 1, "act_max_steps must be >= 1 or None")
-        self._check(0 < self.act_epsilon < 1, "act_epsilon must be in (0, 1)")
-        self._check(self.act_loss_weight >= 0, "act_loss_weight must be >= 0")
+        self._check(min(self.d_model, self.d_ff) > 0, "d_model and d_ff must be > 0")
         self._check(0 <= self.dropout < 1 and 0 <= self.attention_dropout < 1, "dropouts must be in [0, 1)")
-        self._check(not self.act_skip_halted or self.transition == "ffn",
-                    "act_skip_halted=True needs transition='ffn' (a separable convolution mixes neighbouring "
+        self._check(not self.act_skip_halted or self.transition in POSITION_WISE_TRANSITIONS,
+                    "act_skip_halted=True needs transition='ffn' or 'moe' (a separable convolution mixes neighbouring "
                     f"positions, so halted ones cannot be skipped), got transition={self.transition!r}; leave it null")
         self._check(self.position_start_index == "zero" or self.position == "sinusoidal",
                     "position_start_index='random' shifts the sinusoid (t2t's timing signal): needs "
@@ -131,16 +135,9 @@ class UniversalCommonConfig(ConfigBase):
 
     @property
     def skips_halted(self) -> bool:
-        """Whether ACT runs the shared layer on the still-running positions only: ``act_skip_halted`` True, or None
-        (the default) where it applies (the ffn transition acts per position)."""
-        return self.act_skip_halted is not False and self.transition == "ffn"
-
-    @property
-    def max_steps(self) -> int:
-        """Most steps the shared layer can run: T (fixed) or act_max_steps (ACT, default 2T)."""
-        if self.recurrence == "fixed":
-            return self.n_steps
-        return self.act_max_steps if self.act_max_steps is not None else 2 * self.n_steps
+        """Whether a halting loop runs the shared layer on the still-running positions only: ``act_skip_halted``
+        True, or None (the default) where it applies (the ffn and moe transitions act per position)."""
+        return self.act_skip_halted is not False and self.transition in POSITION_WISE_TRANSITIONS
 
 
 @dataclass
@@ -175,30 +172,37 @@ class UniversalClassifierConfig(UniversalCommonConfig):
 
 
 class UniversalStack(nn.Module):
-    """One shared layer (or a shared pattern of layers, ``nn.ModuleList``), the timestep signal, the fixed / ACT
-    recurrence and the final LayerNorm (pre-norm); :meth:`run` applies it through :func:`ut.nn.stack.run_stack`.
+    """One shared layer (or a shared pattern of layers, ``nn.ModuleList``), the timestep signal, the recurrence
+    (fixed, or a halting loop: ``act``, ``pondernet`` or ``stick_breaking``, the one of ``cfg.recurrence``, the
+    others None; :attr:`halting` is the one present) and the final LayerNorm (pre-norm); :meth:`run` applies it
+    through :func:`ut.nn.stack.run_stack`.
 
-    ``skip_halted``: under ACT, run the layer on the running positions only (one layer with full attention and a
-    position-wise transition; :mod:`ut.nn.layers`)."""
+    ``skip_halted``: under a halting loop, run the layer on the running positions only (one layer with full
+    attention and a position-wise transition; :mod:`ut.nn.layers`). ``readout``: PonderNet's
+    (:mod:`ut.nn.pondernet`)."""
 
-    def __init__(self, cfg: UniversalCommonConfig, layer: nn.Module, skip_halted: bool = False):
+    def __init__(self, cfg: UniversalCommonConfig, layer: nn.Module, skip_halted: bool = False,
+                 readout: str = "per_position"):
         super().__init__()
         self.layer = layer
         self.n_steps = cfg.n_steps
         self.timestep = TimestepSignal(cfg.timestep, cfg.d_model, cfg.max_steps)
-        self.act = (
-            AdaptiveComputationTime(cfg.d_model, cfg.max_steps, cfg.act_epsilon, cfg.act_halting_bias_init,
-                                    cfg.act_combine)
-            if cfg.recurrence == "act"
-            else None
-        )
-        self.position_wise = cfg.transition == "ffn"
+        halting = build_halting(cfg, cfg.d_model, readout)
+        self.act = halting if cfg.recurrence == "act" else None
+        self.pondernet = halting if cfg.recurrence == "pondernet" else None
+        self.stick_breaking = halting if cfg.recurrence == "stick_breaking" else None
+        self.position_wise = cfg.transition in POSITION_WISE_TRANSITIONS
         self.skip_halted = skip_halted
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
         self.random_start = cfg.position_start_index == "random"
         self.fixed_start_indices: list[int] | None = None  # replaces the random draws (one k per step) when set
         self.last_start_indices: list[Tensor] = []  # k_t of every step of the last pass (random start)
         self._sinusoid_steps: dict[tuple, Tensor] = {}  # S_t of the sinusoidal kind by (t, device, dtype)
+
+    @property
+    def halting(self) -> nn.Module | None:
+        """The halting loop (ACT, PonderNet or stick-breaking); None at fixed depth."""
+        return next((m for m in (self.act, self.pondernet, self.stick_breaking) if m is not None), None)
 
     def step_signal(self, step: int, device, dtype: torch.dtype) -> Tensor:
         """S_t (D,) in ``dtype``. The sinusoidal kind is a constant of (t, D): computed once per step, device and
@@ -244,18 +248,19 @@ class UniversalStack(nn.Module):
             return self.step_input(state, pos_signal, t, start(t))
 
         layers = self.layer if isinstance(self.layer, nn.ModuleList) else [self.layer]
-        return run_stack(layers, x, n_steps=self.n_steps, step_input=step_input, act=self.act,
+        return run_stack(layers, x, n_steps=self.n_steps, step_input=step_input, act=self.halting,
                          skip_halted=self.skip_halted, final_norm=self.final_norm, cache_key=cache_key,
                          **stack_inputs)
 
 
 class UniversalEncoder(UniversalStack):
-    """The UT encoder: one shared :class:`EncoderLayer` applied at every step."""
+    """The UT encoder: one shared :class:`EncoderLayer` applied at every step. ``readout``: PonderNet's, default
+    the p-weighted state (the encoder of an encoder-decoder); the classifiers read per example."""
 
-    def __init__(self, cfg: UniversalCommonConfig):
+    def __init__(self, cfg: UniversalCommonConfig, readout: str = "expected_state"):
         layer = EncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm,
-                             cfg.transition, cfg.activation)
-        super().__init__(cfg, layer, skip_halted=cfg.skips_halted)
+                             shared_layer_transition(cfg), cfg.activation)
+        super().__init__(cfg, layer, skip_halted=cfg.skips_halted, readout=readout)
 
     def forward(self, x: Tensor, pos_signal: Tensor, token_mask: Tensor | None,
                 need_weights: bool = False) -> StackOutput:
@@ -269,7 +274,7 @@ class UniversalDecoder(UniversalStack):
 
     def __init__(self, cfg: UniversalCommonConfig):
         layer = DecoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.norm,
-                             cfg.transition, activation=cfg.activation)
+                             shared_layer_transition(cfg), activation=cfg.activation)
         super().__init__(cfg, layer, skip_halted=cfg.skips_halted)
 
     def forward(self, x: Tensor, pos_signal: Tensor, memory: Tensor, memory_mask: Tensor | None,
@@ -294,7 +299,7 @@ class UniversalDecoder(UniversalStack):
                 starts.by_step[t] = self.start_index(t, memory.shape[1], x.device)
             return starts.by_step[t]
 
-        if self.act is None:
+        if self.halting is None:
             return self.run(x, pos_signal, start=start, cache=cache, memory=memory, memory_mask=memory_mask)
         frozen: FrozenStates = cache.get(("dec", "frozen"), FrozenStates)
         # random start: P is shifted differently at every step, so the frozen H and P are kept apart
@@ -304,9 +309,9 @@ class UniversalDecoder(UniversalStack):
                        before_step=lambda t: self._fill_from_frozen(cache, frozen, n_prev, t, memory, memory_mask,
                                                                     frozen_pos, start(t)))
         if frozen_pos is None:
-            frozen.append(dec.act.state + pos_signal)
+            frozen.append(dec.halting.state + pos_signal)
         else:
-            frozen.append(dec.act.state)
+            frozen.append(dec.halting.state)
             frozen_pos.append(pos_signal)
         return dec
 
@@ -397,7 +402,7 @@ class UniversalTransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
         pos = position_ids(tgt_in.shape[1], tgt_in.shape[0], tgt_pos_offset, tgt_in.device)
         logits, dec = self.decode(tgt_in, enc.output, enc.token_mask, tgt_mask=tgt_mask, positions=pos,
                                   need_weights=need_weights)
-        return model_output(logits, {"encoder": enc, "decoder": dec}, self.cfg.act_loss_weight)
+        return model_output(logits, {"encoder": enc, "decoder": dec}, self.cfg.act_loss_weight, self.output)
 
 
 class UniversalTransformerClassifier(nn.Module):
@@ -408,7 +413,7 @@ class UniversalTransformerClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.position, cfg.max_len, cfg.dropout, cfg.pad_id)
-        self.encoder = UniversalEncoder(cfg)
+        self.encoder = UniversalEncoder(cfg, readout="per_example")
         self.head = ClassificationHead(cfg.d_model, cfg.n_classes, cfg.pooling)
 
     def forward(self, src: Tensor, src_mask: Tensor | None = None, *, src_pos_offset: Tensor | None = None,
@@ -416,4 +421,5 @@ class UniversalTransformerClassifier(nn.Module):
         """src Long[B, S] -> ModelOutput(logits (B, C), aux_loss = ponder loss under ACT, ponder_time["encoder"])."""
         src_mask, pos = source_inputs(src, src_mask, self.cfg.pad_id, src_pos_offset)
         enc = self.encoder(self.embed(src), self.embed.positions(pos), src_mask, need_weights)
-        return model_output(self.head(enc.output, src_mask), {"encoder": enc}, self.cfg.act_loss_weight)
+        return model_output(self.head(enc.output, src_mask), {"encoder": enc}, self.cfg.act_loss_weight,
+                            lambda h: self.head(h, src_mask))

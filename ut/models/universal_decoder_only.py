@@ -6,7 +6,8 @@ local and memory-compressed attention over ``[input; sep; target]``; the Univers
 
 - one step of the recurrence is a short *pattern* of layers, ``layer_pattern`` (default ``"locm/redm"``: one
   blockwise local-attention layer then one memory-compressed layer, any T-DMCA layer kind allowed, ``-moe``
-  included). The layers of the pattern are the shared weights: the whole pattern is applied T times. A single
+  included, or ``transition="moe"`` for every layer: the sparse UT of :mod:`ut.models.moe_transition`). The layers
+  of the pattern are the shared weights: the whole pattern is applied T times. A single
   attention kind cannot do the job alone -- local attention never sees beyond its block(s) and memory-compressed
   attention sees far tokens only compressed -- so one shared layer per attention kind is the smallest recurrent
   block that keeps T-DMCA's mix; parameters do not grow with T (tested);
@@ -17,7 +18,9 @@ local and memory-compressed attention over ``[input; sep; target]``; the Univers
 - ``recurrence="fixed"``: T = ``n_steps`` applications; ``recurrence="act"``: per-position halting with
   :class:`ut.nn.act.AdaptiveComputationTime` (frozen halted states, at most ``act_max_steps``), the halting unit
   reading ``x_t``; the ponder loss ``act_loss_weight * mean(n + r)`` goes into ``ModelOutput.ponder_loss``, the MoE
-  balancing losses of every application, summed, into ``moe_loss``, and their sum into ``aux_loss``.
+  balancing losses of every application, summed, into ``moe_loss``, and their sum into ``aux_loss``;
+  ``recurrence="pondernet"`` / ``"stick_breaking"`` (:mod:`ut.models.halting`): the same frozen states and cache
+  scheme, PonderNet's expected loss per token (``ModelOutput.step_logits`` / ``step_weights`` in training).
 
 The cost per step is T-DMCA's (linear in L for local attention, L^2 / c for memory-compressed), times the steps.
 
@@ -40,7 +43,6 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from ut.decoding import DecoderOnlyDecoding
-from ut.models.config import MoEPriority
 from ut.models.decoder_only import (
     ATTENTION_KINDS,
     blocks_follow_tensor_index,
@@ -61,6 +63,9 @@ from ut.nn.stack import StackOutput, apply_layers, key_by_step_and_layer
 class UniversalDecoderOnlyConfig(UniversalCommonConfig):
     """UniversalCommonConfig (steps, ACT, timestep, norm, widths) plus the decoder-only / long-input fields.
 
+    The mixture-of-experts fields (``n_experts``, ``moe_top_k``, ...) are :class:`ut.models.moe_transition.
+    MoETransitionConfig`'s: used by ``"-moe"`` layers of the pattern, or by every layer with ``transition="moe"``.
+
     ``act_skip_halted`` does not apply here (null or False; True is an error): the long attentions compute whole
     blocks, so every position runs each executed step (halted ones from their frozen state, as the ACT loop requires).
     """
@@ -70,11 +75,6 @@ class UniversalDecoderOnlyConfig(UniversalCommonConfig):
     layer_pattern: str = "locm/redm"  # ONE recurrence step: "/"-separated T-DMCA layer kinds, weights shared over T
     block_size: int = 256  # local attention block (Liu et al.: 256)
     compression: int = 3  # memory-compressed attention kernel = stride (Liu et al.: 3)
-    n_experts: int = 16  # experts of "-moe" layers
-    moe_top_k: int = 2  # experts per token
-    moe_capacity_factor: float = 1.25  # expert capacity = factor * tokens * k / n_experts (training)
-    moe_aux_loss_weight: float = 0.01  # load-balancing loss weight (per application of a MoE layer)
-    moe_priority: MoEPriority = "position"  # capacity priority: "position" (causal in training) or "choice" (GShard)
     max_len: int = 16384  # largest learned position (long inputs)
     tie_output: bool = True  # output softmax weight = token embedding
     bos_id: int = 1
@@ -137,7 +137,7 @@ class UniversalDecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
         x = self.embed(input_ids)
         pos_signal = self.embed.positions(positions).to(x.dtype)
         frozen = progress = before_step = None
-        if cache is not None and self.stack.act is not None:
+        if cache is not None and self.stack.halting is not None:
             frozen = cache.get(("dec", "frozen"), FrozenStates)
             progress = cache.get(("dec", "progress"), StepProgress)
             n_prev = len(frozen)
@@ -151,7 +151,7 @@ class UniversalDecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
                              cache=cache, cache_key=key_by_step_and_layer, before_step=before_step,
                              need_weights=need_weights)
         if frozen is not None:
-            frozen.append(dec.act.state + pos_signal)
+            frozen.append(dec.halting.state + pos_signal)
         return dec
 
     def _fill_from_frozen(self, cache: DecodingCache, frozen: FrozenStates, progress: StepProgress, n_prev: int,
@@ -174,4 +174,4 @@ class UniversalDecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
         attention_mask, position_ids, self_mask = lm_forward_masks(input_ids, attention_mask, position_ids,
                                                                    self.cfg.pad_id)
         dec = self.decoder_states(input_ids, position_ids, attention_mask, self_mask, need_weights=need_weights)
-        return model_output(self.output(dec.output), {"decoder": dec}, self.cfg.act_loss_weight)
+        return model_output(self.output(dec.output), {"decoder": dec}, self.cfg.act_loss_weight, self.output)

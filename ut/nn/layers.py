@@ -16,14 +16,22 @@ Transitions (the position-wise part of a layer):
   are zeroed before each convolution so that they cannot leak into real tokens.
 
 Every transition has the signature ``forward(x, token_mask=None, cache=None) -> Tensor | (Tensor, aux_loss)``;
-the mixture-of-experts transition returns an auxiliary load-balancing loss, which the layer passes up.
+the mixture-of-experts transition (:class:`ut.nn.moe.MoEFeedForward`) returns an auxiliary load-balancing loss,
+which the layer passes up.
+
+Routing under a halting loop: the layers take ``active`` Bool[B, L], the positions that run this step (a halting
+loop's running positions, given by :func:`ut.nn.stack.run_stack`). A mixture-of-experts transition routes only
+those (a halted position runs no step, so it takes no expert slot and no part in the balancing loss; its transition
+output, never read, is 0); the other transitions ignore it.
 
 A subset of query positions: ``EncoderLayer`` / ``DecoderLayer`` take ``queries`` Long[B, La] (distinct positions
 per row) and then compute the attention queries, the transition and the residuals at those positions only, with
 keys and values from every position of ``x``; the returned ``x`` is the input with those positions replaced. This is
 ACT's compute skipping (:mod:`ut.nn.act`: halted positions are still keys and values, but their own output is
 unused). It needs full attention (:class:`MultiHeadAttention`) and a position-wise transition; a convolution needs
-its neighbours' outputs, so ``sepconv`` raises.
+its neighbours' outputs, so ``sepconv`` raises. A mixture of experts then routes the query positions (and of those
+the ``active`` ones) at their places in the whole sequence, so that its causal capacity priority and its capacity
+(which counts the real tokens of ``x``) are those of the computation over every position.
 
 Dropout everywhere here is :func:`ut.nn.dropout.dropout` (``F.dropout``'s function with a ~3x cheaper mask source on
 CPU; see that module).
@@ -43,6 +51,7 @@ from torch import Tensor, nn
 from ut.nn.act import gather_positions, scatter_positions
 from ut.nn.attention import DecodingCache, KVCache, MultiHeadAttention, key_padding_mask
 from ut.nn.dropout import dropout as apply_dropout
+from ut.nn.moe import MoEFeedForward
 
 NormPlacement = Literal["pre", "post"]
 
@@ -169,6 +178,25 @@ def _split_aux(result) -> tuple[Tensor, Tensor | None]:
     return result if isinstance(result, tuple) else (result, None)
 
 
+def apply_transition(transition: nn.Module, x: Tensor, token_mask: Tensor | None, cache=None, *,
+                     active: Tensor | None = None, queries: Tensor | None = None,
+                     full_mask: Tensor | None = None, length: int | None = None) -> tuple[Tensor, Tensor | None]:
+    """The transition on ``x`` -> (output, aux loss or None). ``x`` (B, L, D) with ``token_mask`` its real tokens,
+    or (B, La, D) at ``queries`` of a length-``length`` sequence whose real tokens are ``full_mask`` (``token_mask``
+    then the queries' own). ``active`` Bool[B, length]: the positions a mixture of experts may route (module
+    docstring); the other transitions ignore it."""
+    if not isinstance(transition, MoEFeedForward):
+        return _split_aux(transition(x, token_mask, cache))
+    if queries is None:
+        return transition(x, token_mask, route_mask=active)
+    # at their places in the whole sequence: the capacity and the causal priority see every real position
+    bsz, _, d = x.shape
+    at_queries = torch.zeros(bsz, length, dtype=torch.bool, device=x.device).scatter_(1, queries, True)
+    route = at_queries if active is None else at_queries & active
+    out, aux = transition(scatter_positions(x.new_zeros(bsz, length, d), queries, x), full_mask, route_mask=route)
+    return gather_positions(out, queries), aux
+
+
 def _query_rows(mask: Tensor | None, queries: Tensor) -> Tensor | None:
     """Rows ``queries`` (B, La) of a mask broadcastable to (B, H, L, Lk); a mask without a query axis as it is."""
     if mask is None or mask.dim() < 2 or mask.shape[-2] == 1:
@@ -211,15 +239,16 @@ class EncoderLayer(nn.Module):
 
     def forward(
         self, x: Tensor, token_mask: Tensor | None = None, *, attn_mask: Tensor | None = None, need_weights=False,
-        queries: Tensor | None = None,
+        queries: Tensor | None = None, active: Tensor | None = None,
     ) -> LayerOutput:
         """x (B, L, D); ``token_mask`` Bool[B, L] True on real tokens (padding may not be attended to);
-        ``queries`` Long[B, La]: compute only these positions (module docstring)."""
+        ``queries`` Long[B, La]: compute only these positions; ``active`` Bool[B, L]: the positions a mixture of
+        experts routes (module docstring)."""
         mask = attn_mask if attn_mask is not None else (None if token_mask is None else key_padding_mask(token_mask))
         if queries is None:
             a = self.self_attn(self.attn_res.inner_input(x), mask=mask, need_weights=need_weights)
             h = self.attn_res.combine(x, a.out)
-            f, aux = _split_aux(self.transition(self.ffn_res.inner_input(h), token_mask))
+            f, aux = apply_transition(self.transition, self.ffn_res.inner_input(h), token_mask, active=active)
             return LayerOutput(self.ffn_res.combine(h, f), self_weights=a.weights, aux_loss=aux)
         _check_queries(self.transition, self.self_attn)
         xq = gather_positions(x, queries)
@@ -227,7 +256,8 @@ class EncoderLayer(nn.Module):
                            need_weights=need_weights)
         h = self.attn_res.combine(xq, a.out)
         q_mask = None if token_mask is None else token_mask.gather(1, queries)
-        f, aux = _split_aux(self.transition(self.ffn_res.inner_input(h), q_mask))
+        f, aux = apply_transition(self.transition, self.ffn_res.inner_input(h), q_mask, active=active,
+                                  queries=queries, full_mask=token_mask, length=x.shape[1])
         return LayerOutput(scatter_positions(x, queries, self.ffn_res.combine(h, f)), self_weights=a.weights,
                            aux_loss=aux)
 
@@ -284,6 +314,7 @@ class DecoderLayer(nn.Module):
         cache_key=None,
         need_weights: bool = False,
         queries: Tensor | None = None,
+        active: Tensor | None = None,
     ) -> LayerOutput:
         """x (B, L, D) -> LayerOutput.
 
@@ -295,6 +326,7 @@ class DecoderLayer(nn.Module):
             token_mask: Bool[B, L] real tokens of x (for the convolutional transition).
             cache / cache_key: incremental decoding; x holds only the new positions.
             queries: Long[B, La], compute only these positions (module docstring); not with a cache.
+            active: Bool[B, L], the positions a mixture-of-experts transition routes (module docstring).
         """
         if queries is not None:
             if cache is not None:
@@ -312,7 +344,7 @@ class DecoderLayer(nn.Module):
             h, self_w = self.self_res.combine(x, a.out), a.weights
         else:
             h, self_w = self._self_attention_at(x, queries, self_mask, need_weights)
-            token_mask = None if token_mask is None else token_mask.gather(1, queries)
+            full_mask, token_mask = token_mask, None if token_mask is None else token_mask.gather(1, queries)
         cross_w = None
         if self.cross_attn is not None:
             if memory is None:
@@ -328,7 +360,9 @@ class DecoderLayer(nn.Module):
             h = self.cross_res.combine(h, c.out)
             cross_w = c.weights
         conv_cache = site("conv", ConvCache) if site and isinstance(self.transition, SeparableConvTransition) else None
-        f, aux = _split_aux(self.transition(self.ffn_res.inner_input(h), token_mask, conv_cache))
+        at = {} if queries is None else {"queries": queries, "full_mask": full_mask, "length": x.shape[1]}
+        f, aux = apply_transition(self.transition, self.ffn_res.inner_input(h), token_mask, conv_cache, active=active,
+                                  **at)
         out = self.ffn_res.combine(h, f)
         return LayerOutput(out if queries is None else scatter_positions(x, queries, out), self_w, cross_w, aux)
 

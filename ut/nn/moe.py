@@ -7,7 +7,7 @@ network ``W2 act(W1 x)``; a router ``x W_g`` scores the experts, and each token 
 - gating (Shazeer et al. 2017, eq. 3-5, without the noise term): ``G(x) = softmax(KeepTopK(x W_g, k))``, i.e. the
   softmax over the k best logits; the output is ``sum_{e in top-k} G(x)_e E_e(x)``;
 - capacity (GShard, Lepikhin et al. 2020; Switch, Fedus et al. 2021): in training each expert takes at most
-  ``C = ceil(capacity_factor * N * k / n_experts)`` of the N tokens of a call, and an assignment beyond C is
+  ``C = ceil(capacity_factor * N * k / n_experts)`` of the N real tokens of a call, and an assignment beyond C is
   dropped (its gate contributes nothing; the layer's residual carries the token). Which assignments are kept is
   the *priority*, ``priority=``:
 
@@ -38,6 +38,12 @@ network ``W2 act(W1 x)``; a router ``x W_g`` scores the experts, and each token 
 Experts are computed together: assignments are dispatched into an ``(E, C, D)`` buffer and run through stacked
 expert weights with batched matrix products (no Python loop over experts), so that a few experts run fast on CPU.
 Padding tokens (``token_mask`` False) are not routed and take no part in the loss; their output is 0.
+
+``route_mask`` (a halting loop's running positions, :mod:`ut.nn.stack`): of the real tokens only those where it is
+True are routed; the others (halted positions, which run no step) take no expert slot and no part in the loss, and
+their output is 0. The training capacity still counts every REAL token of the call (``token_mask``), so that it
+depends on the padding alone: counting the routed tokens instead would make an earlier token's capacity depend on
+whether later tokens still run, which breaks causal priority in a decoder under a halting loop.
 
 Shape legend: B batch, L length, N = routed tokens, D width, F expert inner width, E experts, k experts per token,
 C expert capacity.
@@ -114,6 +120,14 @@ class MoEFeedForward(nn.Module):
         """Assignments each expert takes in training, C = ceil(capacity_factor * N * k / E)."""
         return max(1, math.ceil(self.capacity_factor * n_tokens * self.top_k / self.n_experts))
 
+    @staticmethod
+    def real_tokens(n_routed: int, token_mask: Tensor | None, route_mask: Tensor | None, n_positions: int) -> int:
+        """The N that the training capacity counts: the call's real tokens. Without ``route_mask`` they are the
+        ``n_routed`` tokens (no host sync); with it, ``token_mask.sum()`` (one sync, training only)."""
+        if route_mask is None:
+            return n_routed
+        return n_positions if token_mask is None else int(token_mask.sum())
+
     def balance_loss(self, probs: Tensor, experts: Tensor) -> Tensor:
         """probs (N, E) dense router distribution, experts (N, k) chosen experts -> unweighted balancing loss."""
         if self.balance == "importance":
@@ -121,14 +135,20 @@ class MoEFeedForward(nn.Module):
         f = torch.bincount(experts.reshape(-1), minlength=self.n_experts).to(probs.dtype) / experts.numel()
         return self.n_experts * (f * probs.mean(0)).sum()
 
-    def forward(self, x: Tensor, token_mask: Tensor | None = None, cache=None) -> tuple[Tensor, Tensor]:
-        """x (B, L, D) -> (output (B, L, D), weighted auxiliary loss ()). ``cache`` is unused (position-wise)."""
+    def forward(self, x: Tensor, token_mask: Tensor | None = None, cache=None,
+                route_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x (B, L, D) -> (output (B, L, D), weighted auxiliary loss ()). ``token_mask`` Bool[B, L]: the real
+        tokens; ``route_mask`` Bool[B, L]: the real tokens to route (default all; module docstring). ``cache`` is
+        unused (position-wise)."""
         bsz, length, d = x.shape
         flat = x.reshape(-1, d)
-        idx = None if token_mask is None else token_mask.reshape(-1).nonzero().squeeze(1)
+        routed = token_mask if route_mask is None else route_mask if token_mask is None else token_mask & route_mask
+        idx = None if routed is None else routed.reshape(-1).nonzero().squeeze(1)
         tokens = flat if idx is None else flat.index_select(0, idx)  # (N, D) the routed tokens
         n, e, k = tokens.shape[0], self.n_experts, self.top_k
         if n == 0:
+            none = torch.zeros(0, k, dtype=torch.long, device=x.device)
+            self.last_routing = {"experts": none, "kept": none.bool()}
             return torch.zeros_like(x), x.new_zeros(())
         logits = self.router(tokens)  # (N, E)
         acc = torch.promote_types(logits.dtype, torch.float32)  # softmax at least in float32
@@ -139,8 +159,10 @@ class MoEFeedForward(nn.Module):
 
         # queue position of every assignment in its expert, assignments listed choice-major (k*N,)
         assigned = experts.t().reshape(-1)
-        # evaluation keeps every assignment: the buffer is as deep as the busiest expert's queue
-        cap = self.capacity(n) if self.training else int(torch.bincount(assigned, minlength=e).max())
+        if self.training:
+            cap = self.capacity(self.real_tokens(n, token_mask, route_mask, bsz * length))
+        else:  # evaluation keeps every assignment: the buffer is as deep as the busiest expert's queue
+            cap = int(torch.bincount(assigned, minlength=e).max())
         if self.training and self.priority == "position":
             # causal priority: sort by (sequence position, choice); the stable sort keeps the row order within
             pos = torch.arange(n, device=x.device) if idx is None else idx

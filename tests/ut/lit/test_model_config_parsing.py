@@ -84,21 +84,22 @@ def test_a_value_outside_a_literal_fields_choices_fails_at_parse_time(tmp_path, 
     path = config_with(tmp_path, recurrence="actt")
     code, text = parse(["--config", path, *(["--print_config"] if print_config else [])], capsys)
     assert code == 2
-    assert "Expected a typing.Literal['fixed', 'act']. Got value: actt" in text and "Traceback" not in text
+    assert "Expected a typing.Literal['fixed', 'act', 'pondernet', 'stick_breaking']. Got value: actt" in text
+    assert "Traceback" not in text
     code, text = parse(["--config", CONFIG.as_posix(), "--run.logger=wand", "--print_config"], capsys)
     assert code == 2 and 'Parser key "run.logger"' in text and "Got value: wand" in text
 
 
 def test_the_keys_carry_the_literal_types_of_the_configs():
     hints = typing.get_type_hints(Seq2SeqModelConfig)
-    assert typing.get_args(hints["recurrence"]) == ("fixed", "act")  # UniversalTransformerConfig's alone
+    assert typing.get_args(hints["recurrence"]) == ("fixed", "act", "pondernet", "stick_breaking")  # the UT's alone
     assert set(typing.get_args(typing.get_type_hints(ClassificationModelConfig)["pooling"])) == {"mean", "first",
                                                                                                  "last"}
 
 
 @pytest.mark.parametrize("module,name,config,message", [
     (Seq2SeqModule, "universal", {"recurrence": "actt"},
-     "UniversalTransformerConfig: recurrence='actt' is not one of ('fixed', 'act')"),
+     "UniversalTransformerConfig: recurrence='actt' is not one of ('fixed', 'act', 'pondernet', 'stick_breaking')"),
     (ClassificationModule, "transformer_classifier", {"pooling": "max"},
      "TransformerClassifierConfig: pooling='max' is not one of ('mean', 'first', 'last')"),
     (LanguageModelModule, "decoder_only", {"moe_priority": "random", "vocab_size": None},

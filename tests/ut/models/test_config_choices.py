@@ -47,7 +47,7 @@ def test_every_config_is_found_and_declares_its_choices_as_literals():
         hints = typing.get_type_hints(cls)
         plain = [f.name for f in dataclasses.fields(cls) if hints[f.name] is str and f.name in
                  {"norm", "transition", "activation", "position", "timestep", "recurrence", "act_combine",
-                  "position_start_index", "pooling", "moe_priority", "schedule", "logger"}]
+                  "position_start_index", "pooling", "moe_priority", "moe_balance", "schedule", "logger"}]
         assert not plain, f"{cls.__name__}: {plain} should be typed Literal[...]"
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ut.nn.moe import MoEFeedForward
 
@@ -197,3 +198,65 @@ def test_decoder_only_moe_is_causal_in_training(name):
         y = x.clone()
         y[:, 8:] = torch.randint(5, 50, (2, 8))
         torch.testing.assert_close(m(x).logits[:, :8], m(y).logits[:, :8], rtol=0, atol=1e-6)
+
+
+def test_route_mask_routes_a_subset_and_the_capacity_still_counts_every_real_token():
+    """A halting loop's running positions: the others get 0 and no slot; the training capacity counts the real
+    tokens (``token_mask``), not the routed ones, so it does not move when fewer positions run."""
+    moe = MoEFeedForward(D, F_, n_experts=E, top_k=2, capacity_factor=0.5).double().train()
+    with torch.no_grad():
+        moe.router.weight[0].zero_()
+        moe.router.weight[0, 0] = 20.0  # every token's first choice: expert 0, which overflows
+    x = torch.randn(2, 8, D, dtype=torch.float64)
+    x[..., 0] = x[..., 0].abs() + 1.0
+    real = torch.ones(2, 8, dtype=torch.bool)
+    real[1, 6:] = False
+    running = torch.rand(2, 8, generator=torch.Generator().manual_seed(0)) < 0.6
+    out, _ = moe(x, real, route_mask=running)
+    routed = running & real
+    assert moe.last_routing["experts"].shape[0] == int(routed.sum())
+    assert bool((out[~routed] == 0).all())
+    cap = moe.capacity(int(real.sum()))  # 14 real tokens, not the routed ones
+    experts, kept = moe.last_routing["experts"], moe.last_routing["kept"]
+    assert all(int(((experts == e) & kept).sum()) <= cap for e in range(E))
+    assert int(((experts == 0) & kept).sum()) == cap > moe.capacity(int(routed.sum()))  # expert 0 full at C(real)
+    moe.eval()
+    out, _ = moe(x, real, route_mask=running)
+    flat = out.reshape(-1, D)[routed.reshape(-1)]
+    torch.testing.assert_close(flat, reference(moe, x.reshape(-1, D)[routed.reshape(-1)][None])[0])
+
+
+
+class MaskCounts(TorchDispatchMode):
+    """Counts the reductions of one tensor (``aten.sum`` with it as input): ``int(token_mask.sum())`` is a host sync
+    on an accelerator."""
+
+    def __init__(self, watched: torch.Tensor):
+        super().__init__()
+        self.watched, self.count = watched, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func.overloadpacket is torch.ops.aten.sum and args[0] is self.watched
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("training,with_route_mask,counts", [
+    (True, False, 0),  # T-DMCA-MoE / a fixed-depth sparse UT in training: the capacity counts the routed tokens
+    (True, True, 1),  # a halting loop in training: the capacity counts token_mask's real tokens
+    (False, False, 0),  # evaluation: no capacity
+    (False, True, 0),
+])
+def test_the_real_tokens_are_counted_only_for_the_training_capacity_under_a_route_mask(training, with_route_mask,
+                                                                                        counts):
+    moe = MoEFeedForward(D, F_, n_experts=E, top_k=2).train(training)
+    x = torch.randn(2, 6, D)
+    real = torch.ones(2, 6, dtype=torch.bool)
+    real[1, 4:] = False
+    running = torch.tensor([[True, False, True, True, False, True], [True, True, False, True, True, True]])
+    probe = MaskCounts(real)
+    with probe:
+        moe(x, real, route_mask=running if with_route_mask else None)
+    assert probe.count == counts
+    with MaskCounts(real) as control:
+        int(real.sum())
+    assert control.count == 1  # the probe sees such a count
