@@ -60,6 +60,10 @@ def test_babi_steps_per_task_defaults_and_overrides():
     assert "--trainer.max_steps=3000" in specs[1].args and "--trainer.val_check_interval=3000" in specs[1].args
     assert run_babi.parse_steps(["500"], "1k") == {"all": 500}  # a plain N replaces every per-task budget
     assert run_babi.parse_steps(["500", "2=40"], "10k") == {"all": 500, 2: 40}
+    ten_k = run_babi.build_specs("10k", [1, 2], ["ut"], [0], [], run_babi.parse_steps([], "10k"))
+    assert not any(a.startswith("--trainer.max_steps") for a in ten_k[0].args)  # task 1: the config's 3000
+    assert "--trainer.max_steps=9000" in ten_k[1].args  # task 2: run_babi.TASK_STEPS["10k"]
+    assert set(run_babi.TASK_STEPS) <= set(run_babi.BUDGET_WHY)  # every per-task budget says why in the report
     joint = run_babi.build_specs("1k_joint", [1], ["ut"], [0], [], {"all": 7})
     assert "--trainer.max_steps=7" in joint[0].args
     import pytest
