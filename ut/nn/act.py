@@ -119,22 +119,22 @@ class ACTState:
         Returns ``(w, active)``: the update weights (B, L) of this step, and the positions that ran at this step
         (those running at its start: they take the transformed state).
         """
-        active = self.running
-        p = p.to(self.hp.dtype) * active.to(self.hp.dtype)
+        active, dtype = self.running, self.hp.dtype
+        active_f = active.to(dtype)
+        p = p.to(dtype) * active_f
         if self.step + 1 >= self.max_steps:  # last allowed step: everything still running halts here
             new_halted = active
         else:
             new_halted = active & (self.hp + p > self.threshold)
-        still = (active & ~new_halted).to(p.dtype)
-        halted_now = new_halted.to(p.dtype)
-        self.hp = self.hp + p * still
-        r = halted_now * (1.0 - self.hp)  # the remainder, once, at the halting step
-        self.remainders = self.remainders + r
-        self.hp = self.hp + r
-        self.n_updates = self.n_updates + active.to(p.dtype)
         self.running = active & ~new_halted
+        still_p = p * self.running.to(dtype)  # p of the positions that keep running
+        hp = self.hp + still_p
+        r = new_halted.to(dtype) * (1.0 - hp)  # the remainder, once, at the halting step
+        self.remainders = self.remainders + r
+        self.hp = hp + r
+        self.n_updates = self.n_updates + active_f
         self.step += 1
-        return p * still + r, active
+        return still_p + r, active
 
     @property
     def ponder_time(self) -> Tensor:
@@ -185,8 +185,8 @@ class AdaptiveComputationTime(nn.Module):
             w, active = acts.update(self.halting_probability(step_input))
             transformed = torch.where(active[..., None], transformed.to(state.dtype), state)
             wt = w[..., None].to(transformed.dtype)
-            if self.combine == "basic":
-                output = transformed * wt + output * (1.0 - wt)
+            if self.combine == "basic":  # transformed * wt + output * (1 - wt), in one op
+                output = torch.lerp(output, transformed, wt)
             else:
                 output = output + transformed * wt
             state = transformed  # frozen where not active (the UT paper's copy; see the module docstring)

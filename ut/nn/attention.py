@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from einops import rearrange
 from torch import Tensor, nn
 
 from ut.nn.attend import attend, manual_attention, sdpa_attention
@@ -197,13 +196,16 @@ class HeadProjections(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
     def split_heads(self, x: Tensor) -> Tensor:
-        """(B, L, D) -> (B, H, L, Dh)."""
-        return rearrange(x, "b l (h d) -> b h l d", h=self.n_heads)
+        """(B, L, D) -> (B, H, L, Dh), i.e. ``rearrange(x, "b l (h d) -> b h l d")``, written as a reshape and a
+        transpose: einops' recipe lookup costs ~15 us a call, ~7% of a cached decoding step
+        (benchmarks/decoding_speed.py)."""
+        return x.reshape(*x.shape[:-1], self.n_heads, self.head_dim).transpose(-3, -2)
 
     @staticmethod
     def merge_heads(x: Tensor) -> Tensor:
-        """(B, H, L, Dh) -> (B, L, D)."""
-        return rearrange(x, "b h l d -> b l (h d)")
+        """(B, H, L, Dh) -> (B, L, D), i.e. ``rearrange(x, "b h l d -> b l (h d)")``."""
+        x = x.transpose(-3, -2)
+        return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
 
     def project_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Keys and values of ``x`` (B, L, kv_dim) -> two (B, H, L, Dh)."""

@@ -1,6 +1,6 @@
 """Training metrics are computed and logged only on the steps Lightning writes them (``logs_this_step``): the CSV
 log is the same as when every step logs, the final step's values end in callback_metrics, and the other steps make
-no ``self.log`` calls beyond the progress-bar loss."""
+no ``self.log`` call, except the progress-bar loss on the steps where a progress bar refreshes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import csv
 
 import lightning as L
 import pytest
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from tests.ut.lit.test_modules import FAST_OPT, TINY_ACT, tiny_algorithmic
@@ -15,7 +16,7 @@ from ut.lit import Seq2SeqModule
 from ut.lit.base import TrainingModule
 
 
-def fit(tmp_path, name, every_step: bool, monkeypatch, calls: list | None = None):
+def fit(tmp_path, name, every_step: bool, monkeypatch, calls: list | None = None, bar_refresh: int | None = None):
     if every_step:
         monkeypatch.setattr(TrainingModule, "logs_this_step", lambda self: True)
     L.seed_everything(0)
@@ -27,9 +28,12 @@ def fit(tmp_path, name, every_step: bool, monkeypatch, calls: list | None = None
             return real(*a, **k)
 
         monkeypatch.setattr(module, "log", log)
+    bar = [] if bar_refresh is None else [TQDMProgressBar(refresh_rate=bar_refresh)]
     t = L.Trainer(max_steps=7, log_every_n_steps=3, limit_val_batches=0, logger=CSVLogger(tmp_path / name),
-                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+                  enable_checkpointing=False, enable_progress_bar=bool(bar), enable_model_summary=False, callbacks=bar)
     t.fit(module, tiny_algorithmic())
+    if bar:
+        assert "train/loss_step" in t.progress_bar_metrics
     with open(next((tmp_path / name).rglob("metrics.csv"))) as f:
         rows = [{k: v for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
     return rows, dict(t.callback_metrics)
@@ -45,7 +49,15 @@ def test_gated_logging_writes_the_same_log_and_ends_with_the_last_step(tmp_path,
         assert float(gated_final[k]) == pytest.approx(float(every_final[k]))  # the final step's values
     logged_steps = {step for step, key in calls if key == "train/loss"}
     assert logged_steps == {2, 5, 6}  # log steps 3 and 6 (1-based) and the final step 7
-    assert {key for step, key in calls if step == 0} == {"train/loss_step"}  # a non-logging step: the bar only
+    assert not [key for step, key in calls if step == 0]  # a non-logging step, no progress bar: no log call
+
+
+def test_the_progress_bar_loss_is_logged_where_a_bar_refreshes(tmp_path, monkeypatch):
+    calls: list = []
+    fit(tmp_path, "bar", False, monkeypatch, calls, bar_refresh=2)
+    bar_steps = {step for step, key in calls if key == "train/loss_step"}
+    assert bar_steps == {1, 3, 5} | {2, 5, 6}  # every 2nd batch (0-based 1, 3, 5) and the logging steps
+    assert {step for step, key in calls if key == "train/loss"} == {2, 5, 6}
 
 
 class StopAfter(L.Callback):

@@ -183,3 +183,18 @@ def test_bf16_autocast_runs_and_stays_close():
 def test_rejects_indivisible_heads():
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(10, 3)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 12), (1, 1, 12), (3, 7, 2, 12)])
+def test_split_and_merge_heads_are_the_einops_rearrangements(shape):
+    from einops import rearrange
+
+    from ut.nn.attention import HeadProjections
+
+    heads = HeadProjections(12, 3)
+    x = torch.randn(*shape)
+    split = heads.split_heads(x)
+    assert torch.equal(split, rearrange(x, "... l (h d) -> ... h l d", h=3))
+    assert torch.equal(heads.merge_heads(split), x)
+    strided = torch.randn(*shape[:-1], 24)[..., ::2]  # a non-contiguous input is reshaped, not refused
+    assert torch.equal(heads.split_heads(strided), rearrange(strided, "... l (h d) -> ... h l d", h=3))
