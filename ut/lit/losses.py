@@ -37,11 +37,16 @@ def smoothed_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor | None =
     nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (...)
     smooth = -logp.mean(-1)  # (...)
     per_pos = (1 - smoothing) * nll + smoothing * smooth
+    return _masked_means(per_pos, nll, target, mask, "smoothed_cross_entropy")
+
+
+def _masked_means(per_pos: Tensor, nll: Tensor, target: Tensor, mask: Tensor | None, who: str) -> SmoothedLoss:
+    """The means of the per-position loss and NLL over the counted positions (``mask``; None: all)."""
     if mask is None:
         mask = torch.ones_like(target, dtype=torch.bool)
     count = mask.sum()
     if int(count) == 0:
-        raise ValueError("smoothed_cross_entropy: the mask selects no position")
+        raise ValueError(f"{who}: the mask selects no position")
     denom = count.to(per_pos.dtype)
     return SmoothedLoss((per_pos * mask).sum() / denom, (nll * mask).sum() / denom, count)
 
@@ -69,11 +74,4 @@ def expected_smoothed_cross_entropy(step_logits: Tensor, step_weights: Tensor, t
     nll = -logp.gather(-1, target.expand(step_logits.shape[0], *target.shape).unsqueeze(-1)).squeeze(-1)  # (N, ...)
     per_step = (1 - smoothing) * nll + smoothing * -logp.mean(-1)
     w = step_weights.to(per_step.dtype)
-    per_pos, nll_pos = (w * per_step).sum(0), (w * nll).sum(0)
-    if mask is None:
-        mask = torch.ones_like(target, dtype=torch.bool)
-    count = mask.sum()
-    if int(count) == 0:
-        raise ValueError("expected_smoothed_cross_entropy: the mask selects no position")
-    denom = count.to(per_pos.dtype)
-    return SmoothedLoss((per_pos * mask).sum() / denom, (nll_pos * mask).sum() / denom, count)
+    return _masked_means((w * per_step).sum(0), (w * nll).sum(0), target, mask, "expected_smoothed_cross_entropy")
