@@ -7,6 +7,11 @@ d 64-128), where per-step overhead rather than matmuls may decide.
   tied layers (ACT configs add our UT with ACT, for scale only: it runs up to ``act_max_steps``, so it is not
   compared); ``decoder_only``: ours vs x-transformers. Encoder classifiers (bAbI) have no peer built here (none of
   the peers ships a pooled-classifier head at equal dims): their row is the Lightning overhead below only.
+  Every row also times ``shared output layer + loss`` on the same batch: the tied embedding lookup, the output
+  projection to the vocabulary, the cross-entropy and Adam on the embedding matrix, which every contender runs
+  identically; ``ratios_without_shared`` are the ratios of what is left (peer - shared) / (ours - shared), i.e.
+  how much faster ours is on the part where the implementations differ (at LAMBADA's 10k-word vocabulary the
+  shared part is most of a d 128 step, which bounds the whole-step ratio).
 - ``lightning_overhead_row``: the config's own LightningModule and DataModule (real data pipeline, real loss,
   label smoothing, LR schedule, gradient clipping, ``log_every_n_steps``) trained by ``lightning.Trainer`` against
   a bare PyTorch loop over the SAME module (``forward_batch`` -> ``task_loss`` -> backward -> clip -> Adam ->
@@ -43,7 +48,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.peers import Seq2SeqDims, build_ours, build_torch_transformer, make_batch, missing_package
+from benchmarks.peers import (
+    Seq2SeqContender,
+    Seq2SeqDims,
+    build_ours,
+    build_torch_transformer,
+    make_batch,
+    missing_package,
+)
 from benchmarks.peers import training_step_fn as peer_step_fn
 from benchmarks.timing import time_interleaved
 from benchmarks.universal_speed import build_universal
@@ -61,6 +73,7 @@ from benchmarks.xtransformers_peers import (
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "ut_paper" / "configs"
 SMALL_CONFIGS = ("algorithmic_transformer", "algorithmic_ut", "algorithmic_ut_act", "babi_1k_transformer",
                  "babi_1k_ut", "lambada_decoder_only")
+SHARED = "shared output layer + loss"  # the part of a step every contender runs identically
 SMALL_TRAIN_SIZE = 4096  # generated algorithmic examples per epoch here (configs: 100000; same batches)
 
 
@@ -136,6 +149,7 @@ def peer_step_row(name: str, repeats: int, warmup: int = 2, module=None, datamod
                 builders["ours (ACT)"] = lambda: build_universal(dims, "act")
         fixed = make_batch(dims)
         tokens = dims.tokens_per_batch
+    builders[SHARED] = lambda: build_shared_output_layer(dims)
     if why := missing_package("x-transformers"):
         row["skipped"].update({k: why for k in (XT, XT_TIED) if k in builders})
     torch.manual_seed(0)
@@ -146,9 +160,42 @@ def peer_step_row(name: str, repeats: int, warmup: int = 2, module=None, datamod
                 "seconds": {k: t.median for k, t in timings.items()},
                 "spread": {k: t.spread for k, t in timings.items()}})
     row["ratios"] = {f"ours / {k}": timings[k].median / timings["ours"].median for k in timings
-                     if not k.startswith("ours")}  # peers only: "ours (ACT)" is shown, not compared
+                     if not k.startswith("ours") and k != SHARED}  # peers only: "ours (ACT)" is shown, not compared
+    shared = timings[SHARED].median
+    row["shared_share"] = shared / timings["ours"].median
+    row["ratios_without_shared"] = {
+        key: (timings[key.split(" / ")[1]].median - shared) / (timings["ours"].median - shared)
+        for key in row["ratios"] if timings["ours"].median > shared}
     row["tokens_per_s"] = {k: tokens / t.median for k, t in timings.items()}
     return row
+
+
+class SharedOutputLayer(torch.nn.Module):
+    """What every contender of a row computes identically: the tied embedding of the target tokens, the output
+    projection onto the vocabulary with the same matrix, and the cross-entropy (no layers in between)."""
+
+    def __init__(self, vocab_size: int, d_model: int):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab_size, d_model)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embed(ids) @ self.embed.weight.T
+
+
+def build_shared_output_layer(dims: Seq2SeqDims | DecoderOnlyDims) -> Seq2SeqContender:
+    """:class:`SharedOutputLayer` at ``dims`` with the loss of the row's contenders (decoder-only: next-token
+    cross-entropy over ``input_ids``; seq2seq: over ``tgt_in`` -> ``tgt_out``)."""
+    import torch.nn.functional as F
+
+    model = SharedOutputLayer(dims.vocab_size, dims.d_model)
+    if isinstance(dims, DecoderOnlyDims):
+        def loss(m, batch):
+            ids = batch["input_ids"]
+            return F.cross_entropy(m(ids)[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+    else:
+        def loss(m, batch):
+            return F.cross_entropy(m(batch["tgt_in"]).flatten(0, 1), batch["tgt_out"].flatten())
+    return Seq2SeqContender(SHARED, model, loss)
 
 
 # ------------------------------------------------------------------ Lightning vs bare loop

@@ -177,4 +177,38 @@ def test_lightning_overhead_row_and_profile_on_a_tiny_config(monkeypatch):
     prof = small_models.profile_lightning("tiny", steps=3, top=5, logger="none", module=module, datamodule=data)
     assert len(prof["top"]) == 5 and abs(sum(prof["share_by_area"].values()) - 1) < 1e-6
     peers = small_models.peer_step_row("tiny", repeats=1, warmup=0, module=module, datamodule=data)
-    assert set(peers["seconds"]) == {"ours", "x-transformers (tied layers)"}
+    assert set(peers["seconds"]) == {"ours", "x-transformers (tied layers)", small_models.SHARED}
+    assert set(peers["ratios"]) == {"ours / x-transformers (tied layers)"}  # the shared part is not a peer
+
+
+def test_the_ratio_without_the_shared_output_layer(monkeypatch):
+    """(peer - shared) / (ours - shared) from the row's own timings; the shared part is never a peer."""
+    from benchmarks import small_models
+    from benchmarks.timing import Timing
+
+    cfg = _tiny_config("algorithmic_transformer")
+    monkeypatch.setattr(small_models, "load_config", lambda name: cfg)
+    module, data = small_models.build_module_and_data(cfg)
+    fake = {"ours": 0.30, small_models.XT: 0.40, "torch.nn.Transformer": 0.50, small_models.SHARED: 0.20}
+    monkeypatch.setattr(small_models, "time_interleaved",
+                        lambda fns, **kw: {k: Timing(k, [fake[k]]) for k in fns})
+    row = small_models.peer_step_row("tiny", repeats=1, warmup=0, module=module, datamodule=data)
+    assert row["ratios"] == pytest.approx({"ours / x-transformers": 0.4 / 0.3,
+                                           "ours / torch.nn.Transformer": 0.5 / 0.3})
+    assert row["ratios_without_shared"] == pytest.approx({"ours / x-transformers": 2.0,
+                                                          "ours / torch.nn.Transformer": 3.0})
+    assert row["shared_share"] == pytest.approx(0.2 / 0.3)
+
+
+def test_the_shared_output_layer_is_the_tied_projection_and_its_cross_entropy():
+    import torch.nn.functional as F
+
+    from benchmarks.small_models import build_shared_output_layer
+
+    dims = DecoderOnlyDims(d_model=8, n_heads=2, d_ff=16, n_layers=1, vocab_size=30, batch_size=2, seq_len=5)
+    shared = build_shared_output_layer(dims)
+    ids = torch.randint(0, 30, (2, 5))
+    w = shared.model.embed.weight
+    want = F.cross_entropy((w[ids] @ w.T)[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+    torch.testing.assert_close(shared.loss({"input_ids": ids}), want)
+    assert sum(p.numel() for p in shared.model.parameters()) == 30 * 8  # the embedding matrix alone
