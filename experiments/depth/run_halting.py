@@ -59,7 +59,7 @@ from experiments.ut_paper import run_algorithmic, run_babi
 from experiments.ut_paper.report import bar_plot, cpu_description, fmt, provenance, ranking
 
 HERE = Path(__file__).resolve().parent
-EXPERIMENT = "depth/halting"  # checkpoints under outputs/depth_halting/<run id>/
+EXPERIMENT = "depth/halting"  # checkpoints under outputs/depth_halting/<run id>/ (experiment_for)
 MECHANISMS = {"ut": "UT (fixed T = 4)", "ut_act": "UT+ACT", "ut_pondernet": "UT+PonderNet",
               "ut_stick_breaking": "UT+stick-breaking", "ut_moe": "sparse UT (MoE, T = 4)"}
 SPARSE = ("ut_moe",)  # models whose transition is a mixture of experts: expert width = the dense d_ff / top-k
@@ -98,6 +98,16 @@ def sparse_width(spec: RunSpec, d_model: int) -> RunSpec:
                          f"moe_top_k = {top_k}")
     return RunSpec(spec.config, spec.variant, spec.seed,
                    (*spec.args, f"--model.init_args.model_config.d_ff={4 * d_model // top_k}"))
+
+
+def experiment_for(args) -> str:
+    """The runner experiment, hence the checkpoint folder, of a sweep: ``outputs/depth_halting/`` under the configs'
+    copy position policy, ``outputs/depth_halting_copy_start_zero/`` under ``--copy-position-start zero``. Its runs
+    have the same run ids (``algorithmic_ut__copy__seed0``, ...) and other cache keys; apart, neither overwrites the
+    other's checkpoints (give it its own ``--out`` as well)."""
+    if args.copy_position_start == "random":
+        return EXPERIMENT
+    return f"{EXPERIMENT}_copy_start_{args.copy_position_start}"
 
 
 def build_specs(args) -> list[RunSpec]:
@@ -445,8 +455,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     out = Path(args.out)
     specs = build_specs(args)
-    results = collect(out, specs) if args.report_only else run_all(specs, out, EXPERIMENT, jobs=args.jobs)
-    results = evaluate_all(results, out, args)
+    experiment = experiment_for(args)
+    results = collect(out, specs) if args.report_only else run_all(specs, out, experiment, jobs=args.jobs)
+    results = evaluate_all(results, out, args, experiment)
     command = sys.argv if argv is None else ["run_halting", *argv]
     print(write_report(results, args, out, [a for a in command if a != "--report-only"], specs))
     if len(results) < len(specs) and not args.report_only:

@@ -396,8 +396,9 @@ def main(argv: list[str] | None = None) -> None:
         results = collect(halting_out, specs, current_only=True)
         records = load_records(out, results)
     else:
-        results = run_all(specs, halting_out, run_halting.EXPERIMENT, jobs=args.jobs)
-        records = sweep(results, out, args)
+        experiment = run_halting.experiment_for(args)
+        results = run_all(specs, halting_out, experiment, jobs=args.jobs)
+        records = sweep(results, out, args, experiment)
     command = sys.argv if argv is None else ["run_test_time_depth", *argv]
     print(write_report(records, results, args, out, [a for a in command if a != "--report-only"]))
     if len(records) < len(specs) and not args.report_only:

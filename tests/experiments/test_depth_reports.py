@@ -50,6 +50,19 @@ def test_specs_seed_major_with_a_distinct_cache_key_per_mechanism():
     assert {cache_key(s) for s in zero[:5]}.isdisjoint(cache_key(s) for s in specs)
 
 
+def test_the_zero_start_copy_runs_keep_their_checkpoints_apart(tmp_path):
+    """Same run ids, other cache keys: the two copy position policies write checkpoints to different folders."""
+    default = run_halting.parser().parse_args([])
+    zero = run_halting.parser().parse_args(["--copy-position-start", "zero"])
+    assert run_halting.experiment_for(default) == run_halting.EXPERIMENT
+    assert run_halting.experiment_for(zero) != run_halting.EXPERIMENT
+    result = {"run_id": "algorithmic_ut__copy__seed0", "model_name": "universal", "seed": 0}
+    paths = {evaluation.checkpoint_path(result, run_halting.experiment_for(a), tmp_path) for a in (default, zero)}
+    assert len(paths) == 2
+    assert run_halting.experiment_for(run_test_time_depth.parser().parse_args(
+        ["--copy-position-start", "zero"])) == run_halting.experiment_for(zero)
+
+
 def test_the_sparse_copy_ut_gets_experts_of_the_dense_width_over_top_k(tmp_path):
     """run_algorithmic's specs set d_ff = 4 d_model for every model; the sparse UT's experts get it / moe_top_k
     (the last override wins), so that its active transition equals the dense UT's; bAbI keeps its config's."""
