@@ -172,14 +172,20 @@ def peer_step_row(name: str, repeats: int, warmup: int = 2, module=None, datamod
 
 class SharedOutputLayer(torch.nn.Module):
     """What every contender of a row computes identically: the tied embedding of the target tokens, the output
-    projection onto the vocabulary with the same matrix, and the cross-entropy (no layers in between)."""
+    projection onto the vocabulary with the same matrix, and the cross-entropy (no layers in between).
+
+    Initialised as the contenders' tied embeddings are (std d^-0.5, inputs scaled by sqrt(d)), so that the logits
+    have the magnitude of a real model's (std ~1): ``nn.Embedding``'s N(0, 1) would give logits of std ~sqrt(d) and
+    a softmax full of denormal floats, which the CPU computes tens of times slower."""
 
     def __init__(self, vocab_size: int, d_model: int):
         super().__init__()
         self.embed = torch.nn.Embedding(vocab_size, d_model)
+        torch.nn.init.normal_(self.embed.weight, std=d_model ** -0.5)
+        self.scale = d_model ** 0.5
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.embed(ids) @ self.embed.weight.T
+        return torch.nn.functional.linear(self.embed(ids) * self.scale, self.embed.weight)
 
 
 def build_shared_output_layer(dims: Seq2SeqDims | DecoderOnlyDims) -> Seq2SeqContender:

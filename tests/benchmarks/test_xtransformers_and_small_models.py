@@ -209,6 +209,7 @@ def test_the_shared_output_layer_is_the_tied_projection_and_its_cross_entropy():
     shared = build_shared_output_layer(dims)
     ids = torch.randint(0, 30, (2, 5))
     w = shared.model.embed.weight
-    want = F.cross_entropy((w[ids] @ w.T)[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+    want = F.cross_entropy((8 ** 0.5 * w[ids] @ w.T)[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
     torch.testing.assert_close(shared.loss({"input_ids": ids}), want)
+    assert 0.2 < (8 ** 0.5 * w[ids] @ w.T).std() < 5  # a real model's logit scale, not N(0, 1) embeddings' sqrt(d)
     assert sum(p.numel() for p in shared.model.parameters()) == 30 * 8  # the embedding matrix alone
