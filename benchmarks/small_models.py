@@ -47,6 +47,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from benchmarks.peers import (
     Seq2SeqContender,
@@ -66,6 +67,7 @@ from benchmarks.xtransformers_peers import (
     build_ours_decoder_only,
     build_xtransformer_decoder_only,
     build_xtransformer_seq2seq,
+    lm_loss,
     make_lm_batch,
     parameter_report,
 )
@@ -159,13 +161,12 @@ def peer_step_row(name: str, repeats: int, warmup: int = 2, module=None, datamod
     row.update({"label": dims.label(), "dims": dims.__dict__.copy(), "parameters": parameter_report(built, "ours"),
                 "seconds": {k: t.median for k, t in timings.items()},
                 "spread": {k: t.spread for k, t in timings.items()}})
-    row["ratios"] = {f"ours / {k}": timings[k].median / timings["ours"].median for k in timings
-                     if not k.startswith("ours") and k != SHARED}  # peers only: "ours (ACT)" is shown, not compared
-    shared = timings[SHARED].median
-    row["shared_share"] = shared / timings["ours"].median
-    row["ratios_without_shared"] = {
-        key: (timings[key.split(" / ")[1]].median - shared) / (timings["ours"].median - shared)
-        for key in row["ratios"] if timings["ours"].median > shared}
+    ours, shared = timings["ours"].median, timings[SHARED].median
+    peers = [k for k in timings if not k.startswith("ours") and k != SHARED]  # "ours (ACT)" is shown, not compared
+    row["ratios"] = {f"ours / {k}": timings[k].median / ours for k in peers}
+    row["shared_share"] = shared / ours
+    row["ratios_without_shared"] = {f"ours / {k}": (timings[k].median - shared) / (ours - shared) for k in peers
+                                    if ours > shared}
     row["tokens_per_s"] = {k: tokens / t.median for k, t in timings.items()}
     return row
 
@@ -191,13 +192,10 @@ class SharedOutputLayer(torch.nn.Module):
 def build_shared_output_layer(dims: Seq2SeqDims | DecoderOnlyDims) -> Seq2SeqContender:
     """:class:`SharedOutputLayer` at ``dims`` with the loss of the row's contenders (decoder-only: next-token
     cross-entropy over ``input_ids``; seq2seq: over ``tgt_in`` -> ``tgt_out``)."""
-    import torch.nn.functional as F
-
     model = SharedOutputLayer(dims.vocab_size, dims.d_model)
     if isinstance(dims, DecoderOnlyDims):
         def loss(m, batch):
-            ids = batch["input_ids"]
-            return F.cross_entropy(m(ids)[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+            return lm_loss(m(batch["input_ids"]), batch["input_ids"])
     else:
         def loss(m, batch):
             return F.cross_entropy(m(batch["tgt_in"]).flatten(0, 1), batch["tgt_out"].flatten())

@@ -115,7 +115,8 @@ def make_lm_batch(dims: DecoderOnlyDims, seed: int = 0, device="cpu") -> dict[st
     return {"input_ids": ids.to(device)}
 
 
-def _lm_loss(logits: Tensor, ids: Tensor) -> Tensor:
+def lm_loss(logits: Tensor, ids: Tensor) -> Tensor:
+    """Next-token cross-entropy, the loss every decoder-only contender (and the shared output layer) trains with."""
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
 
 
@@ -126,7 +127,7 @@ def build_ours_decoder_only(dims: DecoderOnlyDims) -> Seq2SeqContender:
                             n_layers=dims.n_layers, dropout=dims.dropout, attention_dropout=dims.attention_dropout,
                             max_len=dims.seq_len + 512)
     return Seq2SeqContender("ours", DecoderOnlyLM(cfg),
-                            lambda model, batch: _lm_loss(model(batch["input_ids"]).logits, batch["input_ids"]))
+                            lambda model, batch: lm_loss(model(batch["input_ids"]).logits, batch["input_ids"]))
 
 
 def build_ours_universal_decoder_only(dims: DecoderOnlyDims) -> Seq2SeqContender:
@@ -138,7 +139,7 @@ def build_ours_universal_decoder_only(dims: DecoderOnlyDims) -> Seq2SeqContender
                                      dropout=dims.dropout, attention_dropout=dims.attention_dropout,
                                      max_len=dims.seq_len + 512)
     return Seq2SeqContender("ours UT", UniversalDecoderOnlyLM(cfg),
-                            lambda model, batch: _lm_loss(model(batch["input_ids"]).logits, batch["input_ids"]))
+                            lambda model, batch: lm_loss(model(batch["input_ids"]).logits, batch["input_ids"]))
 
 
 def build_xtransformer_decoder_only(dims: DecoderOnlyDims, tied_layers: bool = False) -> Seq2SeqContender:
@@ -151,7 +152,7 @@ def build_xtransformer_decoder_only(dims: DecoderOnlyDims, tied_layers: bool = F
         scaled_sinu_pos_emb=True, tie_embedding=True,
         attn_layers=Decoder(dim=dims.d_model, depth=dims.n_layers, weight_tie_layers=tied_layers, **layer))
     return Seq2SeqContender(XT_TIED if tied_layers else XT, model,
-                            lambda model, batch: _lm_loss(model(batch["input_ids"]), batch["input_ids"]))
+                            lambda model, batch: lm_loss(model(batch["input_ids"]), batch["input_ids"]))
 
 
 def n_parameters(module: nn.Module) -> int:
