@@ -13,6 +13,11 @@ same dropout placement where the peer allows it:
 - torch.nn.Transformer: one ``dropout`` for everything, attention weights included (it has no separate knob);
 - x-transformers: the same places as ours (``emb_dropout``, ``*_sublayer_dropout``, ``ff_dropout``).
 
+Losses: each contender trains with its own standard path. The peers project to logits and call
+``F.cross_entropy``; ours trains as :mod:`ut.lit`'s modules do (:func:`ours_loss`): at vocabularies of 1024 and
+more the output projection and the cross-entropy are fused (:mod:`ut.lit.linear_cross_entropy`), never holding the
+logits; the same loss value and gradients.
+
 ``transformers`` and ``x_transformers`` are imported lazily, only when their peer is built: benchmark-only extras;
 :func:`missing_package` says when one is absent, and the rows skip that peer with the reason.
 """
@@ -28,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ut.lit.linear_cross_entropy import linear_cross_entropy, output_loss_fusable
 from ut.models.transformer import TransformerConfig, TransformerEncoderDecoder
 from ut.nn.positions import PositionSignal
 
@@ -91,12 +97,28 @@ def ours_config(dims: Seq2SeqDims) -> TransformerConfig:
     )
 
 
+def ours_loss(model: nn.Module, target: Tensor, *inputs: Tensor, next_token: bool = False) -> Tensor:
+    """Ours' training loss as :mod:`ut.lit`'s modules compute it (no smoothing, every position counts):
+    ``model(*inputs)``'s final states through the fused output loss where the modules fuse it
+    (:func:`ut.lit.linear_cross_entropy.output_loss_fusable`), else the cross-entropy of its logits; plus its
+    ``aux_loss`` (ACT). ``next_token``: position i predicts ``target[:, i + 1]`` (decoder-only LMs)."""
+    fused = output_loss_fusable(model)
+    out = model(*inputs, project_output=not fused)
+    x = out.final_states if fused else out.logits
+    if next_token:
+        x, target = x[:, :-1], target[:, 1:]
+    if fused:
+        ce = linear_cross_entropy(x, model.output.weight, target, None, 0.0)[0].loss
+    else:
+        ce = F.cross_entropy(x.flatten(0, 1), target.flatten())
+    return ce if out.aux_loss is None else ce + out.aux_loss
+
+
 def build_ours(dims: Seq2SeqDims) -> Seq2SeqContender:
     model = TransformerEncoderDecoder(ours_config(dims))
 
     def loss(model, batch):
-        logits = model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"]).logits
-        return F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten())
+        return ours_loss(model, batch["tgt_out"], batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"])
 
     return Seq2SeqContender("ours", model, loss)
 

@@ -8,10 +8,12 @@ d 64-128), where per-step overhead rather than matmuls may decide.
   compared); ``decoder_only``: ours vs x-transformers. Encoder classifiers (bAbI) have no peer built here (none of
   the peers ships a pooled-classifier head at equal dims): their row is the Lightning overhead below only.
   Every row also times ``shared output layer + loss`` on the same batch: the tied embedding lookup, the output
-  projection to the vocabulary, the cross-entropy and Adam on the embedding matrix, which every contender runs
-  identically; ``ratios_without_shared`` are the ratios of what is left (peer - shared) / (ours - shared), i.e.
-  how much faster ours is on the part where the implementations differ (at LAMBADA's 10k-word vocabulary the
-  shared part is most of a d 128 step, which bounds the whole-step ratio).
+  projection to the vocabulary, the cross-entropy and Adam on the embedding matrix, as every peer computes it
+  (logits, then ``F.cross_entropy``), and ``ours' output layer + loss``, the same part as ours trains it (at
+  vocabularies of 1024 and more the projection and the loss fused, :mod:`ut.lit.linear_cross_entropy`; below,
+  the peers' path). ``ratios_without_shared`` are the ratios of what is left, (peer - shared) / (ours - ours'
+  part): how much faster ours is on the layers, where the implementations differ (at LAMBADA's 10k-word
+  vocabulary the output layer and loss are most of a d 128 step).
 - ``lightning_overhead_row``: the config's own LightningModule and DataModule (real data pipeline, real loss,
   label smoothing, LR schedule, gradient clipping, ``log_every_n_steps``) trained by ``lightning.Trainer`` against
   a bare PyTorch loop over the SAME module (``forward_batch`` -> ``task_loss`` -> backward -> clip -> Adam ->
@@ -71,11 +73,13 @@ from benchmarks.xtransformers_peers import (
     make_lm_batch,
     parameter_report,
 )
+from ut.lit.linear_cross_entropy import FUSED_OUTPUT_LOSS_MIN_VOCAB, linear_cross_entropy
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "ut_paper" / "configs"
 SMALL_CONFIGS = ("algorithmic_transformer", "algorithmic_ut", "algorithmic_ut_act", "babi_1k_transformer",
                  "babi_1k_ut", "lambada_decoder_only")
-SHARED = "shared output layer + loss"  # the part of a step every contender runs identically
+SHARED = "shared output layer + loss"  # the part of a step every peer runs identically
+OURS_SHARED = "ours' output layer + loss"  # the same part as ours computes it (fused at large vocabularies)
 SMALL_TRAIN_SIZE = 4096  # generated algorithmic examples per epoch here (configs: 100000; same batches)
 
 
@@ -152,6 +156,7 @@ def peer_step_row(name: str, repeats: int, warmup: int = 2, module=None, datamod
         fixed = make_batch(dims)
         tokens = dims.tokens_per_batch
     builders[SHARED] = lambda: build_shared_output_layer(dims)
+    builders[OURS_SHARED] = lambda: build_shared_output_layer(dims, ours=True)
     if why := missing_package("x-transformers"):
         row["skipped"].update({k: why for k in (XT, XT_TIED) if k in builders})
     torch.manual_seed(0)
@@ -161,12 +166,14 @@ def peer_step_row(name: str, repeats: int, warmup: int = 2, module=None, datamod
     row.update({"label": dims.label(), "dims": dims.__dict__.copy(), "parameters": parameter_report(built, "ours"),
                 "seconds": {k: t.median for k, t in timings.items()},
                 "spread": {k: t.spread for k, t in timings.items()}})
-    ours, shared = timings["ours"].median, timings[SHARED].median
-    peers = [k for k in timings if not k.startswith("ours") and k != SHARED]  # "ours (ACT)" is shown, not compared
+    ours, shared, ours_shared = timings["ours"].median, timings[SHARED].median, timings[OURS_SHARED].median
+    # "ours (ACT)" is shown, not compared
+    peers = [k for k in timings if not k.startswith("ours") and k not in (SHARED, OURS_SHARED)]
     row["ratios"] = {f"ours / {k}": timings[k].median / ours for k in peers}
-    row["shared_share"] = shared / ours
-    row["ratios_without_shared"] = {f"ours / {k}": (timings[k].median - shared) / (ours - shared) for k in peers
-                                    if ours > shared}
+    row["shared_share"] = ours_shared / ours
+    row["output_loss_speedup"] = shared / ours_shared  # ours' output layer + loss vs the peers'
+    row["ratios_without_shared"] = {f"ours / {k}": (timings[k].median - shared) / (ours - ours_shared)
+                                    for k in peers if ours > ours_shared}
     row["tokens_per_s"] = {k: tokens / t.median for k, t in timings.items()}
     return row
 
@@ -189,17 +196,25 @@ class SharedOutputLayer(torch.nn.Module):
         return torch.nn.functional.linear(self.embed(ids) * self.scale, self.embed.weight)
 
 
-def build_shared_output_layer(dims: Seq2SeqDims | DecoderOnlyDims) -> Seq2SeqContender:
-    """:class:`SharedOutputLayer` at ``dims`` with the loss of the row's contenders (decoder-only: next-token
-    cross-entropy over ``input_ids``; seq2seq: over ``tgt_in`` -> ``tgt_out``)."""
+def build_shared_output_layer(dims: Seq2SeqDims | DecoderOnlyDims, ours: bool = False) -> Seq2SeqContender:
+    """:class:`SharedOutputLayer` at ``dims`` with the loss of the row's peers (decoder-only: next-token
+    cross-entropy over ``input_ids``; seq2seq: over ``tgt_in`` -> ``tgt_out``), or (``ours``) the same loss as
+    ours computes it: fused with the projection where :mod:`ut.lit`'s modules fuse it."""
     model = SharedOutputLayer(dims.vocab_size, dims.d_model)
-    if isinstance(dims, DecoderOnlyDims):
-        def loss(m, batch):
-            return lm_loss(m(batch["input_ids"]), batch["input_ids"])
-    else:
-        def loss(m, batch):
-            return F.cross_entropy(m(batch["tgt_in"]).flatten(0, 1), batch["tgt_out"].flatten())
-    return Seq2SeqContender(SHARED, model, loss)
+    lm = isinstance(dims, DecoderOnlyDims)
+    fused = ours and dims.vocab_size >= FUSED_OUTPUT_LOSS_MIN_VOCAB
+
+    def loss(m, batch):
+        ids, target = (batch["input_ids"], batch["input_ids"]) if lm else (batch["tgt_in"], batch["tgt_out"])
+        if not fused:
+            logits = m(ids)
+            return lm_loss(logits, ids) if lm else F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        states = m.embed(ids) * m.scale
+        if lm:
+            states, target = states[:, :-1], target[:, 1:]
+        return linear_cross_entropy(states, m.embed.weight, target, None, 0.0)[0].loss
+
+    return Seq2SeqContender(OURS_SHARED if ours else SHARED, model, loss)
 
 
 # ------------------------------------------------------------------ Lightning vs bare loop

@@ -20,9 +20,7 @@ from benchmarks.timing import time_interleaved
 
 def build_universal(dims: Seq2SeqDims, recurrence: str = "fixed"):
     """A UT encoder-decoder contender with the dims of ``dims`` (T = ``n_encoder_layers`` steps)."""
-    import torch.nn.functional as F
-
-    from benchmarks.peers import Seq2SeqContender
+    from benchmarks.peers import Seq2SeqContender, ours_loss
     from ut.models.universal import UniversalTransformerConfig, UniversalTransformerEncoderDecoder
 
     cfg = UniversalTransformerConfig(
@@ -34,9 +32,7 @@ def build_universal(dims: Seq2SeqDims, recurrence: str = "fixed"):
     model = UniversalTransformerEncoderDecoder(cfg)
 
     def loss(model, batch):
-        out = model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"])
-        ce = F.cross_entropy(out.logits.flatten(0, 1), batch["tgt_out"].flatten())
-        return ce if out.aux_loss is None else ce + out.aux_loss
+        return ours_loss(model, batch["tgt_out"], batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"])
 
     return Seq2SeqContender(f"UT ({recurrence})", model, loss)
 

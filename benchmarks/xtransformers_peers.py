@@ -28,6 +28,9 @@ rows record both counts and the relative difference):
   (:func:`_tie_output`) the way ``TransformerWrapper(tie_embedding=True)`` ties it;
 - our UT adds a sinusoidal timestep signal per step (no parameters); x-transformers' tied layers add none.
 
+Losses: x-transformers' standard path (logits, then ``F.cross_entropy``); ours its own training path, the fused
+output loss at these vocabularies (:func:`benchmarks.peers.ours_loss`).
+
 ``x_transformers`` is imported lazily, only when a contender is built: it is a benchmark-only extra
 (``pip install -e ".[bench]"``); :func:`benchmarks.peers.missing_package` tells a row whether it can run.
 """
@@ -40,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmarks.peers import Seq2SeqContender, Seq2SeqDims
+from benchmarks.peers import Seq2SeqContender, Seq2SeqDims, ours_loss
 
 XT = "x-transformers"
 XT_TIED = "x-transformers (tied layers)"
@@ -116,7 +119,8 @@ def make_lm_batch(dims: DecoderOnlyDims, seed: int = 0, device="cpu") -> dict[st
 
 
 def lm_loss(logits: Tensor, ids: Tensor) -> Tensor:
-    """Next-token cross-entropy, the loss every decoder-only contender (and the shared output layer) trains with."""
+    """Next-token cross-entropy of the logits, the loss the decoder-only peers (and the shared output layer) train
+    with; ours computes the same loss fused (:func:`benchmarks.peers.ours_loss`)."""
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
 
 
@@ -127,7 +131,8 @@ def build_ours_decoder_only(dims: DecoderOnlyDims) -> Seq2SeqContender:
                             n_layers=dims.n_layers, dropout=dims.dropout, attention_dropout=dims.attention_dropout,
                             max_len=dims.seq_len + 512)
     return Seq2SeqContender("ours", DecoderOnlyLM(cfg),
-                            lambda model, batch: lm_loss(model(batch["input_ids"]).logits, batch["input_ids"]))
+                            lambda model, batch: ours_loss(model, batch["input_ids"], batch["input_ids"],
+                                                           next_token=True))
 
 
 def build_ours_universal_decoder_only(dims: DecoderOnlyDims) -> Seq2SeqContender:
@@ -139,7 +144,8 @@ def build_ours_universal_decoder_only(dims: DecoderOnlyDims) -> Seq2SeqContender
                                      dropout=dims.dropout, attention_dropout=dims.attention_dropout,
                                      max_len=dims.seq_len + 512)
     return Seq2SeqContender("ours UT", UniversalDecoderOnlyLM(cfg),
-                            lambda model, batch: lm_loss(model(batch["input_ids"]).logits, batch["input_ids"]))
+                            lambda model, batch: ours_loss(model, batch["input_ids"], batch["input_ids"],
+                                                           next_token=True))
 
 
 def build_xtransformer_decoder_only(dims: DecoderOnlyDims, tied_layers: bool = False) -> Seq2SeqContender:

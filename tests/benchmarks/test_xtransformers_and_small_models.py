@@ -177,27 +177,30 @@ def test_lightning_overhead_row_and_profile_on_a_tiny_config(monkeypatch):
     prof = small_models.profile_lightning("tiny", steps=3, top=5, logger="none", module=module, datamodule=data)
     assert len(prof["top"]) == 5 and abs(sum(prof["share_by_area"].values()) - 1) < 1e-6
     peers = small_models.peer_step_row("tiny", repeats=1, warmup=0, module=module, datamodule=data)
-    assert set(peers["seconds"]) == {"ours", "x-transformers (tied layers)", small_models.SHARED}
+    assert set(peers["seconds"]) == {"ours", "x-transformers (tied layers)", small_models.SHARED,
+                                     small_models.OURS_SHARED}
     assert set(peers["ratios"]) == {"ours / x-transformers (tied layers)"}  # the shared part is not a peer
 
 
 def test_the_ratio_without_the_shared_output_layer(monkeypatch):
-    """(peer - shared) / (ours - shared) from the row's own timings; the shared part is never a peer."""
+    """(peer - peers' output part) / (ours - ours' output part) from the row's own timings; neither is a peer."""
     from benchmarks import small_models
     from benchmarks.timing import Timing
 
     cfg = _tiny_config("algorithmic_transformer")
     monkeypatch.setattr(small_models, "load_config", lambda name: cfg)
     module, data = small_models.build_module_and_data(cfg)
-    fake = {"ours": 0.30, small_models.XT: 0.40, "torch.nn.Transformer": 0.50, small_models.SHARED: 0.20}
+    fake = {"ours": 0.30, small_models.XT: 0.40, "torch.nn.Transformer": 0.50, small_models.SHARED: 0.20,
+            small_models.OURS_SHARED: 0.25}
     monkeypatch.setattr(small_models, "time_interleaved",
                         lambda fns, **kw: {k: Timing(k, [fake[k]]) for k in fns})
     row = small_models.peer_step_row("tiny", repeats=1, warmup=0, module=module, datamodule=data)
     assert row["ratios"] == pytest.approx({"ours / x-transformers": 0.4 / 0.3,
                                            "ours / torch.nn.Transformer": 0.5 / 0.3})
-    assert row["ratios_without_shared"] == pytest.approx({"ours / x-transformers": 2.0,
-                                                          "ours / torch.nn.Transformer": 3.0})
-    assert row["shared_share"] == pytest.approx(0.2 / 0.3)
+    assert row["ratios_without_shared"] == pytest.approx({"ours / x-transformers": 0.2 / 0.05,
+                                                          "ours / torch.nn.Transformer": 0.3 / 0.05})
+    assert row["shared_share"] == pytest.approx(0.25 / 0.3)
+    assert row["output_loss_speedup"] == pytest.approx(0.2 / 0.25)
 
 
 def test_the_shared_output_layer_is_the_tied_projection_and_its_cross_entropy():
@@ -213,3 +216,38 @@ def test_the_shared_output_layer_is_the_tied_projection_and_its_cross_entropy():
     torch.testing.assert_close(shared.loss({"input_ids": ids}), want)
     assert 0.2 < (8 ** 0.5 * w[ids] @ w.T).std() < 5  # a real model's logit scale, not N(0, 1) embeddings' sqrt(d)
     assert sum(p.numel() for p in shared.model.parameters()) == 30 * 8  # the embedding matrix alone
+
+
+@pytest.mark.parametrize("lm", [True, False])
+def test_ours_output_part_is_the_same_loss_fused(lm):
+    """Ours' output part at a vocabulary that fuses: the peers' loss value and gradient, without the logits."""
+    from benchmarks.small_models import build_shared_output_layer
+
+    vocab = 1100
+    if lm:
+        dims = DecoderOnlyDims(d_model=8, n_heads=2, d_ff=16, n_layers=1, vocab_size=vocab, batch_size=2, seq_len=5)
+        batch = {"input_ids": torch.randint(0, vocab, (2, 5))}
+    else:
+        dims = Seq2SeqDims(d_model=8, n_heads=2, d_ff=16, n_encoder_layers=1, n_decoder_layers=1, vocab_size=vocab,
+                           batch_size=2, src_len=4, tgt_len=3)
+        batch = {"tgt_in": torch.randint(0, vocab, (2, 3)), "tgt_out": torch.randint(0, vocab, (2, 3))}
+    peers, ours = build_shared_output_layer(dims), build_shared_output_layer(dims, ours=True)
+    ours.model.load_state_dict(peers.model.state_dict())
+    want, got = peers.loss(batch), ours.loss(batch)
+    torch.testing.assert_close(got, want)
+    w_peer, w_ours = peers.model.embed.weight, ours.model.embed.weight
+    torch.testing.assert_close(torch.autograd.grad(got, w_ours)[0], torch.autograd.grad(want, w_peer)[0])
+
+
+def test_ours_loss_fused_equals_the_cross_entropy_of_the_logits():
+    import torch.nn.functional as F
+
+    from benchmarks.peers import ours_loss
+    from benchmarks.xtransformers_peers import build_ours_decoder_only
+
+    dims = DecoderOnlyDims(d_model=16, n_heads=2, d_ff=32, n_layers=1, vocab_size=1100, dropout=0.0, batch_size=2,
+                           seq_len=6)
+    model = build_ours_decoder_only(dims).model
+    ids = torch.randint(5, 1100, (2, 6))
+    want = F.cross_entropy(model(ids).logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+    torch.testing.assert_close(ours_loss(model, ids, ids, next_token=True), want)

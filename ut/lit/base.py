@@ -20,7 +20,10 @@ Losses: ``task_loss`` (through :meth:`TrainingModule.smoothed_loss`: the label-s
 model that gives per-step predictions -- PonderNet in training, ``ModelOutput.step_logits`` / ``step_weights`` --
 its expectation over the halting step) plus ``ModelOutput.aux_loss`` (the halting regulariser ``ponder_loss`` and
 the MoE ``moe_loss``, each already weighted and each logged under its own name; the unweighted PonderNet KL /
-stick-breaking expected depth as ``<stream>_kl`` / ``<stream>_expected_depth``).
+stick-breaking expected depth as ``<stream>_kl`` / ``<stream>_expected_depth``). Training a token-predicting
+model at a vocabulary of 1024 or more computes the output projection and the loss fused, in row chunks, never
+holding the logits (:meth:`TrainingModule.output_loss_fused`, :mod:`ut.lit.linear_cross_entropy`): the same loss,
+gradients and token accuracy; evaluation projects as usual (its metrics need the logits).
 
 Subclasses implement ``forward_batch``, ``task_loss`` and the eval accumulation (``accumulate`` / ``finalize``),
 and ``predict_step`` (``ut-train predict``: decoded ids or a class per input row, rendered by
@@ -43,6 +46,7 @@ from torch import Tensor
 
 from ut.decoding import GenerationConfig
 from ut.lit.epoch_metrics import EpochSums
+from ut.lit.linear_cross_entropy import FUSED_OUTPUT_LOSS_MIN_VOCAB, linear_cross_entropy, output_loss_fusable
 from ut.lit.losses import SmoothedLoss, expected_smoothed_cross_entropy, smoothed_cross_entropy
 from ut.lit.ponder import add_ponder_sums, batch_ponder_metrics, ponder_metrics
 from ut.models import build_model, model_classes
@@ -88,6 +92,8 @@ class TrainingModule(L.LightningModule):
     DATA_FILLED_KEYS: dict[str, str] = {}
     # model names this module can train (checked at construction: a clear error instead of a shape mismatch)
     ACCEPTED_MODELS: tuple[str, ...] = ()
+    # token-predicting models: vocabularies from this size up train with the fused output projection + loss
+    FUSED_OUTPUT_LOSS_MIN_VOCAB = FUSED_OUTPUT_LOSS_MIN_VOCAB
 
     def __init__(self, model_name: str, model_config: dict[str, Any] | None = None,
                  optimizer: dict[str, Any] | None = None, label_smoothing: float = 0.1):
@@ -110,6 +116,8 @@ class TrainingModule(L.LightningModule):
                                    "_class_path": f"{type(self).__module__}.{type(self).__qualname__}"})
         self.optim_cfg = OptimizerConfig.from_dict(optimizer)
         self.label_smoothing = label_smoothing
+        # False: training always projects to logits (the same loss and gradients up to rounding; for debugging)
+        self.fused_output_loss = True
         self.model: torch.nn.Module | None = None
         self._sums = {s: EpochSums() for s in STAGES}
         self.last_eval_metrics: dict[str, dict[str, float]] = {}  # stage -> metrics of the last finished epoch
@@ -154,6 +162,8 @@ class TrainingModule(L.LightningModule):
 
     # ------------------------------------------------------------------ to implement
     def forward_batch(self, batch: dict[str, Tensor], need_weights: bool = False) -> ModelOutput:
+        """The model on ``batch``; token-predicting modules also take ``project_output`` (False: the model's final
+        states instead of logits, see :meth:`output_loss_fused`)."""
         raise NotImplementedError
 
     def task_loss(self, batch: dict[str, Tensor], out: ModelOutput) -> tuple[SmoothedLoss, dict[str, Tensor]]:
@@ -188,8 +198,23 @@ class TrainingModule(L.LightningModule):
         # ModelOutput.aux_loss is already weighted (ACT ponder loss, MoE balance loss): add it as it is
         return task.loss if out.aux_loss is None else task.loss + out.aux_loss
 
+    def output_loss_fused(self) -> bool:
+        """Whether this training step asks the model for its final states instead of logits and computes the
+        output projection and the loss fused (:meth:`fused_token_loss`): a token-predicting model (one with an
+        ``output`` projection) at a vocabulary of at least ``FUSED_OUTPUT_LOSS_MIN_VOCAB``, with gradients on and
+        no per-step predictions (PonderNet's expected loss needs every step's logits)."""
+        return self.fused_output_loss and output_loss_fusable(self.model, self.FUSED_OUTPUT_LOSS_MIN_VOCAB)
+
+    def fused_token_loss(self, states: Tensor, target: Tensor, mask: Tensor | None
+                         ) -> tuple[SmoothedLoss, dict[str, Tensor]]:
+        """The smoothed loss and token accuracy of ``model.output(states)`` against ``target`` where ``mask``,
+        without the logits (:func:`ut.lit.linear_cross_entropy.linear_cross_entropy`)."""
+        task, correct = linear_cross_entropy(states, self.model.output.weight, target, mask, self.label_smoothing)
+        return task, {"token_acc": correct.float() / task.count}
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        out = self.forward_batch(batch)
+        fused = self.output_loss_fused()
+        out = self.forward_batch(batch, project_output=False) if fused else self.forward_batch(batch)
         task, extra = self.task_loss(batch, out)
         loss = self._total_loss(task, out)
         bs = next(iter(batch.values())).shape[0]

@@ -39,8 +39,10 @@ class LanguageModelModule(TrainingModule):
         self.save_hyperparameters({"unk_id": unk_id})
         self.unk_id = unk_id
 
-    def forward_batch(self, batch: dict[str, Tensor], need_weights: bool = False) -> ModelOutput:
-        return self._require_model()(batch["input_ids"], batch["attention_mask"], need_weights=need_weights)
+    def forward_batch(self, batch: dict[str, Tensor], need_weights: bool = False,
+                      project_output: bool = True) -> ModelOutput:
+        return self._require_model()(batch["input_ids"], batch["attention_mask"], need_weights=need_weights,
+                                     project_output=project_output)
 
     def ponder_masks(self, batch):
         return {"decoder": batch.get("attention_mask")}
@@ -50,6 +52,9 @@ class LanguageModelModule(TrainingModule):
         return out.logits[:, :-1], batch["input_ids"][:, 1:], batch["loss_mask"][:, :-1]  # (B, L-1, V), (B, L-1)
 
     def task_loss(self, batch, out):
+        if out.logits is None:  # training at a large vocabulary: the fused output loss
+            return self.fused_token_loss(out.final_states[:, :-1], batch["input_ids"][:, 1:],
+                                         batch["loss_mask"][:, :-1])
         logits, target, mask = self._shifted(batch, out)
         steps = (None, None) if out.step_logits is None else (out.step_logits[:, :, :-1], out.step_weights[:, :, :-1])
         task = self.smoothed_loss(logits, target, mask, *steps)

@@ -30,10 +30,11 @@ class SmoothedLoss:
 
 def smoothed_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor | None = None,
                            smoothing: float = 0.1) -> SmoothedLoss:
-    """logits Float[..., V], target Long[...], mask Bool[...] (True = counts) -> :class:`SmoothedLoss`."""
+    """logits Float[..., V], target Long[...], mask Bool[...] (True = counts) -> :class:`SmoothedLoss`, computed in
+    at least float32 (float64 logits stay float64)."""
     if not 0 <= smoothing < 1:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
-    logp = F.log_softmax(logits.float(), dim=-1)  # (..., V)
+    logp = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # (..., V)
     nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (...)
     smooth = -logp.mean(-1)  # (...)
     per_pos = (1 - smoothing) * nll + smoothing * smooth

@@ -46,11 +46,12 @@ class Seq2SeqModule(TrainingModule):
         self.decode_on_test = decode_on_test
         self.decode_max_extra = decode_max_extra
 
-    def forward_batch(self, batch: dict[str, Tensor], need_weights: bool = False) -> ModelOutput:
+    def forward_batch(self, batch: dict[str, Tensor], need_weights: bool = False,
+                      project_output: bool = True) -> ModelOutput:
         return self._require_model()(
             batch["src"], batch["src_mask"], batch["tgt_in"], batch.get("tgt_mask"),
             src_pos_offset=batch.get("src_pos_offset"), tgt_pos_offset=batch.get("tgt_pos_offset"),
-            need_weights=need_weights,
+            need_weights=need_weights, project_output=project_output,
         )
 
     def ponder_masks(self, batch):
@@ -58,6 +59,8 @@ class Seq2SeqModule(TrainingModule):
 
     def task_loss(self, batch, out):
         mask = batch["tgt_mask"]
+        if out.logits is None:  # training at a large vocabulary: the fused output loss
+            return self.fused_token_loss(out.final_states, batch["tgt_out"], mask)
         task = self.smoothed_loss(out.logits, batch["tgt_out"], mask, out.step_logits, out.step_weights)
         return task, {"token_acc": token_accuracy(out.logits.detach(), batch["tgt_out"], mask)}
 

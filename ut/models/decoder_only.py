@@ -28,7 +28,7 @@ from ut.decoding import DecoderOnlyDecoding
 from ut.models.config import Activation, ConfigBase, MoEBalance, MoEPriority, Norm, PositionKind, Transition
 from ut.models.inputs import lm_forward_masks
 from ut.models.moe_transition import moe_feed_forward
-from ut.models.outputs import ModelOutput, model_output
+from ut.models.outputs import ModelOutput, final_states, model_output
 from ut.nn.attention import DecodingCache, MultiHeadAttention
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer
@@ -194,9 +194,11 @@ class DecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
                          self_mask=self_mask)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
-                need_weights: bool = False) -> ModelOutput:
-        """input_ids Long[B, L] (left or right padded) -> ModelOutput with logits (B, L, V)."""
+                need_weights: bool = False, project_output: bool = True) -> ModelOutput:
+        """input_ids Long[B, L] (left or right padded) -> ModelOutput with logits (B, L, V) (``project_output``
+        False: ``final_states`` (B, L, D) instead, for the fused output loss)."""
         attention_mask, position_ids, self_mask = lm_forward_masks(input_ids, attention_mask, position_ids,
                                                                    self.cfg.pad_id)
         dec = self.decoder_states(input_ids, position_ids, attention_mask, self_mask, need_weights=need_weights)
-        return model_output(self.output(dec.output), {"decoder": dec})
+        return model_output(self.output(dec.output) if project_output else None, {"decoder": dec},
+                            final_states=final_states(dec, project_output))

@@ -19,7 +19,9 @@ from ut.nn.stack import StackOutput
 
 @dataclass
 class ModelOutput:
-    logits: Tensor  # (B, L, V) token logits, or (B, C) class logits for classifiers
+    # (B, L, V) token logits, or (B, C) class logits for classifiers; None when the model was asked for its final
+    # states instead (``project_output=False``: the fused output loss of training, ut/lit/linear_cross_entropy.py)
+    logits: Tensor | None
     # scalar added to the task loss: ponder_loss + moe_loss (those present), already weighted
     aux_loss: Tensor | None = None
     # attention maps when asked for: name ("encoder", "decoder_self", "decoder_cross") -> one (B, H, Lq, Lk) per
@@ -43,18 +45,30 @@ class ModelOutput:
     # expectation is for small vocabularies (the algorithmic and bAbI tasks)
     step_logits: Tensor | None = None
     step_weights: Tensor | None = None
+    # token-predicting models with ``project_output=False``: the final states (B, L, D) the output layer would
+    # project to ``logits`` (which is then None)
+    final_states: Tensor | None = None
 
 
-def model_output(logits: Tensor, stacks: dict[str, StackOutput], act_loss_weight: float = 0.0,
-                 step_head: Callable[[Tensor], Tensor] | None = None) -> ModelOutput:
+def final_states(stack: StackOutput, project_output: bool) -> Tensor | None:
+    """A model's ``ModelOutput.final_states``: the stack's final states where the logits were not computed."""
+    return None if project_output else stack.output
+
+
+def model_output(logits: Tensor | None, stacks: dict[str, StackOutput], act_loss_weight: float = 0.0,
+                 step_head: Callable[[Tensor], Tensor] | None = None,
+                 final_states: Tensor | None = None) -> ModelOutput:
     """``ModelOutput`` of ``logits`` and the model's stacks by name ("encoder", "decoder"): their attention maps
     (an encoder's as ``"encoder"``, a decoder's as ``"decoder_self"`` / ``"decoder_cross"``; empty lists left out),
     ponder time and update counts (any halting loop), ``ponder_loss`` = ``act_loss_weight`` * the sum of their ACT
     ponder costs, or the sum of their PonderNet / stick-breaking losses (each already weighted), their unweighted
     regularisers by name, ``moe_loss`` their summed MoE losses, and ``aux_loss = moe_loss + ponder_loss`` of those
     present. ``step_head`` (the model's prediction from final states, e.g. the output softmax's logits) turns a
-    stack's per-step states (PonderNet in training) into ``step_logits``, with ``step_weights`` its p_n."""
-    out = ModelOutput(logits)
+    stack's per-step states (PonderNet in training) into ``step_logits``, with ``step_weights`` its p_n.
+    ``final_states``: given instead of ``logits`` (None) by a model asked not to project its output."""
+    if (logits is None) == (final_states is None):
+        raise ValueError("model_output: give exactly one of logits and final_states")
+    out = ModelOutput(logits, final_states=final_states)
     for name, stack in stacks.items():
         maps = ({"encoder": stack.self_attentions} if name == "encoder" else
                 {f"{name}_self": stack.self_attentions, f"{name}_cross": stack.cross_attentions})

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ut.decoding import EncoderDecoderDecoding
 from ut.models.config import Activation, ConfigBase, Norm, PositionKind, Transition
 from ut.models.inputs import check_right_padded, source_inputs, token_mask
-from ut.models.outputs import ModelOutput, model_output
+from ut.models.outputs import ModelOutput, final_states, model_output
 from ut.nn.attention import DecodingCache, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
 from ut.nn.layers import DecoderLayer, EncoderLayer
@@ -119,7 +119,7 @@ class TransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, *, tgt_mask: Tensor | None = None,
                positions: Tensor | None = None, cache: DecodingCache | None = None,
-               need_weights: bool = False) -> tuple[Tensor, StackOutput]:
+               need_weights: bool = False, project_output: bool = True) -> tuple[Tensor | None, StackOutput]:
         """Decoder over ``tgt_in`` (B, T) (all of it, or only the new positions with a cache) -> (logits (B, T, V),
         StackOutput). Target padding sits only at the end, after EOS: causal masking hides it from real tokens.
         ``src_mask`` None: every source position is real."""
@@ -131,15 +131,15 @@ class TransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
         dec = run_stack(self.decoder_layers, self.tgt_embed(tgt_in, positions), final_norm=self.decoder_norm,
                         token_mask=tgt_mask, need_weights=need_weights, cache=cache, cache_key=key_by_layer,
                         memory=memory, memory_mask=None if src_mask is None else key_padding_mask(src_mask))
-        return self.output(dec.output), dec
+        return (self.output(dec.output) if project_output else None), dec
 
     def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor, tgt_mask: Tensor | None = None, *,
                 src_pos_offset: Tensor | None = None, tgt_pos_offset: Tensor | None = None,
-                need_weights: bool = False) -> ModelOutput:
+                need_weights: bool = False, project_output: bool = True) -> ModelOutput:
         """src Long[B, S], tgt_in Long[B, T] (BOS + y); a missing ``src_mask`` / ``tgt_mask`` is inferred from
         ``pad_id`` (the target must be right-padded)."""
         enc = self.encode(src, src_mask, src_pos_offset, need_weights)
         pos = position_ids(tgt_in.shape[1], tgt_in.shape[0], tgt_pos_offset, tgt_in.device)
         logits, dec = self.decode(tgt_in, enc.output, enc.token_mask, tgt_mask=tgt_mask, positions=pos,
-                                  need_weights=need_weights)
-        return model_output(logits, {"encoder": enc, "decoder": dec})
+                                  need_weights=need_weights, project_output=project_output)
+        return model_output(logits, {"encoder": enc, "decoder": dec}, final_states=final_states(dec, project_output))

@@ -85,7 +85,7 @@ from ut.models.encoder_classifier import ClassificationHead
 from ut.models.halting import HaltingConfig, build_halting
 from ut.models.inputs import check_right_padded, source_inputs, token_mask
 from ut.models.moe_transition import MoETransitionConfig, shared_layer_transition
-from ut.models.outputs import ModelOutput, model_output
+from ut.models.outputs import ModelOutput, final_states, model_output
 from ut.nn.act import FrozenStates
 from ut.nn.attention import DecodingCache, key_padding_mask
 from ut.nn.embedding import TokenEmbedding
@@ -377,7 +377,7 @@ class UniversalTransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, *, tgt_mask: Tensor | None = None,
                positions: Tensor | None = None, cache: DecodingCache | None = None,
-               need_weights: bool = False) -> tuple[Tensor, StackOutput]:
+               need_weights: bool = False, project_output: bool = True) -> tuple[Tensor | None, StackOutput]:
         """Decoder over ``tgt_in`` (B, T) -> (logits (B, T, V), StackOutput); without a cache the whole target (a
         missing ``tgt_mask`` inferred from ``pad_id``: padding never runs the ACT loop), with one only the new
         positions (:meth:`UniversalDecoder.forward_incremental`). ``src_mask`` None: every source position is real."""
@@ -391,18 +391,19 @@ class UniversalTransformerEncoderDecoder(EncoderDecoderDecoding, nn.Module):
         tgt_mask = token_mask(tgt_in, tgt_mask, self.cfg.pad_id, "tgt_in", "tgt_mask")
         check_right_padded(tgt_mask, "tgt_mask")
         dec = self.decoder(x, pos_signal, memory, memory_mask, tgt_mask, need_weights)
-        return self.output(dec.output), dec
+        return (self.output(dec.output) if project_output else None), dec
 
     def forward(self, src: Tensor, src_mask: Tensor | None, tgt_in: Tensor, tgt_mask: Tensor | None = None, *,
                 src_pos_offset: Tensor | None = None, tgt_pos_offset: Tensor | None = None,
-                need_weights: bool = False) -> ModelOutput:
+                need_weights: bool = False, project_output: bool = True) -> ModelOutput:
         """src Long[B, S], tgt_in Long[B, T] (BOS + y); a missing ``src_mask`` / ``tgt_mask`` is inferred from
         ``pad_id`` for both, so target padding takes no part in ACT halting or the ponder loss."""
         enc = self.encode(src, src_mask, src_pos_offset, need_weights)
         pos = position_ids(tgt_in.shape[1], tgt_in.shape[0], tgt_pos_offset, tgt_in.device)
         logits, dec = self.decode(tgt_in, enc.output, enc.token_mask, tgt_mask=tgt_mask, positions=pos,
-                                  need_weights=need_weights)
-        return model_output(logits, {"encoder": enc, "decoder": dec}, self.cfg.act_loss_weight, self.output)
+                                  need_weights=need_weights, project_output=project_output)
+        return model_output(logits, {"encoder": enc, "decoder": dec}, self.cfg.act_loss_weight, self.output,
+                            final_states=final_states(dec, project_output))
 
 
 class UniversalTransformerClassifier(nn.Module):

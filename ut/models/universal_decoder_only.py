@@ -51,7 +51,7 @@ from ut.models.decoder_only import (
     kind_base,
 )
 from ut.models.inputs import lm_forward_masks
-from ut.models.outputs import ModelOutput, model_output
+from ut.models.outputs import ModelOutput, final_states, model_output
 from ut.models.universal import UniversalCommonConfig, UniversalStack
 from ut.nn.act import FrozenStates
 from ut.nn.attention import DecodingCache
@@ -169,9 +169,10 @@ class UniversalDecoderOnlyLM(DecoderOnlyDecoding, nn.Module):
         progress.filled[t] = n_prev
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
-                need_weights: bool = False) -> ModelOutput:
+                need_weights: bool = False, project_output: bool = True) -> ModelOutput:
         """input_ids Long[B, L] (left or right padded) -> ModelOutput (logits (B, L, V), aux_loss, ponder time)."""
         attention_mask, position_ids, self_mask = lm_forward_masks(input_ids, attention_mask, position_ids,
                                                                    self.cfg.pad_id)
         dec = self.decoder_states(input_ids, position_ids, attention_mask, self_mask, need_weights=need_weights)
-        return model_output(self.output(dec.output), {"decoder": dec}, self.cfg.act_loss_weight, self.output)
+        return model_output(self.output(dec.output) if project_output else None, {"decoder": dec},
+                            self.cfg.act_loss_weight, self.output, final_states=final_states(dec, project_output))
