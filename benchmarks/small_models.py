@@ -290,7 +290,7 @@ def bare_step_fn(module, clip: float | None):
     params = [p for p in module.parameters() if p.requires_grad]
 
     def step(batch) -> torch.Tensor:
-        out = module.forward_batch(batch)
+        out = module.training_forward(batch)  # as training_step: the fused output loss where it applies
         task, _ = module.task_loss(batch, out)
         loss = module._total_loss(task, out)
         opt.zero_grad(set_to_none=True)
@@ -337,15 +337,19 @@ def lightning_overhead_row(name: str, steps: int, repeats: int, logger: str = "c
     loader = datamodule.train_dataloader()
     fixed = next(iter(loader))
     samples: dict[str, list[float]] = {"lightning": [], "bare": [], "fixed batch": []}
+    chunk_medians: dict[str, list[float]] = {k: [] for k in samples}
     for r in range(repeats):
         chunks = [("lightning", lambda: lightning_chunk(module, datamodule, cfg, steps, logger)),
                   ("bare", lambda: bare_chunk(step, loader, steps)),
                   ("fixed batch", lambda: fixed_chunk(step, fixed, steps))]
         for key, run in chunks[r % 3:] + chunks[: r % 3]:
-            samples[key] += run()
+            times = run()
+            samples[key] += times
+            chunk_medians[key].append(statistics.median(times))
     med = {k: statistics.median(v) for k, v in samples.items()}
     return {"config": name, "steps_per_chunk": steps, "repeats": repeats, "logger": logger,
             "seconds_per_step": med, "samples": {k: len(v) for k, v in samples.items()},
+            "chunk_medians": chunk_medians,
             "framework_share": (med["lightning"] - med["bare"]) / med["lightning"],
             "data_share": (med["bare"] - med["fixed batch"]) / med["lightning"],
             "lightning_over_bare": med["lightning"] / med["bare"]}

@@ -212,9 +212,15 @@ class TrainingModule(L.LightningModule):
         task, correct = linear_cross_entropy(states, self.model.output.weight, target, mask, self.label_smoothing)
         return task, {"token_acc": correct.float() / task.count}
 
+    def training_forward(self, batch: dict[str, Tensor]) -> ModelOutput:
+        """The model on a training batch: its final states instead of logits where the output loss is fused
+        (:meth:`output_loss_fused`; :meth:`task_loss` then computes the fused loss), its logits elsewhere."""
+        if self.output_loss_fused():
+            return self.forward_batch(batch, project_output=False)
+        return self.forward_batch(batch)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        fused = self.output_loss_fused()
-        out = self.forward_batch(batch, project_output=False) if fused else self.forward_batch(batch)
+        out = self.training_forward(batch)
         task, extra = self.task_loss(batch, out)
         loss = self._total_loss(task, out)
         bs = next(iter(batch.values())).shape[0]

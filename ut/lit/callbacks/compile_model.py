@@ -10,9 +10,10 @@ At ``on_fit_start`` (after ``configure_model`` built the model) the module's ``m
 run loads into an eager model and the other way round. Only the model's ``forward`` (training and validation) is
 compiled; cached decoding (``start_decoding`` / ``decode_step``) stays eager.
 
-It is opt-in, not a default, because it does not pay on every machine: on the Intel AMX CPU this repo was measured
-on, a compiled training step ran at 0.64x eager at d 64 and 0.80x at d 256 (``benchmarks/results/<machine
-kind>/suite.md``, the ``compile`` rows of ``python -m benchmarks.run_all --only compile``). The first step pays
+It is opt-in, not a default, because it does not pay on the CPUs this repo was measured on: a compiled training
+step ran at 0.64x eager at d 64 and 0.80x at d 256 on an Intel AMX CPU, 0.69x and 0.81x on an AMD EPYC with
+AVX-512 bf16 (``benchmarks/results/<machine kind>/suite.md``, the ``compile`` rows of ``python -m
+benchmarks.run_all --only compile``). The first step pays
 the compile time (tens of seconds on CPU) and every new input shape may recompile; ``dynamic: true`` asks for
 shape-generic graphs.
 """
