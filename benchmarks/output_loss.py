@@ -10,10 +10,11 @@ next-token cross-entropy, and the backward pass to the states and the matrix:
 - ``ours fused``: :func:`ut.lit.linear_cross_entropy.linear_cross_entropy` (the loss, the NLL and the token
   accuracy in row chunks, never holding the logits), what the modules compute from that vocabulary up.
 
-Shapes: LAMBADA's d 128 LM (16 x 90 tokens, 10k words), the suite's d 512 decoder-only row (4 x 512 tokens, 8192)
-and WikiSum's T-DMCA (one L = 11000 sequence, d 256, 32768 subwords: the paper's vocabulary). Label smoothing 0.1.
-Memory: the peak resident set of the call (VmHWM reset just before it, minus the resident set then), in a fresh
-subprocess per contender, as ``benchmarks/long_attention.py`` measures it.
+Shapes: d 128 at V = 256 and 1024 (around the threshold of fusing), LAMBADA's d 128 LM (16 x 90 tokens, 10k
+words), the suite's d 512 decoder-only row (4 x 512 tokens, 8192) and WikiSum's T-DMCA (one L = 11000 sequence,
+d 256, 32768 subwords: the paper's vocabulary). Label smoothing 0.1. Memory: the peak resident set of the call
+(VmHWM reset just before it, minus the resident set then), in a fresh subprocess per contender, as
+``benchmarks/long_attention.py`` measures it.
 
     python -m benchmarks.output_loss --out benchmarks/results/<machine kind>/output_loss.md
 """
@@ -37,6 +38,8 @@ from ut.lit.linear_cross_entropy import linear_cross_entropy
 from ut.lit.losses import smoothed_cross_entropy
 
 SHAPES = {  # name -> (tokens, d_model, vocabulary)
+    "d128 V256": (16 * 90, 128, 256),  # around the fusing threshold (FUSED_OUTPUT_LOSS_MIN_VOCAB = 1024)
+    "d128 V1024": (16 * 90, 128, 1024),
     "LAMBADA d128": (16 * 90, 128, 10_000),
     "dec-only d512": (4 * 512, 512, 8192),
     "WikiSum T-DMCA L11000": (11_000, 256, 32_768),

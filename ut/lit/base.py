@@ -92,7 +92,9 @@ class TrainingModule(L.LightningModule):
     DATA_FILLED_KEYS: dict[str, str] = {}
     # model names this module can train (checked at construction: a clear error instead of a shape mismatch)
     ACCEPTED_MODELS: tuple[str, ...] = ()
-    # token-predicting models: vocabularies from this size up train with the fused output projection + loss
+    # token-predicting modules (their forward_batch takes project_output, their task_loss handles final_states):
+    # vocabularies from this size up train with the fused output projection + loss
+    FUSES_OUTPUT_LOSS = False
     FUSED_OUTPUT_LOSS_MIN_VOCAB = FUSED_OUTPUT_LOSS_MIN_VOCAB
 
     def __init__(self, model_name: str, model_config: dict[str, Any] | None = None,
@@ -200,10 +202,13 @@ class TrainingModule(L.LightningModule):
 
     def output_loss_fused(self) -> bool:
         """Whether this training step asks the model for its final states instead of logits and computes the
-        output projection and the loss fused (:meth:`fused_token_loss`): a token-predicting model (one with an
-        ``output`` projection) at a vocabulary of at least ``FUSED_OUTPUT_LOSS_MIN_VOCAB``, with gradients on and
-        no per-step predictions (PonderNet's expected loss needs every step's logits)."""
-        return self.fused_output_loss and output_loss_fusable(self.model, self.FUSED_OUTPUT_LOSS_MIN_VOCAB)
+        output projection and the loss fused (:meth:`fused_token_loss`): a token-predicting module
+        (``FUSES_OUTPUT_LOSS``) whose model has a bias-free ``output`` projection onto at least
+        ``FUSED_OUTPUT_LOSS_MIN_VOCAB`` tokens, gradients on, no per-step predictions (PonderNet's expected loss
+        needs every step's logits) and no FSDP (the loss reads the output weight outside its module's forward)."""
+        strategy = type(self._trainer.strategy).__name__ if self._trainer is not None else ""
+        return (self.FUSES_OUTPUT_LOSS and self.fused_output_loss and "FSDP" not in strategy
+                and output_loss_fusable(self.model, self.FUSED_OUTPUT_LOSS_MIN_VOCAB))
 
     def fused_token_loss(self, states: Tensor, target: Tensor, mask: Tensor | None
                          ) -> tuple[SmoothedLoss, dict[str, Tensor]]:

@@ -31,6 +31,7 @@ class LanguageModelModule(TrainingModule):
 
     DATA_FILLED_KEYS = {"vocab_size": "vocab_size"}
     ACCEPTED_MODELS = ("decoder_only", "universal_decoder_only")
+    FUSES_OUTPUT_LOSS = True  # training at vocabularies >= 1024: the fused output loss (TrainingModule)
 
     def __init__(self, model_name: str = "decoder_only",
                  model_config: LanguageModelConfig = {},  # noqa: B006 (copied in TrainingModule, never mutated)

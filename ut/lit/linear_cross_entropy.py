@@ -22,25 +22,32 @@ With p = softmax(z) the gradients are
 
 so the only passes over a chunk's (rows, V) values are the max (with the argmax, for the accuracy), the mean
 (eps > 0) and one softmax (lse = max z - log max p); the one-hot and uniform terms are rank-one updates after
-the loop, and the chunk buffers are allocated once (a fresh (rows, V) array per chunk costs page faults).
+the loop. Without autocast the two (rows, V) buffers are allocated once (a fresh array per chunk costs page
+faults); under autocast each chunk also allocates its low-precision logits and probabilities.
 
 Deviations from autograd through the unfused loss: the gradients are computed in the forward pass whenever one is
-needed (so a forward without a backward pays for both), double backward is not supported, and the weight gets no
-gradient through ``hidden`` being a function of it (the tied input embedding gets its own as usual: autograd adds
-the two). Under autocast the projections run in the autocast dtype and the softmax in float32, as autocast runs
-``F.linear`` then ``log_softmax``.
+needed (grad mode on and ``hidden`` / ``weight`` requiring it; a forward without a backward then pays for both),
+only the loss is differentiable (a backward through the NLL raises), double backward raises (``once_differentiable``),
+and the weight is read directly (under FSDP the training modules keep the unfused loss: a sharded output layer's
+weight is only whole inside its own forward). The tied input embedding gets its own gradient as usual: autograd
+adds the two. Under autocast the projections run in the autocast dtype and the softmax, the loss and the NLL in
+float32, as autocast runs ``F.linear`` then ``log_softmax``; the loss and the NLL are at least float32 for
+bf16 / fp16 states too. Measured against the peers' logits + ``F.cross_entropy``:
+``benchmarks/results/<machine kind>/output_loss.md``.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ut.lit.losses import SmoothedLoss
 
-CHUNK_ELEMENTS = 1 << 21  # rows per chunk x V: 8 MB of float32 logits (V = 10k: 209 rows; 32k: 64)
-# vocabularies from this size up are worth fusing (benchmarks/results/*/suite.md, "fused output loss"): at d 128,
-# 1456 tokens, one core, fused / unfused time 0.85x at V = 1024, 0.5x at 10k, but 2x at V = 16
+CHUNK_ELEMENTS = 1 << 21  # rows per chunk x V: two float32 buffers of 8 MB (V = 10k: 209 rows; 32k: 64)
+# vocabularies from this size up are worth fusing (benchmarks/results/<machine kind>/output_loss.md: at d 128 and
+# 1440 tokens on one core the fused loss is ~1.2x the peers' F.cross_entropy at V = 1024 and ~1.7x at 10k, about
+# even at V = 256 and ~2x slower at the algorithmic tasks' V = 16)
 FUSED_OUTPUT_LOSS_MIN_VOCAB = 1024
 
 
@@ -60,30 +67,42 @@ def chunk_rows(vocab_size: int, chunk_elements: int = CHUNK_ELEMENTS) -> int:
     return max(16, chunk_elements // max(vocab_size, 1))
 
 
+def _autocast_dtype(device: str) -> torch.dtype | None:
+    """The autocast dtype active on ``device`` ("cpu", "cuda"), None when autocast is off there (torch >= 2.3)."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    if device == "cpu":
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
-    """(hidden Float[N, D], weight Float[V, D], target Long[N], eps, rows) -> (mean loss, mean nll, correct)."""
+    """(hidden Float[N, D], weight Float[V, D], target Long[N], eps, rows, grad_h?, grad_w?) -> (mean loss, mean
+    nll, correct), loss and nll in at least float32."""
 
     @staticmethod
-    def forward(ctx, hidden: Tensor, weight: Tensor, target: Tensor, eps: float, rows: int):
+    def forward(ctx, hidden: Tensor, weight: Tensor, target: Tensor, eps: float, rows: int, need_grad_h: bool,
+                need_grad_w: bool):
         n, vocab = hidden.shape[0], weight.shape[0]
         device = hidden.device.type
-        mm_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        mm_dtype = _autocast_dtype(device) or hidden.dtype
+        ctx.set_materialize_grads(False)
         with torch.autocast(device, enabled=False):
             h_mm, w_mm = hidden.to(mm_dtype), weight.to(mm_dtype)
             acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32
-            loss, nll = torch.zeros((), dtype=acc, device=hidden.device), torch.zeros((), dtype=acc,
-                                                                                          device=hidden.device)
+            loss = torch.zeros((), dtype=acc, device=hidden.device)
+            nll = torch.zeros((), dtype=acc, device=hidden.device)
             correct = torch.zeros((), dtype=torch.long, device=hidden.device)
-            grad_h = torch.empty_like(hidden) if need_grad else None
-            grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_grad else None
+            grad_h = torch.empty_like(hidden) if need_grad_h else None
+            grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_grad_w else None
             inv_count = 1.0 / n
+            fast = mm_dtype == acc == hidden.dtype  # no casts: every (rows, V) array lives in the two buffers
             z_buf = torch.empty((min(rows, n), vocab), dtype=acc, device=hidden.device)
             p_buf = torch.empty_like(z_buf)
             for s in range(0, n, rows):
                 h, y = h_mm[s:s + rows], target[s:s + rows]
                 z, p = z_buf[:h.shape[0]], p_buf[:h.shape[0]]
-                if mm_dtype == acc:
+                if fast:
                     torch.mm(h, w_mm.t(), out=z)
                 else:
                     z.copy_(h @ w_mm.t())
@@ -96,33 +115,41 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 nll_rows = lse - z_y
                 nll += nll_rows.sum()
                 loss += ((1 - eps) * nll_rows + eps * (lse - z_mean) if eps else nll_rows).sum()
-                if need_grad:  # the softmax part of the gradients; the rest is rank-one, after the loop
-                    if mm_dtype == acc == hidden.dtype:
-                        torch.mm(p, w_mm, out=grad_h[s:s + rows]).mul_(inv_count)
-                        grad_w.addmm_(p.t(), h, alpha=inv_count)
-                    else:
-                        e = p.to(mm_dtype)
-                        grad_h[s:s + rows] = (e @ w_mm).to(acc).mul_(inv_count).to(hidden.dtype)
-                        grad_w += (e.t() @ h).to(acc).mul_(inv_count)
-            if need_grad:
+                # the softmax part of the gradients; the one-hot and uniform parts are rank-one, after the loop
+                e = p if fast else p.to(mm_dtype)
+                if need_grad_h and fast:
+                    torch.mm(p, w_mm, out=grad_h[s:s + rows]).mul_(inv_count)
+                elif need_grad_h:
+                    grad_h[s:s + rows] = (e @ w_mm).to(acc).mul_(inv_count).to(hidden.dtype)
+                if need_grad_w and fast:
+                    grad_w.addmm_(p.t(), h, alpha=inv_count)
+                elif need_grad_w:
+                    grad_w += (e.t() @ h).to(acc).mul_(inv_count)
+            if need_grad_h:  # - ((1 - eps) W[y_i] + eps / V sum_v W_v) / count
                 w_acc = weight.to(acc)
-                # the one-hot term: - (1 - eps) / count W[y_i] and - (1 - eps) / count sum_i onehot(y_i) h_i^T
                 grad_h -= ((1 - eps) * inv_count * w_acc[target]).to(hidden.dtype)
-                grad_w.index_add_(0, target, hidden.to(acc), alpha=-(1 - eps) * inv_count)
-                if eps:  # the uniform term, rank one
+                if eps:
                     grad_h -= (eps / vocab * inv_count * w_acc.sum(0)).to(hidden.dtype)
-                    grad_w -= (eps / vocab * inv_count) * hidden.to(acc).sum(0)[None, :]
-                ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
+            if need_grad_w:  # - ((1 - eps) sum_i onehot(y_i) h_i^T + eps / V 1 (sum_i h_i)^T) / count
+                h_acc = hidden.to(acc)
+                grad_w.index_add_(0, target, h_acc, alpha=-(1 - eps) * inv_count)
+                if eps:
+                    grad_w -= (eps / vocab * inv_count) * h_acc.sum(0)[None, :]
+                grad_w = grad_w.to(weight.dtype)
+        ctx.save_for_backward(grad_h, grad_w)
         ctx.mark_non_differentiable(correct)
-        return (loss * inv_count).to(hidden.dtype), (nll * inv_count).to(hidden.dtype), correct
+        return loss * inv_count, nll * inv_count, correct
 
     @staticmethod
-    def backward(ctx, grad_loss: Tensor, grad_nll: Tensor, grad_correct: Tensor):
+    @once_differentiable
+    def backward(ctx, grad_loss: Tensor | None, grad_nll: Tensor | None, grad_correct: Tensor | None):
         grad_h, grad_w = ctx.saved_tensors
-        if grad_nll is not None and bool(grad_nll.ne(0).any()):
+        if grad_nll is not None:
             raise RuntimeError("linear_cross_entropy: only the smoothed loss is differentiable, not the NLL")
-        return (grad_h * grad_loss if ctx.needs_input_grad[0] else None,
-                grad_w * grad_loss if ctx.needs_input_grad[1] else None, None, None, None)
+        if grad_loss is None:
+            return None, None, None, None, None, None, None
+        return (None if grad_h is None else grad_h * grad_loss.to(grad_h.dtype),
+                None if grad_w is None else grad_w * grad_loss.to(grad_w.dtype), None, None, None, None, None)
 
 
 def linear_cross_entropy(hidden: Tensor, weight: Tensor, target: Tensor, mask: Tensor | None = None,
@@ -142,12 +169,14 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, target: Tensor, mask: T
                          f"{None if mask is None else tuple(mask.shape)} the target's shape {tuple(target.shape)}")
     if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
         raise ValueError(f"linear_cross_entropy: weight {tuple(weight.shape)} must be (V, {hidden.shape[-1]})")
-    h, y = hidden.reshape(-1, hidden.shape[-1]), target.reshape(-1)
-    if mask is not None:
-        keep = mask.reshape(-1)
-        h, y = h[keep], y[keep]
+    if mask is None:
+        h, y = hidden.reshape(-1, hidden.shape[-1]), target.reshape(-1)
+    else:  # one gather of the counted rows (also of a non-contiguous slice such as states[:, :-1])
+        h, y = hidden[mask], target[mask]
     if h.shape[0] == 0:
         raise ValueError("linear_cross_entropy: the mask selects no position")
     rows = chunk_size or chunk_rows(weight.shape[0])
-    loss, nll, correct = _LinearCrossEntropy.apply(h, weight, y, float(smoothing), int(rows))
+    grad_on = torch.is_grad_enabled()
+    loss, nll, correct = _LinearCrossEntropy.apply(h, weight, y, float(smoothing), int(rows),
+                                                   grad_on and h.requires_grad, grad_on and weight.requires_grad)
     return SmoothedLoss(loss, nll, torch.tensor(h.shape[0], device=hidden.device)), correct

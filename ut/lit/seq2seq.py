@@ -36,6 +36,7 @@ class Seq2SeqModule(TrainingModule):
 
     DATA_FILLED_KEYS = {"src_vocab_size": "vocab_size", "tgt_vocab_size": "vocab_size", "max_len": "max_positions"}
     ACCEPTED_MODELS = ("transformer", "universal")
+    FUSES_OUTPUT_LOSS = True  # training at vocabularies >= 1024: the fused output loss (TrainingModule)
 
     def __init__(self, model_name: str = "transformer",
                  model_config: Seq2SeqModelConfig = {},  # noqa: B006 (copied in TrainingModule, never mutated)
